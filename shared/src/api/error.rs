@@ -1,0 +1,126 @@
+//! The HTTP boundary's one error type, and its one mapping to status codes and JSON (SPEC §4).
+
+use serde_json::json;
+
+use crate::audit::AuditError;
+use crate::aws::{AwsFailure, FailureKind};
+use crate::issue::IssueError;
+use crate::names::Invalid;
+use crate::profile::StoreError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error("{message}")]
+    Invalid { field: String, message: String },
+    #[error("the request carries no caller identity")]
+    Unauthenticated,
+    #[error("{0}")]
+    Forbidden(String),
+    #[error("{0}")]
+    NotFound(String),
+    #[error("method {method} is not allowed on this path")]
+    MethodNotAllowed { method: String, allow: &'static str },
+    #[error("{0}")]
+    Conflict(String),
+    #[error("the request body is larger than 64 KiB")]
+    PayloadTooLarge,
+    #[error("AWS is throttling requests; retry with backoff")]
+    Throttled,
+    #[error("{0}")]
+    Upstream(String),
+    #[error("the audit trail is unavailable, so nothing was done or returned")]
+    AuditUnavailable,
+}
+
+impl ApiError {
+    pub fn status(&self) -> u16 {
+        match self {
+            Self::Invalid { .. } => 400,
+            Self::Unauthenticated => 401,
+            Self::Forbidden(_) => 403,
+            Self::NotFound(_) => 404,
+            Self::MethodNotAllowed { .. } => 405,
+            Self::Conflict(_) => 409,
+            Self::PayloadTooLarge => 413,
+            Self::Throttled => 429,
+            Self::Upstream(_) => 502,
+            Self::AuditUnavailable => 503,
+        }
+    }
+
+    pub fn code(&self) -> &'static str {
+        match self {
+            Self::Invalid { .. } => "invalid_request",
+            Self::Unauthenticated => "unauthenticated",
+            Self::Forbidden(_) => "forbidden",
+            Self::NotFound(_) => "not_found",
+            Self::MethodNotAllowed { .. } => "method_not_allowed",
+            Self::Conflict(_) => "conflict",
+            Self::PayloadTooLarge => "payload_too_large",
+            Self::Throttled => "throttled",
+            Self::Upstream(_) => "upstream_error",
+            Self::AuditUnavailable => "audit_unavailable",
+        }
+    }
+
+    pub fn body(&self) -> serde_json::Value {
+        let mut error = json!({"code": self.code(), "message": self.to_string()});
+        match self {
+            Self::Invalid { field, .. } => error["field"] = json!(field),
+            Self::PayloadTooLarge => error["field"] = json!("body"),
+            _ => {}
+        }
+        json!({ "error": error })
+    }
+}
+
+impl From<Invalid> for ApiError {
+    fn from(e: Invalid) -> Self {
+        let message = format!("{} {}", e.field, e.message);
+        Self::Invalid {
+            field: e.field,
+            message,
+        }
+    }
+}
+
+fn upstream(f: &AwsFailure) -> ApiError {
+    match f.kind {
+        FailureKind::Throttled => ApiError::Throttled,
+        _ => ApiError::Upstream(format!("AWS failed: {f}")),
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::NotFound => Self::NotFound("profile not found".into()),
+            StoreError::Conflict => Self::Conflict(e.to_string()),
+            StoreError::Audit(_) => Self::AuditUnavailable,
+            StoreError::Aws(f) => upstream(&f),
+            StoreError::Corrupt(_) => Self::Upstream(e.to_string()),
+        }
+    }
+}
+
+impl From<AuditError> for ApiError {
+    fn from(e: AuditError) -> Self {
+        match e {
+            AuditError::Unavailable(_) => Self::AuditUnavailable,
+            AuditError::Read(f) => upstream(&f),
+        }
+    }
+}
+
+impl From<IssueError> for ApiError {
+    fn from(e: IssueError) -> Self {
+        match &e {
+            IssueError::Unsupported(_) => Self::Invalid {
+                field: "credential_type".into(),
+                message: e.to_string(),
+            },
+            IssueError::BaseKey { .. } => Self::Upstream(e.to_string()),
+            IssueError::Sts(f) => upstream(f),
+        }
+    }
+}

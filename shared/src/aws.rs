@@ -1,0 +1,159 @@
+//! AWS access: SDK configuration (retries, timeouts) built once per process, and one
+//! classification of SDK errors that every module maps to its own error type.
+
+use std::fmt;
+use std::time::Duration;
+
+use aws_config::retry::RetryConfig;
+use aws_config::timeout::TimeoutConfig;
+use aws_config::{BehaviorVersion, ConfigLoader, SdkConfig};
+use aws_sdk_sts::error::{ProvideErrorMetadata, SdkError};
+use aws_smithy_runtime_api::client::orchestrator::HttpResponse;
+
+/// The SDK loader with Keysmith's retry and timeout policy. API Gateway gives a request 30 s, so
+/// every call is bounded well inside that: 3 attempts with backoff, 5 s an attempt, 12 s in all.
+pub fn sdk_config_loader() -> ConfigLoader {
+    aws_config::defaults(BehaviorVersion::latest())
+        .retry_config(RetryConfig::standard().with_max_attempts(3))
+        .timeout_config(
+            TimeoutConfig::builder()
+                .connect_timeout(Duration::from_secs(3))
+                .operation_attempt_timeout(Duration::from_secs(5))
+                .operation_timeout(Duration::from_secs(12))
+                .build(),
+        )
+}
+
+/// The service clients, built once at start-up and shared by every request.
+#[derive(Clone, Debug)]
+pub struct Clients {
+    pub sts: aws_sdk_sts::Client,
+    pub secrets: aws_sdk_secretsmanager::Client,
+    pub dynamodb: aws_sdk_dynamodb::Client,
+    pub iam: aws_sdk_iam::Client,
+    /// The region the functions run in (for audit items).
+    pub region: String,
+}
+
+impl Clients {
+    pub fn new(sdk: &SdkConfig) -> Self {
+        Self {
+            sts: aws_sdk_sts::Client::new(sdk),
+            secrets: aws_sdk_secretsmanager::Client::new(sdk),
+            dynamodb: aws_sdk_dynamodb::Client::new(sdk),
+            iam: aws_sdk_iam::Client::new(sdk),
+            region: sdk.region().map(ToString::to_string).unwrap_or_default(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FailureKind {
+    Throttled,
+    Timeout,
+    NotFound,
+    Denied,
+    ConditionFailed,
+    Invalid,
+    Other,
+}
+
+/// What went wrong in an AWS call, without the request (which may carry secrets): the service's
+/// error code and message, or the transport failure.
+#[derive(Debug, Clone)]
+pub struct AwsFailure {
+    pub kind: FailureKind,
+    pub code: Option<String>,
+    pub message: String,
+}
+
+impl AwsFailure {
+    pub fn other(message: impl Into<String>) -> Self {
+        Self {
+            kind: FailureKind::Other,
+            code: None,
+            message: message.into(),
+        }
+    }
+}
+
+impl fmt::Display for AwsFailure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.code {
+            Some(code) => write!(f, "{code}: {}", self.message),
+            None => f.write_str(&self.message),
+        }
+    }
+}
+
+pub fn classify<E: ProvideErrorMetadata>(err: SdkError<E, HttpResponse>) -> AwsFailure {
+    match err {
+        SdkError::TimeoutError(_) => AwsFailure {
+            kind: FailureKind::Timeout,
+            code: None,
+            message: "the AWS call timed out".into(),
+        },
+        SdkError::DispatchFailure(d) => AwsFailure {
+            kind: if d.is_timeout() {
+                FailureKind::Timeout
+            } else {
+                FailureKind::Other
+            },
+            code: None,
+            message: "the AWS endpoint could not be reached".into(),
+        },
+        SdkError::ServiceError(ctx) => {
+            let status = ctx.raw().status().as_u16();
+            let err = ctx.err();
+            let code = err.code().map(str::to_owned);
+            let message = err
+                .message()
+                .map(str::to_owned)
+                .unwrap_or_else(|| format!("AWS answered HTTP {status}"));
+            AwsFailure {
+                kind: kind_of(code.as_deref(), &message, status),
+                code,
+                message,
+            }
+        }
+        SdkError::ResponseError(r) => {
+            let status = r.raw().status().as_u16();
+            AwsFailure {
+                kind: kind_of(None, "", status),
+                code: None,
+                message: format!("AWS answered HTTP {status} with an unreadable body"),
+            }
+        }
+        _ => AwsFailure::other("the AWS request could not be built"),
+    }
+}
+
+fn kind_of(code: Option<&str>, message: &str, status: u16) -> FailureKind {
+    match code.unwrap_or_default() {
+        "Throttling"
+        | "ThrottlingException"
+        | "RequestLimitExceeded"
+        | "TooManyRequestsException"
+        | "ProvisionedThroughputExceededException"
+        | "RequestThrottled" => FailureKind::Throttled,
+        "ResourceNotFoundException" | "NoSuchEntity" => FailureKind::NotFound,
+        "ConditionalCheckFailedException" => FailureKind::ConditionFailed,
+        "TransactionCanceledException" if message.contains("ConditionalCheckFailed") => {
+            FailureKind::ConditionFailed
+        }
+        "AccessDenied"
+        | "AccessDeniedException"
+        | "UnauthorizedOperation"
+        | "InvalidClientTokenId"
+        | "SignatureDoesNotMatch"
+        | "ExpiredToken" => FailureKind::Denied,
+        "ValidationError"
+        | "ValidationException"
+        | "MalformedPolicyDocument"
+        | "PackedPolicyTooLarge"
+        | "InvalidParameterException" => FailureKind::Invalid,
+        "" if status == 403 => FailureKind::Denied,
+        "" if status == 429 => FailureKind::Throttled,
+        _ => FailureKind::Other,
+    }
+}

@@ -1,0 +1,442 @@
+//! Issuing temporary credentials (SPEC §4–5) through STS, with the profile's policies, tags,
+//! MFA and endpoint, signed with the base key from Secrets Manager or the function's own role.
+
+use aws_sdk_sts::config::Region;
+use aws_sdk_sts::types::{PolicyDescriptorType, Tag};
+use chrono::{DateTime, Utc};
+use serde::Deserialize;
+
+use crate::aws::{classify, AwsFailure, Clients, FailureKind};
+use crate::config::StsTarget;
+use crate::names::{sanitize_iam_name, DurationSeconds, Invalid, SessionName, TokenCode};
+use crate::profile::{parse_json, CredentialType, Kind, Policies, Profile};
+use crate::secret::{AccessKeyPair, Secret};
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRequest {
+    duration_seconds: Option<i64>,
+    token_code: Option<String>,
+    session_name: Option<String>,
+}
+
+/// A credentials request, checked against its profile.
+#[derive(Debug, Clone)]
+pub struct Issuance {
+    pub duration: DurationSeconds,
+    pub token_code: Option<TokenCode>,
+    pub session_name: Option<SessionName>,
+}
+
+impl Issuance {
+    /// An empty body asks for the profile's defaults.
+    pub fn parse(profile: &Profile, body: &[u8]) -> Result<Self, Invalid> {
+        let raw: RawRequest = if body.iter().all(u8::is_ascii_whitespace) {
+            RawRequest {
+                duration_seconds: None,
+                token_code: None,
+                session_name: None,
+            }
+        } else {
+            parse_json(body)?
+        };
+        let ty = profile.credential_type();
+        let duration = match raw.duration_seconds {
+            None => profile.default_duration,
+            Some(d) => {
+                let d = DurationSeconds::parse(
+                    "duration_seconds",
+                    d,
+                    DurationSeconds::MIN,
+                    ty.max_seconds(),
+                )?;
+                if d > profile.max_duration {
+                    return Err(Invalid::new(
+                        "duration_seconds",
+                        format!(
+                            "must not exceed the profile's max_duration_seconds ({})",
+                            profile.max_duration.get()
+                        ),
+                    ));
+                }
+                d
+            }
+        };
+        let mfa_serial = match &profile.kind {
+            Kind::SessionToken {
+                mfa_serial_number, ..
+            }
+            | Kind::AssumedRole {
+                mfa_serial_number, ..
+            } => mfa_serial_number.as_ref(),
+            _ => None,
+        };
+        let token_code = match (mfa_serial, raw.token_code.as_deref()) {
+            (Some(_), None) => {
+                return Err(Invalid::new(
+                    "token_code",
+                    "is required: this profile requires MFA",
+                ))
+            }
+            (None, Some(_)) => {
+                return Err(Invalid::new(
+                    "token_code",
+                    "is not used: this profile has no MFA device",
+                ))
+            }
+            (_, code) => code
+                .map(|c| TokenCode::parse("token_code", c))
+                .transpose()?,
+        };
+        let session_name = match (ty, raw.session_name.as_deref()) {
+            (_, None) => None,
+            (CredentialType::AssumedRole, Some(s)) => Some(SessionName::parse("session_name", s)?),
+            (CredentialType::FederationToken, Some(s)) if s.len() <= 32 => {
+                Some(SessionName::parse("session_name", s)?)
+            }
+            (CredentialType::FederationToken, Some(_)) => {
+                return Err(Invalid::new(
+                    "session_name",
+                    "must be 2 to 32 characters for federation_token",
+                ))
+            }
+            (_, Some(_)) => {
+                return Err(Invalid::new(
+                    "session_name",
+                    format!("is not used by {} profiles", ty.as_str()),
+                ))
+            }
+        };
+        Ok(Self {
+            duration,
+            token_code,
+            session_name,
+        })
+    }
+}
+
+/// Credentials handed out, and where they came from.
+#[derive(Debug)]
+pub struct Issued {
+    pub credentials: AccessKeyPair,
+    pub expiration: DateTime<Utc>,
+    /// The STS region that issued them, for the audit trail.
+    pub region: String,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum IssueError {
+    #[error("{0} credentials are not available in this version")]
+    Unsupported(CredentialType),
+    #[error("the base key secret {id} {reason}")]
+    BaseKey { id: String, reason: String },
+    #[error("AWS STS refused: {0}")]
+    Sts(AwsFailure),
+}
+
+impl IssueError {
+    pub fn failure_kind(&self) -> FailureKind {
+        match self {
+            Self::Sts(f) => f.kind,
+            Self::BaseKey { .. } | Self::Unsupported(_) => FailureKind::Other,
+        }
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct Issuer {
+    clients: Clients,
+    sts: StsTarget,
+}
+
+impl Issuer {
+    pub fn new(clients: Clients, global_sts: StsTarget) -> Self {
+        Self {
+            clients,
+            sts: global_sts,
+        }
+    }
+
+    /// Issues credentials of `profile`'s type for `principal` (the caller, recorded by AWS as
+    /// `SourceIdentity` and in the session name).
+    pub async fn issue(
+        &self,
+        profile: &Profile,
+        req: &Issuance,
+        principal: &str,
+    ) -> Result<Issued, IssueError> {
+        let target = profile.sts.or(&self.sts);
+        let region = target
+            .region
+            .clone()
+            .unwrap_or_else(|| self.clients.region.clone());
+        let credentials = match &profile.kind {
+            Kind::SessionToken {
+                source_secret_id,
+                mfa_serial_number,
+            } => {
+                let base = self.base_key(source_secret_id).await?;
+                self.clients
+                    .sts
+                    .get_session_token()
+                    .duration_seconds(req.duration.as_i32())
+                    .set_serial_number(mfa_serial_number.clone())
+                    .set_token_code(req.token_code.as_ref().map(ToString::to_string))
+                    .customize()
+                    .config_override(overrides(&target, Some(&base)))
+                    .send()
+                    .await
+                    .map_err(|e| IssueError::Sts(classify(e)))?
+                    .credentials
+            }
+            Kind::FederationToken {
+                source_secret_id,
+                policies,
+                session_tags,
+            } => {
+                let base = self.base_key(source_secret_id).await?;
+                let name = req
+                    .session_name
+                    .as_ref()
+                    .map_or_else(|| federated_name(principal), ToString::to_string);
+                self.clients
+                    .sts
+                    .get_federation_token()
+                    .name(name)
+                    .duration_seconds(req.duration.as_i32())
+                    .set_policy(policies.document.clone())
+                    .set_policy_arns(policy_arns(policies))
+                    .set_tags(tags(session_tags)?)
+                    .customize()
+                    .config_override(overrides(&target, Some(&base)))
+                    .send()
+                    .await
+                    .map_err(|e| IssueError::Sts(classify(e)))?
+                    .credentials
+            }
+            Kind::AssumedRole {
+                role_arn,
+                source_secret_id,
+                external_id,
+                policies,
+                session_tags,
+                mfa_serial_number,
+            } => {
+                let base = match source_secret_id {
+                    Some(id) => Some(self.base_key(id).await?),
+                    None => None,
+                };
+                let session_name = req
+                    .session_name
+                    .clone()
+                    .unwrap_or_else(|| SessionName::for_caller(principal));
+                self.clients
+                    .sts
+                    .assume_role()
+                    .role_arn(role_arn.as_str())
+                    .role_session_name(session_name.as_str())
+                    .duration_seconds(req.duration.as_i32())
+                    .source_identity(source_identity(principal))
+                    .set_external_id(external_id.clone())
+                    .set_policy(policies.document.clone())
+                    .set_policy_arns(policy_arns(policies))
+                    .set_tags(tags(session_tags)?)
+                    .set_serial_number(mfa_serial_number.clone())
+                    .set_token_code(req.token_code.as_ref().map(ToString::to_string))
+                    .customize()
+                    .config_override(overrides(&target, base.as_ref()))
+                    .send()
+                    .await
+                    .map_err(|e| IssueError::Sts(classify(e)))?
+                    .credentials
+            }
+            Kind::IamUser { .. } => return Err(IssueError::Unsupported(CredentialType::IamUser)),
+        };
+        let c = credentials
+            .ok_or_else(|| IssueError::Sts(AwsFailure::other("STS returned no credentials")))?;
+        let expiration = DateTime::from_timestamp(c.expiration.secs(), c.expiration.subsec_nanos())
+            .ok_or_else(|| {
+                IssueError::Sts(AwsFailure::other("STS returned an invalid expiration"))
+            })?;
+        Ok(Issued {
+            credentials: AccessKeyPair {
+                access_key_id: c.access_key_id,
+                secret_access_key: Secret::new(c.secret_access_key),
+                session_token: Some(Secret::new(c.session_token)),
+            },
+            expiration,
+            region,
+        })
+    }
+
+    async fn base_key(&self, secret_id: &str) -> Result<AccessKeyPair, IssueError> {
+        let fail = |reason: &str| IssueError::BaseKey {
+            id: secret_id.to_owned(),
+            reason: reason.to_owned(),
+        };
+        let out = self
+            .clients
+            .secrets
+            .get_secret_value()
+            .secret_id(secret_id)
+            .version_stage("AWSCURRENT")
+            .send()
+            .await
+            .map_err(|e| {
+                let f = classify(e);
+                match f.kind {
+                    FailureKind::NotFound => fail("does not exist"),
+                    FailureKind::Denied => fail("cannot be read: access denied"),
+                    _ => fail(&format!("cannot be read: {f}")),
+                }
+            })?;
+        let text = out
+            .secret_string
+            .ok_or_else(|| fail("holds no secret string"))?;
+        AccessKeyPair::from_secret_json(&text)
+            .map_err(|reason| fail(&format!("is unusable: {reason}")))
+    }
+}
+
+/// Per-call STS settings: the profile's (or global) endpoint and region, and the base key.
+fn overrides(target: &StsTarget, base: Option<&AccessKeyPair>) -> aws_sdk_sts::config::Builder {
+    let mut b = aws_sdk_sts::config::Builder::default();
+    if let Some(endpoint) = &target.endpoint {
+        b = b.endpoint_url(endpoint);
+    }
+    if let Some(region) = &target.region {
+        b = b.region(Region::new(region.clone()));
+    }
+    if let Some(base) = base {
+        b = b.credentials_provider(base.provider());
+    }
+    b
+}
+
+fn policy_arns(p: &Policies) -> Option<Vec<PolicyDescriptorType>> {
+    (!p.arns.is_empty()).then(|| {
+        p.arns
+            .iter()
+            .map(|a| PolicyDescriptorType::builder().arn(a.as_str()).build())
+            .collect()
+    })
+}
+
+fn tags(t: &std::collections::BTreeMap<String, String>) -> Result<Option<Vec<Tag>>, IssueError> {
+    if t.is_empty() {
+        return Ok(None);
+    }
+    t.iter()
+        .map(|(k, v)| {
+            Tag::builder()
+                .key(k)
+                .value(v)
+                .build()
+                .map_err(|e| IssueError::Sts(AwsFailure::other(e.to_string())))
+        })
+        .collect::<Result<Vec<_>, _>>()
+        .map(Some)
+}
+
+/// `SourceIdentity` allows 2–64 characters of `[\w+=,.@-]`: the caller's principal with other
+/// characters replaced, keeping the end (the person's name) when it is too long.
+fn source_identity(principal: &str) -> String {
+    let s = sanitize_iam_name(principal);
+    let start = s.len().saturating_sub(64);
+    let s = &s[start..];
+    if s.len() < 2 {
+        format!("keysmith-{s}")
+    } else {
+        s.to_owned()
+    }
+}
+
+/// GetFederationToken's `Name` is 2–32 characters.
+fn federated_name(principal: &str) -> String {
+    let mut name = SessionName::for_caller(principal).to_string();
+    name.truncate(32);
+    name
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::names::ProfileName;
+    use serde_json::json;
+
+    fn profile(body: serde_json::Value) -> Profile {
+        Profile::parse(
+            ProfileName::parse("n", "deploy").unwrap(),
+            body.to_string().as_bytes(),
+        )
+        .unwrap()
+    }
+
+    fn field(p: &Profile, body: serde_json::Value) -> String {
+        Issuance::parse(p, body.to_string().as_bytes())
+            .unwrap_err()
+            .field
+    }
+
+    #[test]
+    fn durations() {
+        let p = profile(
+            json!({"credential_type": "session_token", "source_secret_id": "s",
+                               "max_duration_seconds": 7200}),
+        );
+        assert_eq!(
+            field(&p, json!({"duration_seconds": 899})),
+            "duration_seconds"
+        );
+        assert_eq!(
+            field(&p, json!({"duration_seconds": 129_601})),
+            "duration_seconds"
+        );
+        assert_eq!(
+            field(&p, json!({"duration_seconds": 7201})),
+            "duration_seconds"
+        );
+        assert_eq!(Issuance::parse(&p, b"").unwrap().duration.get(), 3600);
+        assert_eq!(Issuance::parse(&p, b"{}").unwrap().duration.get(), 3600);
+        let r = profile(json!({"credential_type": "assumed_role",
+                               "role_arn": "arn:aws:iam::123456789012:role/r"}));
+        let err = Issuance::parse(&r, br#"{"duration_seconds": 43201}"#).unwrap_err();
+        assert_eq!(err.field, "duration_seconds");
+        assert!(err.message.contains("43200"), "{}", err.message);
+    }
+
+    #[test]
+    fn mfa() {
+        let p = profile(
+            json!({"credential_type": "session_token", "source_secret_id": "s",
+                               "mfa_serial_number": "arn:aws:iam::123456789012:mfa/alice"}),
+        );
+        assert_eq!(field(&p, json!({})), "token_code");
+        assert_eq!(field(&p, json!({"token_code": "12345"})), "token_code");
+        assert!(Issuance::parse(&p, br#"{"token_code": "123456"}"#).is_ok());
+        let q = profile(json!({"credential_type": "session_token", "source_secret_id": "s"}));
+        assert_eq!(field(&q, json!({"token_code": "123456"})), "token_code");
+        assert_eq!(field(&q, json!({"session_name": "abc"})), "session_name");
+        assert_eq!(field(&q, json!({"extra": 1})), "extra");
+        assert_eq!(
+            field(&q, json!({"duration_seconds": "1"})),
+            "duration_seconds"
+        );
+    }
+
+    #[test]
+    fn names_derived_from_callers_fit_sts() {
+        let long = format!(
+            "arn:aws:sts::123456789012:assumed-role/{}/alice",
+            "R".repeat(80)
+        );
+        let id = source_identity(&long);
+        assert_eq!(id.len(), 64);
+        assert!(id.ends_with("-alice"));
+        assert_eq!(
+            source_identity("arn:aws:iam::1:user/bob"),
+            "arn-aws-iam--1-user-bob"
+        );
+        assert_eq!(federated_name(&format!("jwt:{}", "x".repeat(40))).len(), 32);
+    }
+}

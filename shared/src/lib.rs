@@ -1,0 +1,56 @@
+//! Keysmith: just-in-time AWS credentials, IAM access-key rotation and the audit trail of both.
+//! The Lambda functions are thin adapters over this crate.
+
+pub mod api;
+pub mod audit;
+pub mod aws;
+pub mod config;
+pub mod issue;
+pub mod names;
+pub mod profile;
+pub mod secret;
+
+use aws_config::SdkConfig;
+
+use crate::audit::AuditLog;
+use crate::aws::Clients;
+use crate::config::Config;
+use crate::issue::Issuer;
+use crate::profile::ProfileStore;
+
+/// Everything a request needs, built once per process (cold start), shared by every invocation.
+#[derive(Clone, Debug)]
+pub struct App {
+    pub config: Config,
+    pub clients: Clients,
+    pub audit: AuditLog,
+    pub profiles: ProfileStore,
+    pub issuer: Issuer,
+    pub region: String,
+}
+
+impl App {
+    pub fn new(config: Config, sdk: &SdkConfig) -> Self {
+        let clients = Clients::new(sdk);
+        let audit = AuditLog::new(clients.dynamodb.clone(), &config.audit_table);
+        let profiles =
+            ProfileStore::new(clients.dynamodb.clone(), &config.state_table, audit.clone());
+        let issuer = Issuer::new(clients.clone(), config.sts.clone());
+        Self {
+            region: clients.region.clone(),
+            config,
+            clients,
+            audit,
+            profiles,
+            issuer,
+        }
+    }
+
+    /// Reads the configuration from the environment and the SDK's settings (region, credentials,
+    /// `AWS_ENDPOINT_URL`) once.
+    pub async fn from_env() -> Result<Self, config::ConfigError> {
+        let config = Config::from_env()?;
+        let sdk = aws::sdk_config_loader().load().await;
+        Ok(Self::new(config, &sdk))
+    }
+}

@@ -1,0 +1,359 @@
+//! Typed values parsed at the edge. Each constructor enforces AWS's (or SPEC's) rules once, so the
+//! core never sees an invalid name, ARN or duration.
+
+use std::fmt;
+
+/// A value was refused; `field` names the JSON field or parameter the caller sent.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{field}: {message}")]
+pub struct Invalid {
+    pub field: String,
+    pub message: String,
+}
+
+impl Invalid {
+    pub fn new(field: impl Into<String>, message: impl Into<String>) -> Self {
+        Self {
+            field: field.into(),
+            message: message.into(),
+        }
+    }
+}
+
+fn char_ok(c: char, extra: &str) -> bool {
+    c.is_ascii_alphanumeric() || c == '_' || extra.contains(c)
+}
+
+fn chars_ok(s: &str, extra: &str) -> bool {
+    s.chars().all(|c| char_ok(c, extra))
+}
+
+fn check_len(field: &str, s: &str, min: usize, max: usize) -> Result<(), Invalid> {
+    let n = s.chars().count();
+    if n < min || n > max {
+        return Err(Invalid::new(
+            field,
+            format!("must be {min} to {max} characters long (got {n})"),
+        ));
+    }
+    Ok(())
+}
+
+macro_rules! string_newtype {
+    ($name:ident) => {
+        impl $name {
+            pub fn as_str(&self) -> &str {
+                &self.0
+            }
+        }
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(&self.0)
+            }
+        }
+    };
+}
+
+/// `^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$` (SPEC §4).
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct ProfileName(String);
+string_newtype!(ProfileName);
+
+impl ProfileName {
+    pub fn parse(field: &str, s: &str) -> Result<Self, Invalid> {
+        let first_ok = s.chars().next().is_some_and(|c| c.is_ascii_alphanumeric());
+        if !first_ok || s.len() > 64 || !chars_ok(s, ".-") {
+            return Err(Invalid::new(
+                field,
+                "must match ^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$",
+            ));
+        }
+        Ok(Self(s.to_owned()))
+    }
+}
+
+/// Lifetime of issued credentials, in seconds, already checked against the bounds that apply.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct DurationSeconds(u32);
+
+impl DurationSeconds {
+    pub const MIN: u32 = 900;
+    pub const MAX: u32 = 129_600;
+
+    pub fn parse(field: &str, value: i64, min: u32, max: u32) -> Result<Self, Invalid> {
+        if value < i64::from(min) || value > i64::from(max) {
+            return Err(Invalid::new(
+                field,
+                format!("must be between {min} and {max} seconds (got {value})"),
+            ));
+        }
+        // Fits: bounded by `max` above.
+        Ok(Self(u32::try_from(value).unwrap_or(max)))
+    }
+
+    pub fn get(self) -> u32 {
+        self.0
+    }
+
+    pub fn as_i32(self) -> i32 {
+        i32::try_from(self.0).unwrap_or(i32::MAX)
+    }
+}
+
+/// `arn:<partition>:iam::<account>:role/<path/name>`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RoleArn(String);
+string_newtype!(RoleArn);
+
+impl RoleArn {
+    pub fn parse(field: &str, s: &str) -> Result<Self, Invalid> {
+        iam_arn(field, s, "role/", false).map(|_| Self(s.to_owned()))
+    }
+}
+
+/// `arn:<partition>:iam::<account|aws>:policy/<path/name>`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PolicyArn(String);
+string_newtype!(PolicyArn);
+
+impl PolicyArn {
+    pub fn parse(field: &str, s: &str) -> Result<Self, Invalid> {
+        iam_arn(field, s, "policy/", true).map(|_| Self(s.to_owned()))
+    }
+}
+
+fn iam_arn(field: &str, s: &str, resource: &str, aws_owned: bool) -> Result<(), Invalid> {
+    let bad = || {
+        Invalid::new(
+            field,
+            format!("must be an IAM ARN like arn:aws:iam::123456789012:{resource}name"),
+        )
+    };
+    if s.len() > 2048 {
+        return Err(bad());
+    }
+    let parts: Vec<&str> = s.splitn(6, ':').collect();
+    let [arn, partition, service, region, account, rest] = parts.as_slice() else {
+        return Err(bad());
+    };
+    let account_ok = (account.len() == 12 && account.chars().all(|c| c.is_ascii_digit()))
+        || (aws_owned && *account == "aws");
+    let name = rest.strip_prefix(resource).unwrap_or_default();
+    let ok = *arn == "arn"
+        && partition.starts_with("aws")
+        && *service == "iam"
+        && region.is_empty()
+        && account_ok
+        && !name.is_empty()
+        && !name.ends_with('/')
+        && chars_ok(name, "+=,.@-/");
+    if ok {
+        Ok(())
+    } else {
+        Err(bad())
+    }
+}
+
+/// A principal pattern from `allowed_principals` or `KEYSMITH_ADMINS`: `*` matches any run of
+/// characters (including `/` and `:`); everything else matches itself.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PrincipalPattern(String);
+string_newtype!(PrincipalPattern);
+
+impl PrincipalPattern {
+    pub fn parse(field: &str, s: &str) -> Result<Self, Invalid> {
+        let s = s.trim();
+        check_len(field, s, 1, 512)?;
+        if s.chars().any(char::is_control) {
+            return Err(Invalid::new(field, "must not contain control characters"));
+        }
+        Ok(Self(s.to_owned()))
+    }
+
+    pub fn matches(&self, principal: &str) -> bool {
+        glob(self.0.as_bytes(), principal.as_bytes())
+    }
+}
+
+/// Iterative wildcard match with back-tracking to the last `*`: linear in practice, no recursion.
+fn glob(pattern: &[u8], text: &[u8]) -> bool {
+    let (mut p, mut t) = (0, 0);
+    let mut star: Option<(usize, usize)> = None;
+    while t < text.len() {
+        if p < pattern.len() && pattern[p] == b'*' {
+            star = Some((p, t));
+            p += 1;
+        } else if p < pattern.len() && pattern[p] == text[t] {
+            p += 1;
+            t += 1;
+        } else if let Some((sp, st)) = star {
+            p = sp + 1;
+            t = st + 1;
+            star = Some((sp, st + 1));
+        } else {
+            return false;
+        }
+    }
+    pattern[p..].iter().all(|&c| c == b'*')
+}
+
+/// Characters IAM and STS accept in session names, source identities and user names.
+pub(crate) fn sanitize_iam_name(s: &str) -> String {
+    s.chars()
+        .map(|c| if char_ok(c, "+=,.@-") { c } else { '-' })
+        .collect()
+}
+
+/// An STS role session name (`[\w+=,.@-]{2,64}`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SessionName(String);
+string_newtype!(SessionName);
+
+impl SessionName {
+    pub fn parse(field: &str, s: &str) -> Result<Self, Invalid> {
+        check_len(field, s, 2, 64)?;
+        if !chars_ok(s, "+=,.@-") {
+            return Err(Invalid::new(
+                field,
+                "may contain only letters, digits and +=,.@_-",
+            ));
+        }
+        Ok(Self(s.to_owned()))
+    }
+
+    /// A name that tells CloudTrail who asked: the last segment of the caller's ARN (the person's
+    /// session or user name), or the JWT subject.
+    pub fn for_caller(principal: &str) -> Self {
+        let tail = principal.rsplit(['/', ':']).next().unwrap_or(principal);
+        let mut name = sanitize_iam_name(tail);
+        if name.len() < 2 {
+            name = format!("keysmith-{name}");
+        }
+        name.truncate(64);
+        Self(name)
+    }
+}
+
+/// An MFA token code: six digits.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TokenCode(String);
+string_newtype!(TokenCode);
+
+impl TokenCode {
+    pub fn parse(field: &str, s: &str) -> Result<Self, Invalid> {
+        if s.len() == 6 && s.chars().all(|c| c.is_ascii_digit()) {
+            Ok(Self(s.to_owned()))
+        } else {
+            Err(Invalid::new(
+                field,
+                "must be the 6-digit code of the MFA device",
+            ))
+        }
+    }
+}
+
+/// Checks a free-form AWS identifier against a length range and an allowed character set.
+pub(crate) fn aws_id(
+    field: &str,
+    s: &str,
+    min: usize,
+    max: usize,
+    extra: &str,
+) -> Result<String, Invalid> {
+    check_len(field, s, min, max)?;
+    if !chars_ok(s, extra) {
+        return Err(Invalid::new(
+            field,
+            format!("may contain only letters, digits and _{extra}"),
+        ));
+    }
+    Ok(s.to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn profile_names() {
+        for ok in ["deploy", "a", "A1_b.c-d", &"x".repeat(64)] {
+            assert!(ProfileName::parse("name", ok).is_ok(), "{ok}");
+        }
+        for bad in ["", "-x", ".x", "a b", "a/b", "é", &"x".repeat(65)] {
+            assert_eq!(
+                ProfileName::parse("name", bad).unwrap_err().field,
+                "name",
+                "{bad}"
+            );
+        }
+    }
+
+    #[test]
+    fn durations_are_bounded() {
+        assert!(DurationSeconds::parse("d", 899, 900, 129_600).is_err());
+        assert!(DurationSeconds::parse("d", 129_601, 900, 129_600).is_err());
+        assert_eq!(
+            DurationSeconds::parse("d", 900, 900, 129_600)
+                .unwrap()
+                .get(),
+            900
+        );
+        assert_eq!(
+            DurationSeconds::parse("d", -1, 900, 43_200)
+                .unwrap_err()
+                .field,
+            "d"
+        );
+    }
+
+    #[test]
+    fn arns() {
+        assert!(RoleArn::parse("r", "arn:aws:iam::123456789012:role/keysmith/deploy").is_ok());
+        assert!(RoleArn::parse("r", "arn:aws-cn:iam::123456789012:role/x").is_ok());
+        for bad in [
+            "arn:aws:iam::123456789012:user/x",
+            "arn:aws:iam::12345:role/x",
+            "arn:aws:iam::123456789012:role/",
+            "arn:aws:sts::123456789012:role/x",
+            "role/x",
+        ] {
+            assert!(RoleArn::parse("r", bad).is_err(), "{bad}");
+        }
+        assert!(PolicyArn::parse("p", "arn:aws:iam::aws:policy/ReadOnlyAccess").is_ok());
+        assert!(RoleArn::parse("r", "arn:aws:iam::aws:role/x").is_err());
+    }
+
+    #[test]
+    fn wildcard_patterns() {
+        let p = PrincipalPattern::parse("p", "arn:aws:iam::123456789012:role/Deployers*").unwrap();
+        assert!(p.matches("arn:aws:iam::123456789012:role/Deployers"));
+        assert!(p.matches("arn:aws:iam::123456789012:role/Deployers-ci/x"));
+        assert!(!p.matches("arn:aws:iam::123456789012:role/Admins"));
+        let p = PrincipalPattern::parse("p", "arn:*:assumed-role/*/alice").unwrap();
+        assert!(p.matches("arn:aws:sts::1:assumed-role/Dev/alice"));
+        assert!(!p.matches("arn:aws:sts::1:assumed-role/Dev/alice2"));
+        assert!(PrincipalPattern::parse("p", "*")
+            .unwrap()
+            .matches("anything"));
+        let exact = PrincipalPattern::parse("p", "group:admins").unwrap();
+        assert!(exact.matches("group:admins") && !exact.matches("group:admins2"));
+    }
+
+    #[test]
+    fn session_names_for_callers() {
+        let n =
+            SessionName::for_caller("arn:aws:sts::123456789012:assumed-role/Deployers-ci/alice");
+        assert_eq!(n.as_str(), "alice");
+        assert_eq!(SessionName::for_caller("jwt:a b").as_str(), "a-b");
+        assert_eq!(SessionName::for_caller("x").as_str(), "keysmith-x");
+        assert!(SessionName::parse("session_name", "a").is_err());
+        assert!(SessionName::parse("session_name", "alice/deploy").is_err());
+    }
+
+    #[test]
+    fn token_codes() {
+        assert!(TokenCode::parse("token_code", "123456").is_ok());
+        assert!(TokenCode::parse("token_code", "12345a").is_err());
+        assert!(TokenCode::parse("token_code", "1234567").is_err());
+    }
+}

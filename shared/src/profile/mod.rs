@@ -1,0 +1,685 @@
+//! Profiles (SPEC §5): what a caller may ask for. Raw JSON is parsed once into [`Profile`], whose
+//! [`Kind`] carries exactly the fields its credential type uses, so a profile that does not fit its
+//! type cannot exist past `PUT`.
+
+mod store;
+
+pub use store::{ProfileStore, Saved, StoreError};
+
+use std::collections::BTreeMap;
+
+use serde::Deserialize;
+use serde_json::{json, Map, Value};
+
+use crate::config::{parse_endpoint, parse_region, StsTarget};
+use crate::names::{
+    aws_id, DurationSeconds, Invalid, PolicyArn, PrincipalPattern, ProfileName, RoleArn,
+};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CredentialType {
+    SessionToken,
+    AssumedRole,
+    FederationToken,
+    IamUser,
+}
+
+impl CredentialType {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::SessionToken => "session_token",
+            Self::AssumedRole => "assumed_role",
+            Self::FederationToken => "federation_token",
+            Self::IamUser => "iam_user",
+        }
+    }
+
+    fn parse(s: &str) -> Result<Self, Invalid> {
+        Ok(match s {
+            "session_token" => Self::SessionToken,
+            "assumed_role" => Self::AssumedRole,
+            "federation_token" => Self::FederationToken,
+            "iam_user" => Self::IamUser,
+            _ => {
+                return Err(Invalid::new(
+                    "credential_type",
+                    "must be one of session_token, assumed_role, federation_token, iam_user",
+                ))
+            }
+        })
+    }
+
+    /// The longest lifetime AWS allows for this type (SPEC §5).
+    pub fn max_seconds(self) -> u32 {
+        match self {
+            Self::AssumedRole => 43_200,
+            _ => DurationSeconds::MAX,
+        }
+    }
+}
+
+impl std::fmt::Display for CredentialType {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Session policies: an inline document (kept compact, as STS counts its characters) and managed
+/// policy ARNs.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Policies {
+    pub document: Option<String>,
+    pub arns: Vec<PolicyArn>,
+}
+
+impl Policies {
+    pub fn is_empty(&self) -> bool {
+        self.document.is_none() && self.arns.is_empty()
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Kind {
+    SessionToken {
+        source_secret_id: String,
+        mfa_serial_number: Option<String>,
+    },
+    FederationToken {
+        source_secret_id: String,
+        policies: Policies,
+        session_tags: BTreeMap<String, String>,
+    },
+    AssumedRole {
+        role_arn: RoleArn,
+        source_secret_id: Option<String>,
+        external_id: Option<String>,
+        policies: Policies,
+        session_tags: BTreeMap<String, String>,
+        mfa_serial_number: Option<String>,
+    },
+    IamUser {
+        policies: Policies,
+        iam_groups: Vec<String>,
+        permissions_boundary_arn: Option<PolicyArn>,
+        user_path: String,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Profile {
+    pub name: ProfileName,
+    pub kind: Kind,
+    pub description: Option<String>,
+    pub default_duration: DurationSeconds,
+    pub max_duration: DurationSeconds,
+    pub sts: StsTarget,
+    pub allowed_principals: Vec<PrincipalPattern>,
+}
+
+/// The wire shape. Unknown fields are refused so that a typo is a `400`, not a silently ignored
+/// setting.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawProfile {
+    name: Option<String>,
+    credential_type: String,
+    description: Option<String>,
+    source_secret_id: Option<String>,
+    role_arn: Option<String>,
+    external_id: Option<String>,
+    policy_document: Option<Value>,
+    policy_arns: Option<Vec<String>>,
+    session_tags: Option<BTreeMap<String, String>>,
+    iam_groups: Option<Vec<String>>,
+    permissions_boundary_arn: Option<String>,
+    user_path: Option<String>,
+    mfa_serial_number: Option<String>,
+    default_duration_seconds: Option<i64>,
+    max_duration_seconds: Option<i64>,
+    sts_endpoint: Option<String>,
+    sts_region: Option<String>,
+    allowed_principals: Option<Vec<String>>,
+}
+
+pub const DEFAULT_DURATION: u32 = 3600;
+pub const DEFAULT_USER_PATH: &str = "/keysmith/";
+
+/// Parses a JSON body into a value of type `T`, naming the offending field on failure. Shared by
+/// every JSON body the API accepts.
+pub fn parse_json<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, Invalid> {
+    let de = &mut serde_json::Deserializer::from_slice(body);
+    serde_path_to_error::deserialize(de).map_err(|e| {
+        let path = e.path().to_string();
+        let inner = e.into_inner();
+        let text = inner.to_string();
+        // The path ends at an unknown field, but stops at the parent of a missing one, which serde
+        // names only in its message: "missing field `x`".
+        let missing = text
+            .strip_prefix("missing field `")
+            .and_then(|rest| rest.split('`').next());
+        if inner.is_syntax() || inner.is_eof() {
+            return Invalid::new("body", "is not valid JSON");
+        }
+        let field = match (missing, path.as_str()) {
+            (Some(f), ".") => f.to_owned(),
+            (Some(f), parent) => format!("{parent}.{f}"),
+            (None, ".") => "body".to_owned(),
+            (None, _) => path,
+        };
+        // serde's message without its " at line 1 column 7" suffix.
+        Invalid::new(field, text.split(" at line ").next().unwrap_or(&text))
+    })
+}
+
+impl Profile {
+    /// Parses a profile body for `name`. A `name` inside the body, if any, must agree with the path.
+    pub fn parse(name: ProfileName, body: &[u8]) -> Result<Self, Invalid> {
+        let raw: RawProfile = parse_json(body)?;
+        Self::from_raw(name, raw)
+    }
+
+    fn from_raw(name: ProfileName, raw: RawProfile) -> Result<Self, Invalid> {
+        if let Some(n) = &raw.name {
+            if n != name.as_str() {
+                return Err(Invalid::new(
+                    "name",
+                    "must match the profile name in the path",
+                ));
+            }
+        }
+        let ty = CredentialType::parse(&raw.credential_type)?;
+        let forbid = |field: &str, present: bool| {
+            if present {
+                Err(Invalid::new(
+                    field,
+                    format!("is not used by {} profiles", ty.as_str()),
+                ))
+            } else {
+                Ok(())
+            }
+        };
+        let secret_id = |required: bool| -> Result<Option<String>, Invalid> {
+            match raw.source_secret_id.as_deref() {
+                Some(s) => aws_id("source_secret_id", s, 1, 2048, "/+=.@-:!").map(Some),
+                None if required => Err(Invalid::new(
+                    "source_secret_id",
+                    format!(
+                        "is required: AWS refuses {} with role credentials, so it needs an IAM user's key",
+                        ty.as_str()
+                    ),
+                )),
+                None => Ok(None),
+            }
+        };
+        let policies = Policies {
+            document: raw
+                .policy_document
+                .as_ref()
+                .map(policy_document)
+                .transpose()?,
+            arns: parse_list(
+                "policy_arns",
+                raw.policy_arns.as_deref(),
+                10,
+                PolicyArn::parse,
+            )?,
+        };
+        let tags = session_tags(raw.session_tags.as_ref())?;
+        let mfa = raw
+            .mfa_serial_number
+            .as_deref()
+            .map(|s| aws_id("mfa_serial_number", s, 9, 256, "+=/:,.@-"))
+            .transpose()?;
+        let groups_given = raw.iam_groups.as_ref().is_some_and(|g| !g.is_empty());
+
+        let kind = match ty {
+            CredentialType::SessionToken => {
+                forbid("role_arn", raw.role_arn.is_some())?;
+                forbid("external_id", raw.external_id.is_some())?;
+                forbid("policy_document", policies.document.is_some())?;
+                forbid("policy_arns", !policies.arns.is_empty())?;
+                forbid("session_tags", !tags.is_empty())?;
+                forbid_iam_user_fields(&raw, ty)?;
+                Kind::SessionToken {
+                    source_secret_id: secret_id(true)?.unwrap_or_default(),
+                    mfa_serial_number: mfa,
+                }
+            }
+            CredentialType::FederationToken => {
+                forbid("role_arn", raw.role_arn.is_some())?;
+                forbid("external_id", raw.external_id.is_some())?;
+                forbid("mfa_serial_number", mfa.is_some())?;
+                forbid_iam_user_fields(&raw, ty)?;
+                let source_secret_id = secret_id(true)?.unwrap_or_default();
+                if policies.is_empty() {
+                    return Err(Invalid::new(
+                        "policy_document",
+                        "federation_token profiles need a policy_document or policy_arns: without one the token has no permissions",
+                    ));
+                }
+                Kind::FederationToken {
+                    source_secret_id,
+                    policies,
+                    session_tags: tags,
+                }
+            }
+            CredentialType::AssumedRole => {
+                forbid_iam_user_fields(&raw, ty)?;
+                let role_arn = raw
+                    .role_arn
+                    .as_deref()
+                    .ok_or_else(|| {
+                        Invalid::new("role_arn", "is required for assumed_role profiles")
+                    })
+                    .and_then(|a| RoleArn::parse("role_arn", a))?;
+                Kind::AssumedRole {
+                    role_arn,
+                    source_secret_id: secret_id(false)?,
+                    external_id: raw
+                        .external_id
+                        .as_deref()
+                        .map(|e| aws_id("external_id", e, 2, 1224, "+=,.@:/-"))
+                        .transpose()?,
+                    policies,
+                    session_tags: tags,
+                    mfa_serial_number: mfa,
+                }
+            }
+            CredentialType::IamUser => {
+                forbid("role_arn", raw.role_arn.is_some())?;
+                forbid("external_id", raw.external_id.is_some())?;
+                forbid("session_tags", !tags.is_empty())?;
+                forbid("mfa_serial_number", mfa.is_some())?;
+                forbid("source_secret_id", raw.source_secret_id.is_some())?;
+                if policies.is_empty() && !groups_given && raw.permissions_boundary_arn.is_none() {
+                    return Err(Invalid::new(
+                        "policy_document",
+                        "iam_user profiles need a policy_document, policy_arns, iam_groups or permissions_boundary_arn",
+                    ));
+                }
+                Kind::IamUser {
+                    policies,
+                    iam_groups: parse_list("iam_groups", raw.iam_groups.as_deref(), 10, |f, g| {
+                        aws_id(f, g, 1, 128, "+=,.@-")
+                    })?,
+                    permissions_boundary_arn: raw
+                        .permissions_boundary_arn
+                        .as_deref()
+                        .map(|a| PolicyArn::parse("permissions_boundary_arn", a))
+                        .transpose()?,
+                    user_path: user_path(raw.user_path.as_deref())?,
+                }
+            }
+        };
+
+        let type_max = ty.max_seconds();
+        let max_duration = DurationSeconds::parse(
+            "max_duration_seconds",
+            raw.max_duration_seconds.unwrap_or(i64::from(type_max)),
+            DurationSeconds::MIN,
+            type_max,
+        )?;
+        let default_duration = DurationSeconds::parse(
+            "default_duration_seconds",
+            raw.default_duration_seconds
+                .unwrap_or(i64::from(DEFAULT_DURATION.min(max_duration.get()))),
+            DurationSeconds::MIN,
+            max_duration.get(),
+        )?;
+        let description = raw.description.filter(|d| !d.is_empty());
+        if description
+            .as_ref()
+            .is_some_and(|d| d.chars().count() > 1024)
+        {
+            return Err(Invalid::new(
+                "description",
+                "must be at most 1024 characters",
+            ));
+        }
+        Ok(Self {
+            name,
+            kind,
+            description,
+            default_duration,
+            max_duration,
+            sts: StsTarget {
+                endpoint: raw
+                    .sts_endpoint
+                    .as_deref()
+                    .map(|e| parse_endpoint("sts_endpoint", e))
+                    .transpose()?,
+                region: raw
+                    .sts_region
+                    .as_deref()
+                    .map(|r| parse_region("sts_region", r))
+                    .transpose()?,
+            },
+            allowed_principals: parse_list(
+                "allowed_principals",
+                raw.allowed_principals.as_deref(),
+                100,
+                PrincipalPattern::parse,
+            )?,
+        })
+    }
+
+    pub fn credential_type(&self) -> CredentialType {
+        match self.kind {
+            Kind::SessionToken { .. } => CredentialType::SessionToken,
+            Kind::FederationToken { .. } => CredentialType::FederationToken,
+            Kind::AssumedRole { .. } => CredentialType::AssumedRole,
+            Kind::IamUser { .. } => CredentialType::IamUser,
+        }
+    }
+
+    pub fn allows(&self, principals: &[String]) -> bool {
+        self.allowed_principals
+            .iter()
+            .any(|p| principals.iter().any(|c| p.matches(c)))
+    }
+
+    /// The wire shape, as `GET` returns it and as it is stored: defaults filled in.
+    pub fn to_json(&self) -> Value {
+        let mut m = Map::new();
+        let mut put = |k: &str, v: Value| {
+            if !v.is_null() {
+                m.insert(k.to_owned(), v);
+            }
+        };
+        put("name", json!(self.name.as_str()));
+        put("credential_type", json!(self.credential_type().as_str()));
+        put("description", json!(self.description));
+        let policies_json = |p: &Policies| {
+            let doc = p
+                .document
+                .as_deref()
+                .and_then(|d| serde_json::from_str::<Value>(d).ok());
+            let arns: Vec<&str> = p.arns.iter().map(PolicyArn::as_str).collect();
+            (
+                doc.unwrap_or(Value::Null),
+                if arns.is_empty() {
+                    Value::Null
+                } else {
+                    json!(arns)
+                },
+            )
+        };
+        let tags_json =
+            |t: &BTreeMap<String, String>| if t.is_empty() { Value::Null } else { json!(t) };
+        match &self.kind {
+            Kind::SessionToken {
+                source_secret_id,
+                mfa_serial_number,
+            } => {
+                put("source_secret_id", json!(source_secret_id));
+                put("mfa_serial_number", json!(mfa_serial_number));
+            }
+            Kind::FederationToken {
+                source_secret_id,
+                policies,
+                session_tags,
+            } => {
+                put("source_secret_id", json!(source_secret_id));
+                let (doc, arns) = policies_json(policies);
+                put("policy_document", doc);
+                put("policy_arns", arns);
+                put("session_tags", tags_json(session_tags));
+            }
+            Kind::AssumedRole {
+                role_arn,
+                source_secret_id,
+                external_id,
+                policies,
+                session_tags,
+                mfa_serial_number,
+            } => {
+                put("role_arn", json!(role_arn.as_str()));
+                put("source_secret_id", json!(source_secret_id));
+                put("external_id", json!(external_id));
+                let (doc, arns) = policies_json(policies);
+                put("policy_document", doc);
+                put("policy_arns", arns);
+                put("session_tags", tags_json(session_tags));
+                put("mfa_serial_number", json!(mfa_serial_number));
+            }
+            Kind::IamUser {
+                policies,
+                iam_groups,
+                permissions_boundary_arn,
+                user_path,
+            } => {
+                let (doc, arns) = policies_json(policies);
+                put("policy_document", doc);
+                put("policy_arns", arns);
+                if !iam_groups.is_empty() {
+                    put("iam_groups", json!(iam_groups));
+                }
+                put(
+                    "permissions_boundary_arn",
+                    json!(permissions_boundary_arn.as_ref().map(PolicyArn::as_str)),
+                );
+                put("user_path", json!(user_path));
+            }
+        }
+        put(
+            "default_duration_seconds",
+            json!(self.default_duration.get()),
+        );
+        put("max_duration_seconds", json!(self.max_duration.get()));
+        put("sts_endpoint", json!(self.sts.endpoint));
+        put("sts_region", json!(self.sts.region));
+        let principals: Vec<&str> = self
+            .allowed_principals
+            .iter()
+            .map(PrincipalPattern::as_str)
+            .collect();
+        put("allowed_principals", json!(principals));
+        Value::Object(m)
+    }
+}
+
+fn forbid_iam_user_fields(raw: &RawProfile, ty: CredentialType) -> Result<(), Invalid> {
+    let present = [
+        ("iam_groups", raw.iam_groups.is_some()),
+        (
+            "permissions_boundary_arn",
+            raw.permissions_boundary_arn.is_some(),
+        ),
+        ("user_path", raw.user_path.is_some()),
+    ];
+    match present.iter().find(|(_, p)| *p) {
+        Some((field, _)) => Err(Invalid::new(
+            *field,
+            format!("is not used by {} profiles", ty.as_str()),
+        )),
+        None => Ok(()),
+    }
+}
+
+fn parse_list<T>(
+    field: &str,
+    items: Option<&[String]>,
+    max: usize,
+    parse: impl Fn(&str, &str) -> Result<T, Invalid>,
+) -> Result<Vec<T>, Invalid> {
+    let items = items.unwrap_or_default();
+    if items.len() > max {
+        return Err(Invalid::new(
+            field,
+            format!("may hold at most {max} entries"),
+        ));
+    }
+    items
+        .iter()
+        .enumerate()
+        .map(|(i, s)| parse(&format!("{field}[{i}]"), s))
+        .collect()
+}
+
+/// STS counts the characters of the packed policy: 2048 at most.
+fn policy_document(doc: &Value) -> Result<String, Invalid> {
+    if !doc.is_object() || doc.get("Statement").is_none() {
+        return Err(Invalid::new(
+            "policy_document",
+            "must be an IAM policy document object with a Statement",
+        ));
+    }
+    let compact = doc.to_string();
+    if compact.chars().count() > 2048 {
+        return Err(Invalid::new(
+            "policy_document",
+            "must be at most 2048 characters once compacted (the STS limit)",
+        ));
+    }
+    Ok(compact)
+}
+
+fn session_tags(
+    tags: Option<&BTreeMap<String, String>>,
+) -> Result<BTreeMap<String, String>, Invalid> {
+    let tags = tags.cloned().unwrap_or_default();
+    if tags.len() > 50 {
+        return Err(Invalid::new("session_tags", "may hold at most 50 tags"));
+    }
+    let allowed = |c: char| c.is_alphanumeric() || c.is_whitespace() || "_.:/=+-@".contains(c);
+    for (k, v) in &tags {
+        let field = format!("session_tags.{k}");
+        if k.is_empty() || k.chars().count() > 128 || !k.chars().all(allowed) {
+            return Err(Invalid::new(
+                field,
+                "tag keys are 1-128 letters, digits, spaces or _.:/=+-@",
+            ));
+        }
+        if v.chars().count() > 256 || !v.chars().all(allowed) {
+            return Err(Invalid::new(
+                field,
+                "tag values are 0-256 letters, digits, spaces or _.:/=+-@",
+            ));
+        }
+    }
+    Ok(tags)
+}
+
+fn user_path(path: Option<&str>) -> Result<String, Invalid> {
+    let path = path.unwrap_or(DEFAULT_USER_PATH);
+    let ok = path.starts_with('/')
+        && path.ends_with('/')
+        && path.len() <= 512
+        && path.chars().all(|c| ('!'..='~').contains(&c));
+    if ok {
+        Ok(path.to_owned())
+    } else {
+        Err(Invalid::new(
+            "user_path",
+            "must start and end with / (for example /keysmith/)",
+        ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(body: Value) -> Result<Profile, Invalid> {
+        let name = ProfileName::parse("name", "deploy").unwrap();
+        Profile::parse(name, body.to_string().as_bytes())
+    }
+
+    fn field(body: Value) -> String {
+        parse(body).unwrap_err().field
+    }
+
+    #[test]
+    fn assumed_role_profile_round_trips() {
+        let body = json!({
+            "credential_type": "assumed_role",
+            "role_arn": "arn:aws:iam::123456789012:role/keysmith/deploy",
+            "external_id": "ext-123",
+            "policy_document": {"Version": "2012-10-17", "Statement": []},
+            "policy_arns": ["arn:aws:iam::aws:policy/ReadOnlyAccess"],
+            "session_tags": {"team": "payments"},
+            "allowed_principals": ["arn:aws:iam::123456789012:role/Deployers*"],
+            "sts_region": "eu-west-1"
+        });
+        let p = parse(body).unwrap();
+        assert_eq!(p.credential_type(), CredentialType::AssumedRole);
+        assert_eq!(p.default_duration.get(), 3600);
+        assert_eq!(p.max_duration.get(), 43_200);
+        let again = Profile::parse(p.name.clone(), p.to_json().to_string().as_bytes()).unwrap();
+        assert_eq!(again, p);
+    }
+
+    #[test]
+    fn fields_must_fit_the_type() {
+        assert_eq!(
+            field(json!({"credential_type": "session_token"})),
+            "source_secret_id"
+        );
+        assert_eq!(
+            field(json!({"credential_type": "federation_token", "source_secret_id": "s"})),
+            "policy_document"
+        );
+        assert_eq!(
+            field(json!({"credential_type": "assumed_role"})),
+            "role_arn"
+        );
+        assert_eq!(
+            field(
+                json!({"credential_type": "session_token", "source_secret_id": "s",
+                         "role_arn": "arn:aws:iam::123456789012:role/x"})
+            ),
+            "role_arn"
+        );
+        assert_eq!(
+            field(json!({"credential_type": "iam_user"})),
+            "policy_document"
+        );
+        assert_eq!(field(json!({"credential_type": "root"})), "credential_type");
+    }
+
+    #[test]
+    fn durations_default_and_bounds() {
+        let base = json!({"credential_type": "assumed_role", "role_arn": "arn:aws:iam::123456789012:role/r"});
+        let with = |k: &str, v: i64| {
+            let mut b = base.clone();
+            b[k] = json!(v);
+            b
+        };
+        assert_eq!(
+            field(with("max_duration_seconds", 43_201)),
+            "max_duration_seconds"
+        );
+        assert_eq!(
+            field(with("default_duration_seconds", 899)),
+            "default_duration_seconds"
+        );
+        let mut b = with("max_duration_seconds", 1800);
+        b["default_duration_seconds"] = json!(3600);
+        assert_eq!(field(b), "default_duration_seconds");
+        let p = parse(with("max_duration_seconds", 1200)).unwrap();
+        assert_eq!(p.default_duration.get(), 1200);
+    }
+
+    #[test]
+    fn bad_json_names_the_field() {
+        let name = ProfileName::parse("name", "deploy").unwrap();
+        let err = Profile::parse(
+            name.clone(),
+            br#"{"credential_type": "assumed_role", "colour": 1}"#,
+        )
+        .unwrap_err();
+        assert_eq!(err.field, "colour");
+        let err = Profile::parse(name.clone(), br#"{"credential_type": 7}"#).unwrap_err();
+        assert_eq!(err.field, "credential_type");
+        let err = Profile::parse(name.clone(), br#"{"credential_type": "#).unwrap_err();
+        assert_eq!(err.field, "body");
+        let err = Profile::parse(name.clone(), br#"{}"#).unwrap_err();
+        assert_eq!(err.field, "credential_type");
+        let err = Profile::parse(
+            name,
+            br#"{"credential_type": "x", "session_tags": {"a": 1}}"#,
+        )
+        .unwrap_err();
+        assert_eq!(err.field, "session_tags.a");
+    }
+}

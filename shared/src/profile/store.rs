@@ -1,0 +1,187 @@
+//! Profiles in the state table: `pk = "profile"`, `sk = <name>`, `doc` = the profile's JSON.
+//! Every change is written in one transaction with its audit item, so no change goes unaudited and
+//! no audit item describes a change that did not happen.
+
+use std::collections::HashMap;
+
+use aws_sdk_dynamodb::types::{AttributeValue, Delete, Put, TransactWriteItem};
+
+use super::Profile;
+use crate::audit::{AuditLog, AuditRecord};
+use crate::aws::{classify, AwsFailure, FailureKind};
+use crate::names::ProfileName;
+
+const PK: &str = "profile";
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("profile not found")]
+    NotFound,
+    #[error("the profile was changed concurrently; retry")]
+    Conflict,
+    #[error("the audit trail could not be written: {0}")]
+    Audit(AwsFailure),
+    #[error("the state table failed: {0}")]
+    Aws(AwsFailure),
+    #[error("stored profile {0} is unreadable")]
+    Corrupt(String),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Saved {
+    Created,
+    Replaced,
+}
+
+#[derive(Clone, Debug)]
+pub struct ProfileStore {
+    db: aws_sdk_dynamodb::Client,
+    table: String,
+    audit: AuditLog,
+}
+
+fn key(name: &ProfileName) -> HashMap<String, AttributeValue> {
+    HashMap::from([
+        ("pk".to_owned(), AttributeValue::S(PK.to_owned())),
+        ("sk".to_owned(), AttributeValue::S(name.as_str().to_owned())),
+    ])
+}
+
+impl ProfileStore {
+    pub fn new(db: aws_sdk_dynamodb::Client, table: impl Into<String>, audit: AuditLog) -> Self {
+        Self {
+            db,
+            table: table.into(),
+            audit,
+        }
+    }
+
+    pub async fn get(&self, name: &ProfileName) -> Result<Option<Profile>, StoreError> {
+        let out = self
+            .db
+            .get_item()
+            .table_name(&self.table)
+            .set_key(Some(key(name)))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| StoreError::Aws(classify(e)))?;
+        out.item.map(|item| decode(name.clone(), &item)).transpose()
+    }
+
+    /// Creates or replaces `profile`; `audit` is built once we know which it is.
+    pub async fn put(
+        &self,
+        profile: &Profile,
+        audit: impl FnOnce(Saved) -> AuditRecord,
+    ) -> Result<Saved, StoreError> {
+        let saved = match self.get(&profile.name).await? {
+            Some(_) => Saved::Replaced,
+            None => Saved::Created,
+        };
+        let mut item = key(&profile.name);
+        item.insert(
+            "doc".into(),
+            AttributeValue::S(profile.to_json().to_string()),
+        );
+        let condition = match saved {
+            Saved::Created => "attribute_not_exists(pk)",
+            Saved::Replaced => "attribute_exists(pk)",
+        };
+        let put = Put::builder()
+            .table_name(&self.table)
+            .set_item(Some(item))
+            .condition_expression(condition)
+            .build()
+            .map_err(|e| StoreError::Aws(AwsFailure::other(e.to_string())))?;
+        self.transact(TransactWriteItem::builder().put(put).build(), &audit(saved))
+            .await?;
+        Ok(saved)
+    }
+
+    pub async fn delete(&self, name: &ProfileName, audit: &AuditRecord) -> Result<(), StoreError> {
+        if self.get(name).await?.is_none() {
+            return Err(StoreError::NotFound);
+        }
+        let delete = Delete::builder()
+            .table_name(&self.table)
+            .set_key(Some(key(name)))
+            .condition_expression("attribute_exists(pk)")
+            .build()
+            .map_err(|e| StoreError::Aws(AwsFailure::other(e.to_string())))?;
+        self.transact(TransactWriteItem::builder().delete(delete).build(), audit)
+            .await
+    }
+
+    async fn transact(
+        &self,
+        change: TransactWriteItem,
+        audit: &AuditRecord,
+    ) -> Result<(), StoreError> {
+        let audit_put = self
+            .audit
+            .transact_put(audit)
+            .map_err(|e| StoreError::Audit(AwsFailure::other(e.to_string())))?;
+        let result = self
+            .db
+            .transact_write_items()
+            .transact_items(change)
+            .transact_items(audit_put)
+            .send()
+            .await;
+        match result.map_err(classify) {
+            Ok(_) => Ok(()),
+            Err(f) if f.kind == FailureKind::ConditionFailed => Err(StoreError::Conflict),
+            // The state table answered the read just before, so a missing table is the audit one.
+            Err(f) if f.kind == FailureKind::NotFound => Err(StoreError::Audit(f)),
+            Err(f) => Err(StoreError::Aws(f)),
+        }
+    }
+
+    /// One page of profiles in name order; `next` is the last name of the previous page.
+    pub async fn list(
+        &self,
+        limit: usize,
+        next: Option<&ProfileName>,
+    ) -> Result<(Vec<Profile>, Option<String>), StoreError> {
+        let out = self
+            .db
+            .query()
+            .table_name(&self.table)
+            .key_condition_expression("pk = :pk")
+            .expression_attribute_values(":pk", AttributeValue::S(PK.to_owned()))
+            .limit(i32::try_from(limit).unwrap_or(i32::MAX))
+            .set_exclusive_start_key(next.map(key))
+            .send()
+            .await
+            .map_err(|e| StoreError::Aws(classify(e)))?;
+        let profiles = out
+            .items
+            .unwrap_or_default()
+            .iter()
+            .map(|item| {
+                let name = item
+                    .get("sk")
+                    .and_then(|v| v.as_s().ok())
+                    .and_then(|s| ProfileName::parse("name", s).ok())
+                    .ok_or_else(|| StoreError::Corrupt("(unnamed)".into()))?;
+                decode(name, item)
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let next = out
+            .last_evaluated_key
+            .and_then(|k| k.get("sk").and_then(|v| v.as_s().ok()).cloned());
+        Ok((profiles, next))
+    }
+}
+
+fn decode(
+    name: ProfileName,
+    item: &HashMap<String, AttributeValue>,
+) -> Result<Profile, StoreError> {
+    let doc = item
+        .get("doc")
+        .and_then(|v| v.as_s().ok())
+        .ok_or_else(|| StoreError::Corrupt(name.to_string()))?;
+    Profile::parse(name.clone(), doc.as_bytes()).map_err(|_| StoreError::Corrupt(name.to_string()))
+}

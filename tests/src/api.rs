@@ -1,0 +1,167 @@
+//! Calling the HTTP API in-process (the same `keysmith::api::handle` the function runs) against
+//! moto, with HTTP API v2 events built like API Gateway builds them.
+
+use std::collections::HashMap;
+
+use aws_config::SdkConfig;
+use aws_lambda_events::apigw::ApiGatewayV2httpRequest;
+use aws_lambda_events::encodings::Body;
+use aws_sdk_dynamodb::types::AttributeValue;
+use keysmith::config::{Config, StsTarget};
+use keysmith::names::PrincipalPattern;
+use serde_json::{json, Value};
+
+use crate::moto::Moto;
+
+pub const ADMIN: &str = "arn:aws:iam::123456789012:user/admin";
+pub const DEPLOYER: &str = "arn:aws:sts::123456789012:assumed-role/Deployers-ci/alice";
+pub const STRANGER: &str = "arn:aws:iam::123456789012:user/mallory";
+
+pub struct TestApp {
+    pub app: keysmith::App,
+    pub sdk: SdkConfig,
+    pub state_table: String,
+    pub audit_table: String,
+}
+
+impl TestApp {
+    /// Fresh tables on the binary's shared moto server.
+    pub async fn new() -> TestApp {
+        let moto = Moto::shared();
+        TestApp::on(moto, moto.sdk_config().await).await
+    }
+
+    pub async fn on(moto: &Moto, sdk: SdkConfig) -> TestApp {
+        let id = uuid::Uuid::new_v4().simple().to_string();
+        let (state, audit) = (format!("state-{id}"), format!("audit-{id}"));
+        moto.create_tables(&state, &audit);
+        TestApp::with_tables(sdk, &state, &audit)
+    }
+
+    pub fn with_tables(sdk: SdkConfig, state: &str, audit: &str) -> TestApp {
+        let config = Config {
+            state_table: state.to_owned(),
+            audit_table: audit.to_owned(),
+            admins: vec![PrincipalPattern::parse("admins", ADMIN).unwrap()],
+            sts: StsTarget::default(),
+        };
+        TestApp {
+            app: keysmith::App::new(config, &sdk),
+            sdk,
+            state_table: state.to_owned(),
+            audit_table: audit.to_owned(),
+        }
+    }
+
+    /// Sends a request as `caller` (None: no identity); returns status and JSON body (Null if none).
+    pub async fn call(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<&str>,
+        caller: Option<&str>,
+    ) -> (u16, Value) {
+        let response = keysmith::api::handle(&self.app, request(method, path, body, caller)).await;
+        let body = match response.body {
+            Some(Body::Text(t)) => {
+                serde_json::from_str(&t).unwrap_or_else(|_| panic!("not JSON: {t}"))
+            }
+            None | Some(Body::Empty) => Value::Null,
+            Some(other) => panic!("unexpected body {other:?}"),
+        };
+        (u16::try_from(response.status_code).unwrap(), body)
+    }
+
+    pub async fn put_profile(&self, name: &str, profile: Value) {
+        let (status, body) = self
+            .call(
+                "PUT",
+                &format!("/v1/profiles/{name}"),
+                Some(&profile.to_string()),
+                Some(ADMIN),
+            )
+            .await;
+        assert!(
+            status == 201 || status == 200,
+            "PUT profile {name}: {status} {body}"
+        );
+    }
+
+    /// Every item of the audit table (tests keep their tables small).
+    pub async fn audit_items(&self) -> Vec<HashMap<String, AttributeValue>> {
+        let db = aws_sdk_dynamodb::Client::new(&self.sdk);
+        let out = db
+            .scan()
+            .table_name(&self.audit_table)
+            .send()
+            .await
+            .unwrap();
+        out.items.unwrap_or_default()
+    }
+}
+
+/// An HTTP API payload v2 event with an IAM authorizer context.
+pub fn request(
+    method: &str,
+    path: &str,
+    body: Option<&str>,
+    caller: Option<&str>,
+) -> ApiGatewayV2httpRequest {
+    let (raw_path, raw_query) = path.split_once('?').unwrap_or((path, ""));
+    let query: serde_json::Map<String, Value> = raw_query
+        .split('&')
+        .filter(|p| !p.is_empty())
+        .map(|p| {
+            let (k, v) = p.split_once('=').unwrap_or((p, ""));
+            // API Gateway hands the function decoded values.
+            (k.to_owned(), json!(crate::proxy::percent_decode(v)))
+        })
+        .collect();
+    let mut ctx = json!({
+        "accountId": "123456789012",
+        "apiId": "local",
+        "domainName": "local.execute-api.us-east-1.amazonaws.com",
+        "http": {"method": method, "path": raw_path, "protocol": "HTTP/1.1",
+                 "sourceIp": "203.0.113.10", "userAgent": "keysmith-tests"},
+        "requestId": uuid::Uuid::new_v4().to_string(),
+        "routeKey": "$default",
+        "stage": "$default",
+        "time": "21/Nov/2026:15:04:05 +0000",
+        "timeEpoch": 1_795_000_000_000_i64,
+    });
+    if let Some(arn) = caller {
+        ctx["authorizer"] = json!({"iam": {"accessKey": "ASIAEXAMPLE", "accountId": "123456789012",
+            "callerId": "AIDAEXAMPLE", "userArn": arn, "userId": "AIDAEXAMPLE"}});
+    }
+    let mut event = json!({
+        "version": "2.0",
+        "routeKey": "$default",
+        "rawPath": raw_path,
+        "rawQueryString": raw_query,
+        "headers": {"content-type": "application/json"},
+        "requestContext": ctx,
+        "isBase64Encoded": false,
+    });
+    if !query.is_empty() {
+        event["queryStringParameters"] = Value::Object(query);
+    }
+    if let Some(b) = body {
+        event["body"] = json!(b);
+    }
+    serde_json::from_value(event).unwrap()
+}
+
+/// Asserts the JSON error shape of SPEC §4.
+pub fn assert_error(status: u16, body: &Value, want_status: u16, code: &str, field: Option<&str>) {
+    assert_eq!(status, want_status, "{body}");
+    assert_eq!(body["error"]["code"], code, "{body}");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .is_some_and(|m| !m.is_empty()),
+        "{body}"
+    );
+    if let Some(f) = field {
+        assert_eq!(body["error"]["field"], f, "{body}");
+    }
+}

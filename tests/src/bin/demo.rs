@@ -1,0 +1,199 @@
+//! `make demo`: the main job of Keysmith, end to end, on this machine. Starts moto, creates the
+//! tables from template.yaml, seeds an IAM user, a role and a base-key secret, then drives the
+//! built `issue-credentials` binary through the Lambda Runtime API: creates a profile of each STS
+//! type, issues credentials, proves each with `aws sts get-caller-identity`, and prints the audit
+//! trail. Everything it started stops when it ends.
+
+use keysmith_tests::aws::{allow_all, assumable_role, secret, user_with_key};
+use keysmith_tests::moto::{Moto, REGION};
+use keysmith_tests::runtime::FunctionProcess;
+use keysmith_tests::{event, function_binary, venv};
+use serde_json::{json, Value};
+
+const STATE: &str = "keysmith-state";
+const AUDIT: &str = "keysmith-audit";
+
+fn step(text: &str) {
+    println!("\n==> {text}");
+}
+
+async fn call(
+    f: &FunctionProcess,
+    template: &str,
+    path: &str,
+    body: Option<Value>,
+) -> (i64, Value) {
+    let mut e = event(template);
+    e["rawPath"] = path.into();
+    e["requestContext"]["http"]["path"] = path.into();
+    if let Some(b) = body {
+        e["body"] = b.to_string().into();
+    }
+    let r = f
+        .invoke(&e)
+        .await
+        .unwrap_or_else(|err| panic!("invocation failed: {err}"));
+    let status = r["statusCode"].as_i64().unwrap_or(0);
+    let body = serde_json::from_str(r["body"].as_str().unwrap_or("null")).unwrap_or(Value::Null);
+    (status, body)
+}
+
+#[tokio::main(flavor = "current_thread")]
+async fn main() {
+    step("starting moto (local AWS) on 127.0.0.1");
+    let moto = Moto::start();
+    println!("    {}", moto.endpoint);
+    moto.create_tables(STATE, AUDIT);
+    println!("    tables {STATE} and {AUDIT} created from template.yaml");
+
+    step("seeding IAM: a base user whose key lives in Secrets Manager, and a role to assume");
+    let sdk = moto.sdk_config().await;
+    let (key_id, key_secret) = user_with_key(&sdk, "demo-base", &allow_all()).await;
+    secret(
+        &sdk,
+        "keysmith/demo-base",
+        &json!({"access_key_id": key_id, "secret_access_key": key_secret}),
+    )
+    .await;
+    let role_arn = assumable_role(&sdk, "/keysmith/", "deploy").await;
+    println!("    user demo-base (key {key_id}) -> secret keysmith/demo-base\n    role {role_arn}");
+
+    step("starting the issue-credentials function (Lambda Runtime API)");
+    let f = FunctionProcess::start(
+        &function_binary("issue-credentials"),
+        &[
+            ("AWS_ENDPOINT_URL", moto.endpoint.as_str()),
+            ("AWS_REGION", REGION),
+            ("AWS_ACCESS_KEY_ID", "test"),
+            ("AWS_SECRET_ACCESS_KEY", "test"),
+            ("KEYSMITH_STATE_TABLE", STATE),
+            ("KEYSMITH_AUDIT_TABLE", AUDIT),
+            ("KEYSMITH_ADMINS", "arn:aws:iam::123456789012:user/admin"),
+        ],
+    )
+    .await;
+
+    let deployers = json!(["arn:aws:iam::123456789012:role/Deployers*"]);
+    let profiles = [
+        (
+            "deploy",
+            json!({"credential_type": "assumed_role", "role_arn": role_arn,
+            "description": "CI deploys", "allowed_principals": deployers}),
+        ),
+        (
+            "session",
+            json!({"credential_type": "session_token", "source_secret_id": "keysmith/demo-base",
+            "allowed_principals": deployers}),
+        ),
+        (
+            "federated",
+            json!({"credential_type": "federation_token", "source_secret_id": "keysmith/demo-base",
+            "policy_document": {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "s3:GetObject", "Resource": "*"}]},
+            "allowed_principals": deployers}),
+        ),
+    ];
+    for (name, profile) in &profiles {
+        step(&format!(
+            "admin creates profile {name} ({})",
+            profile["credential_type"]
+        ));
+        let (status, body) = call(
+            &f,
+            "profile-put.json",
+            &format!("/v1/profiles/{name}"),
+            Some(profile.clone()),
+        )
+        .await;
+        println!("    PUT /v1/profiles/{name} -> {status}");
+        assert_eq!(status, 201, "{body}");
+    }
+
+    for (name, _) in &profiles {
+        step(&format!(
+            "alice (role Deployers-ci) asks for {name} credentials"
+        ));
+        let path = format!("/v1/profiles/{name}/credentials");
+        let (status, creds) = call(
+            &f,
+            "credentials-post.json",
+            &path,
+            Some(json!({"duration_seconds": 900})),
+        )
+        .await;
+        assert_eq!(status, 200, "{creds}");
+        println!(
+            "    POST {path} -> {status}: {} {}, expires {}, lease {}",
+            creds["credential_type"],
+            creds["access_key_id"],
+            creds["expiration"],
+            creds["lease_id"]
+        );
+        let out = std::process::Command::new(venv().join("bin/aws"))
+            .args([
+                "sts",
+                "get-caller-identity",
+                "--output",
+                "text",
+                "--query",
+                "Arn",
+                "--endpoint-url",
+                &moto.endpoint,
+            ])
+            .env(
+                "AWS_ACCESS_KEY_ID",
+                creds["access_key_id"].as_str().unwrap(),
+            )
+            .env(
+                "AWS_SECRET_ACCESS_KEY",
+                creds["secret_access_key"].as_str().unwrap(),
+            )
+            .env(
+                "AWS_SESSION_TOKEN",
+                creds["session_token"].as_str().unwrap(),
+            )
+            .env("AWS_DEFAULT_REGION", REGION)
+            .env("AWS_CONFIG_FILE", "/dev/null")
+            .env("AWS_SHARED_CREDENTIALS_FILE", "/dev/null")
+            .output()
+            .expect("cannot run the aws cli");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        println!(
+            "    aws sts get-caller-identity -> {}",
+            String::from_utf8_lossy(&out.stdout).trim()
+        );
+    }
+
+    step("a stranger is refused (and the refusal is audited)");
+    let mut stranger = event("credentials-post.json");
+    stranger["requestContext"]["authorizer"]["iam"]["userArn"] =
+        "arn:aws:iam::123456789012:user/mallory".into();
+    let r = f.invoke(&stranger).await.unwrap();
+    println!(
+        "    POST /v1/profiles/deploy/credentials as mallory -> {}",
+        r["statusCode"]
+    );
+
+    step("the audit trail (GET /v1/audit), newest first");
+    let mut e = event("audit-get.json");
+    e["rawQueryString"] = "limit=20".into();
+    e["queryStringParameters"] = json!({"limit": "20"});
+    let r = f.invoke(&e).await.unwrap();
+    let trail: Value = serde_json::from_str(r["body"].as_str().unwrap()).unwrap();
+    for item in trail["items"].as_array().unwrap() {
+        println!(
+            "    {} {:7} {:6} {:<22} {:<10} {:<16} {}",
+            item["time"].as_str().unwrap_or(""),
+            item["outcome"].as_str().unwrap_or(""),
+            item["level"].as_str().unwrap_or(""),
+            item["event"].as_str().unwrap_or(""),
+            item["profile"].as_str().unwrap_or("-"),
+            item["credential_type"].as_str().unwrap_or("-"),
+            item["access_key_id"].as_str().unwrap_or("-"),
+        );
+    }
+    step("done: stopping the function and moto");
+}

@@ -1,0 +1,51 @@
+//! Test harness: moto in server mode, a Lambda Runtime API emulator that drives the built function
+//! binaries, and a capturing proxy for outgoing AWS requests. Everything binds to 127.0.0.1.
+//!
+//! A harness that cannot start what a test needs panics: tests fail, they never skip.
+
+pub mod api;
+pub mod aws;
+pub mod moto;
+pub mod proxy;
+pub mod runtime;
+
+use std::path::PathBuf;
+
+/// The repository root.
+pub fn repo_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+/// The project's Python environment (moto, awscli, cfn-lint), made by `make venv`.
+pub fn venv() -> PathBuf {
+    let venv = std::env::var_os("KEYSMITH_VENV")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| repo_root().join(".venv"));
+    assert!(
+        venv.join("bin/moto_server").exists(),
+        "{} has no moto_server: run `make venv` (or `make test`, which does it) first",
+        venv.display()
+    );
+    venv
+}
+
+/// A function binary built by `cargo build --workspace --bins` (as `make test` does first).
+pub fn function_binary(name: &str) -> PathBuf {
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| repo_root().join("target"));
+    let path = target.join("debug").join(name);
+    assert!(
+        path.exists(),
+        "{} is missing: build it first with `cargo build --workspace --bins` (make test does)",
+        path.display()
+    );
+    path
+}
+
+/// Reads an event file from `events/`.
+pub fn event(name: &str) -> serde_json::Value {
+    let path = repo_root().join("events").join(name);
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    serde_json::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}

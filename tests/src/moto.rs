@@ -1,0 +1,118 @@
+//! moto in server mode, started from the project's `.venv/` on 127.0.0.1 and a free port.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use aws_config::{BehaviorVersion, Region, SdkConfig};
+use aws_sdk_sts::config::Credentials;
+
+pub const REGION: &str = "us-east-1";
+pub const ACCOUNT: &str = "123456789012";
+
+pub struct Moto {
+    pub endpoint: String,
+    child: Child,
+}
+
+impl Moto {
+    /// A server of one's own: needed when a test switches on auth enforcement, which is global.
+    pub fn start() -> Moto {
+        let venv = crate::venv();
+        // The shell wrapper ends moto when our stdin closes, i.e. when the test process exits,
+        // even if it dies without running destructors (the shared server is never dropped).
+        let script = format!(
+            "'{}' -H 127.0.0.1 -p 0 & pid=$!; trap 'kill $pid 2>/dev/null' EXIT; read _; exit 0",
+            venv.join("bin/moto_server").display()
+        );
+        let mut child = Command::new("sh")
+            .arg("-c")
+            .arg(script)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("cannot start moto_server");
+        let stderr = child.stderr.take().expect("moto stderr");
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let mut sent = false;
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if !sent {
+                    if let Some(url) = line.split("Running on ").nth(1) {
+                        let _ = tx.send(url.trim().to_owned());
+                        sent = true;
+                    }
+                }
+            }
+        });
+        let endpoint = rx
+            .recv_timeout(Duration::from_secs(30))
+            .expect("moto_server did not report its address within 30 s");
+        assert!(
+            endpoint.starts_with("http://127.0.0.1:"),
+            "moto bound to {endpoint}"
+        );
+        Moto { endpoint, child }
+    }
+
+    /// One server for the whole test binary; tests keep apart by using their own table names and
+    /// IAM/Secrets Manager names.
+    pub fn shared() -> &'static Moto {
+        static SHARED: OnceLock<Moto> = OnceLock::new();
+        SHARED.get_or_init(Moto::start)
+    }
+
+    /// SDK configuration pointing at this server (on the loader, not the process environment, so
+    /// tests on different servers do not interfere).
+    pub async fn sdk_config(&self) -> SdkConfig {
+        self.sdk_config_with(Credentials::new("test", "test", None, None, "test"))
+            .await
+    }
+
+    pub async fn sdk_config_with(&self, credentials: Credentials) -> SdkConfig {
+        keysmith::aws::sdk_config_loader()
+            .behavior_version(BehaviorVersion::latest())
+            .endpoint_url(&self.endpoint)
+            .region(Region::new(REGION))
+            .credentials_provider(credentials)
+            .load()
+            .await
+    }
+
+    /// Creates the state and audit tables from `template.yaml`'s own definitions.
+    pub fn create_tables(&self, state: &str, audit: &str) {
+        let venv = crate::venv();
+        let out = Command::new(venv.join("bin/python"))
+            .arg(crate::repo_root().join("infra/local_stack.py"))
+            .args(["tables", "--endpoint", &self.endpoint, "--region", REGION])
+            .args(["--state-table", state, "--audit-table", audit])
+            .output()
+            .expect("cannot run infra/local_stack.py");
+        assert!(
+            out.status.success(),
+            "local_stack.py tables failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    /// Switches on moto's IAM auth enforcement (see LOCAL-AWS.md): from now on only known keys
+    /// are accepted and their policies apply.
+    pub async fn enable_auth(&self) {
+        let status = crate::proxy::post(
+            &format!("{}/moto-api/reset-auth", self.endpoint),
+            "text/plain",
+            "0",
+        )
+        .await;
+        assert_eq!(status, 200, "enabling moto auth failed");
+    }
+}
+
+impl Drop for Moto {
+    fn drop(&mut self) {
+        drop(self.child.stdin.take());
+        let _ = self.child.wait();
+    }
+}

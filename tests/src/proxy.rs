@@ -1,0 +1,165 @@
+//! A recording HTTP proxy: stands in as a profile's `sts_endpoint`, keeps every request it sees
+//! (so tests can check how Keysmith signed and parameterised it) and forwards it to moto.
+
+use std::sync::{Arc, Mutex};
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper::{Request, Response};
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use tokio::net::TcpListener;
+
+#[derive(Debug, Clone)]
+pub struct Captured {
+    pub method: String,
+    pub path: String,
+    pub headers: Vec<(String, String)>,
+    pub body: String,
+}
+
+impl Captured {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// The access key id a SigV4 `Authorization` header was signed with.
+    pub fn signing_key_id(&self) -> Option<&str> {
+        let auth = self.header("authorization")?;
+        let credential = auth.split("Credential=").nth(1)?;
+        credential.split('/').next()
+    }
+
+    /// A form parameter of an AWS Query protocol body (STS), URL-decoded.
+    pub fn form(&self, name: &str) -> Option<String> {
+        self.body.split('&').find_map(|pair| {
+            let (k, v) = pair.split_once('=')?;
+            (k == name).then(|| percent_decode(v))
+        })
+    }
+}
+
+pub fn percent_decode(s: &str) -> String {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'%' if i + 2 < bytes.len() => {
+                let hex = std::str::from_utf8(&bytes[i + 1..i + 3]).unwrap_or("");
+                out.push(u8::from_str_radix(hex, 16).unwrap_or(b'?'));
+                i += 3;
+            }
+            b'+' => {
+                out.push(b' ');
+                i += 1;
+            }
+            b => {
+                out.push(b);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+pub struct CaptureProxy {
+    pub endpoint: String,
+    requests: Arc<Mutex<Vec<Captured>>>,
+}
+
+impl CaptureProxy {
+    /// Starts on 127.0.0.1 and a free port, forwarding to `upstream` (moto).
+    pub async fn start(upstream: &str) -> CaptureProxy {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind proxy");
+        let endpoint = format!("http://{}", listener.local_addr().expect("proxy address"));
+        let requests: Arc<Mutex<Vec<Captured>>> = Arc::default();
+        let client = Client::builder(TokioExecutor::new()).build_http::<Full<Bytes>>();
+        let (store, upstream) = (requests.clone(), upstream.to_owned());
+        tokio::spawn(async move {
+            while let Ok((stream, _)) = listener.accept().await {
+                let (store, client, upstream) = (store.clone(), client.clone(), upstream.clone());
+                tokio::spawn(async move {
+                    let service = service_fn(move |req: Request<Incoming>| {
+                        let (store, client, upstream) =
+                            (store.clone(), client.clone(), upstream.clone());
+                        async move { forward(req, &store, &client, &upstream).await }
+                    });
+                    let _ = http1::Builder::new()
+                        .serve_connection(TokioIo::new(stream), service)
+                        .await;
+                });
+            }
+        });
+        CaptureProxy { endpoint, requests }
+    }
+
+    pub fn requests(&self) -> Vec<Captured> {
+        self.requests.lock().unwrap().clone()
+    }
+}
+
+type HttpClient = Client<hyper_util::client::legacy::connect::HttpConnector, Full<Bytes>>;
+
+async fn forward(
+    req: Request<Incoming>,
+    store: &Mutex<Vec<Captured>>,
+    client: &HttpClient,
+    upstream: &str,
+) -> Result<Response<Full<Bytes>>, hyper::Error> {
+    let (parts, body) = req.into_parts();
+    let body = body.collect().await?.to_bytes();
+    store.lock().unwrap().push(Captured {
+        method: parts.method.to_string(),
+        path: parts.uri.to_string(),
+        headers: parts
+            .headers
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_str().unwrap_or_default().to_owned()))
+            .collect(),
+        body: String::from_utf8_lossy(&body).into_owned(),
+    });
+    let path = parts.uri.path_and_query().map_or("/", |p| p.as_str());
+    let mut out = Request::builder()
+        .method(parts.method)
+        .uri(format!("{upstream}{path}"));
+    for (k, v) in &parts.headers {
+        out = out.header(k, v);
+    }
+    let response = client.request(out.body(Full::new(body)).unwrap()).await;
+    Ok(match response {
+        Ok(r) => {
+            let (parts, body) = r.into_parts();
+            let body = body
+                .collect()
+                .await
+                .map(|b| b.to_bytes())
+                .unwrap_or_default();
+            Response::from_parts(parts, Full::new(body))
+        }
+        Err(e) => Response::builder()
+            .status(502)
+            .body(Full::new(Bytes::from(format!("proxy: {e}"))))
+            .unwrap(),
+    })
+}
+
+/// A bare POST (for moto's control API); returns the status code.
+pub async fn post(url: &str, content_type: &str, body: &str) -> u16 {
+    let client = Client::builder(TokioExecutor::new()).build_http::<Full<Bytes>>();
+    let req = Request::post(url)
+        .header("content-type", content_type)
+        .body(Full::new(Bytes::from(body.to_owned())))
+        .unwrap();
+    client
+        .request(req)
+        .await
+        .map(|r| r.status().as_u16())
+        .unwrap_or(0)
+}
