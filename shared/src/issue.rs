@@ -8,9 +8,15 @@ use serde::Deserialize;
 
 use crate::aws::{classify, AwsFailure, Clients, FailureKind};
 use crate::config::StsTarget;
+use crate::iam_user::{IamError, UserSpec};
+use crate::lease::{Lease, LeaseError, LeaseStatus, Leases};
 use crate::names::{sanitize_iam_name, DurationSeconds, Invalid, SessionName, TokenCode};
 use crate::profile::{parse_json, CredentialType, Kind, Policies, Profile};
 use crate::secret::{AccessKeyPair, Secret};
+
+/// How long an `iam_user` issuance waits for IAM to accept the new key (IAM is eventually
+/// consistent; a new key usually works within seconds). API Gateway allows 30 s in all.
+pub const IAM_USER_READY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(15);
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -118,27 +124,35 @@ impl Issuance {
 /// Credentials handed out, and where they came from.
 #[derive(Debug)]
 pub struct Issued {
+    pub lease_id: String,
     pub credentials: AccessKeyPair,
     pub expiration: DateTime<Utc>,
-    /// The STS region that issued them, for the audit trail.
+    /// The STS region that issued or checked them, for the audit trail.
     pub region: String,
+    /// The revocable lease behind `iam_user` credentials.
+    pub lease: Option<Lease>,
 }
 
 #[derive(Debug, thiserror::Error)]
 pub enum IssueError {
-    #[error("{0} credentials are not available in this version")]
-    Unsupported(CredentialType),
     #[error("the base key secret {id} {reason}")]
     BaseKey { id: String, reason: String },
     #[error("AWS STS refused: {0}")]
     Sts(AwsFailure),
+    #[error(transparent)]
+    Iam(#[from] IamError),
+    #[error("the lease could not be recorded: {0}")]
+    Lease(#[from] LeaseError),
+    #[error("the new IAM user's key was not accepted by STS within the wait")]
+    NotReady,
 }
 
 impl IssueError {
     pub fn failure_kind(&self) -> FailureKind {
         match self {
-            Self::Sts(f) => f.kind,
-            Self::BaseKey { .. } | Self::Unsupported(_) => FailureKind::Other,
+            Self::Sts(f) | Self::Iam(IamError { failure: f, .. }) => f.kind,
+            Self::Lease(e) => e.failure_kind(),
+            Self::BaseKey { .. } | Self::NotReady => FailureKind::Other,
         }
     }
 }
@@ -147,14 +161,24 @@ impl IssueError {
 pub struct Issuer {
     clients: Clients,
     sts: StsTarget,
+    leases: Leases,
+    ready_timeout: std::time::Duration,
 }
 
 impl Issuer {
-    pub fn new(clients: Clients, global_sts: StsTarget) -> Self {
+    pub fn new(clients: Clients, global_sts: StsTarget, leases: Leases) -> Self {
         Self {
             clients,
             sts: global_sts,
+            leases,
+            ready_timeout: IAM_USER_READY_TIMEOUT,
         }
+    }
+
+    /// Tests shorten the wait for a new IAM user's key.
+    pub fn with_ready_timeout(mut self, timeout: std::time::Duration) -> Self {
+        self.ready_timeout = timeout;
+        self
     }
 
     /// Issues credentials of `profile`'s type for `principal` (the caller, recorded by AWS as
@@ -250,7 +274,11 @@ impl Issuer {
                     .map_err(|e| IssueError::Sts(classify(e)))?
                     .credentials
             }
-            Kind::IamUser { .. } => return Err(IssueError::Unsupported(CredentialType::IamUser)),
+            Kind::IamUser { .. } => {
+                return self
+                    .issue_iam_user(profile, req, principal, &target, region)
+                    .await
+            }
         };
         let c = credentials
             .ok_or_else(|| IssueError::Sts(AwsFailure::other("STS returned no credentials")))?;
@@ -259,6 +287,7 @@ impl Issuer {
                 IssueError::Sts(AwsFailure::other("STS returned an invalid expiration"))
             })?;
         Ok(Issued {
+            lease_id: uuid::Uuid::new_v4().to_string(),
             credentials: AccessKeyPair {
                 access_key_id: c.access_key_id,
                 secret_access_key: Secret::new(c.secret_access_key),
@@ -266,7 +295,122 @@ impl Issuer {
             },
             expiration,
             region,
+            lease: None,
         })
+    }
+
+    /// A fresh IAM user for this lease. The lease is recorded first, so a crash at any later
+    /// point leaves a record that revocation (on request or at expiry) can finish; any failure
+    /// here deletes the user at once.
+    async fn issue_iam_user(
+        &self,
+        profile: &Profile,
+        req: &Issuance,
+        principal: &str,
+        target: &StsTarget,
+        region: String,
+    ) -> Result<Issued, IssueError> {
+        let Kind::IamUser {
+            policies,
+            iam_groups,
+            permissions_boundary_arn,
+            user_path,
+        } = &profile.kind
+        else {
+            return Err(IssueError::Sts(AwsFailure::other(
+                "not an iam_user profile",
+            )));
+        };
+        let now = Utc::now();
+        let id = uuid::Uuid::new_v4().to_string();
+        let lease = Lease {
+            user_name: user_name(profile.name.as_str(), principal, &id),
+            id,
+            profile: profile.name.to_string(),
+            principal: principal.to_owned(),
+            access_key_id: None,
+            created_at: now,
+            expires_at: now + chrono::Duration::seconds(i64::from(req.duration.get())),
+            status: LeaseStatus::Pending,
+            revoked_at: None,
+        };
+        self.leases.record(&lease).await?;
+        let spec = UserSpec {
+            user_name: lease.user_name.clone(),
+            path: user_path.clone(),
+            policies: policies.clone(),
+            groups: iam_groups.clone(),
+            permissions_boundary: permissions_boundary_arn.clone(),
+            tags: vec![
+                ("keysmith:lease-id".into(), lease.id.clone()),
+                ("keysmith:profile".into(), lease.profile.clone()),
+                ("keysmith:principal".into(), tag_value(principal)),
+            ],
+        };
+        let result = async {
+            let key = self.leases.users.create(&spec).await?;
+            self.leases.activate(&lease.id, &key.access_key_id).await?;
+            self.wait_until_usable(&key, target, &spec).await?;
+            Ok::<_, IssueError>(key)
+        }
+        .await;
+        match result {
+            Ok(credentials) => {
+                let mut lease = lease;
+                lease.access_key_id = Some(credentials.access_key_id.clone());
+                lease.status = LeaseStatus::Active;
+                Ok(Issued {
+                    lease_id: lease.id.clone(),
+                    credentials,
+                    expiration: lease.expires_at,
+                    region,
+                    lease: Some(lease),
+                })
+            }
+            Err(e) => {
+                if let Err(cleanup) = self.leases.revoke(&lease).await {
+                    // The lease stays due: the scheduled revoker finishes the job.
+                    tracing::warn!(lease_id = %lease.id, error = %cleanup, "cleanup after a failed iam_user issuance failed");
+                }
+                Err(e)
+            }
+        }
+    }
+
+    /// Polls `sts:GetCallerIdentity` with the new key until IAM accepts it (bounded).
+    async fn wait_until_usable(
+        &self,
+        key: &AccessKeyPair,
+        target: &StsTarget,
+        spec: &UserSpec,
+    ) -> Result<(), IssueError> {
+        let deadline = tokio::time::Instant::now() + self.ready_timeout;
+        let mut pause = std::time::Duration::from_millis(200);
+        let expected = format!("user{}{}", spec.path, spec.user_name);
+        loop {
+            let answer = self
+                .clients
+                .sts
+                .get_caller_identity()
+                .customize()
+                .config_override(overrides(target, Some(key)))
+                .send()
+                .await;
+            if let Ok(out) = answer {
+                if out
+                    .arn
+                    .as_deref()
+                    .is_some_and(|arn| arn.ends_with(&expected))
+                {
+                    return Ok(());
+                }
+            }
+            if tokio::time::Instant::now() + pause > deadline {
+                return Err(IssueError::NotReady);
+            }
+            tokio::time::sleep(pause).await;
+            pause = (pause * 2).min(std::time::Duration::from_secs(2));
+        }
     }
 
     async fn base_key(&self, secret_id: &str) -> Result<AccessKeyPair, IssueError> {
@@ -349,6 +493,35 @@ fn source_identity(principal: &str) -> String {
     } else {
         s.to_owned()
     }
+}
+
+/// `ks-<profile>-<caller>-<lease id prefix>`: IAM's 64 characters at most, unique per lease, and
+/// readable in the console and CloudTrail.
+fn user_name(profile: &str, principal: &str, lease_id: &str) -> String {
+    let mut profile = sanitize_iam_name(profile);
+    profile.truncate(20);
+    let mut caller = SessionName::for_caller(principal).to_string();
+    caller.truncate(20);
+    let id: String = lease_id
+        .chars()
+        .filter(char::is_ascii_hexdigit)
+        .take(12)
+        .collect();
+    format!("ks-{profile}-{caller}-{id}")
+}
+
+/// IAM tag values allow letters, digits, spaces and `_.:/=+-@`, 256 characters at most.
+fn tag_value(s: &str) -> String {
+    s.chars()
+        .map(|c| {
+            if c.is_alphanumeric() || " _.:/=+-@".contains(c) {
+                c
+            } else {
+                '-'
+            }
+        })
+        .take(256)
+        .collect()
 }
 
 /// GetFederationToken's `Name` is 2–32 characters.
@@ -438,5 +611,20 @@ mod tests {
             "arn-aws-iam--1-user-bob"
         );
         assert_eq!(federated_name(&format!("jwt:{}", "x".repeat(40))).len(), 32);
+        let name = user_name(
+            &"p".repeat(64),
+            &format!("jwt:{}", "é".repeat(40)),
+            "0123abcd-4567-89ef-aaaa-bbbbccccdddd",
+        );
+        assert!(
+            name.len() <= 64 && name.ends_with("-0123abcd4567"),
+            "{name}"
+        );
+        assert!(
+            name.chars()
+                .all(|c| c.is_ascii_alphanumeric() || "+=,.@_-".contains(c)),
+            "{name}"
+        );
+        assert_eq!(tag_value("jwt:a|b"), "jwt:a-b");
     }
 }

@@ -5,7 +5,9 @@ pub mod api;
 pub mod audit;
 pub mod aws;
 pub mod config;
+pub mod iam_user;
 pub mod issue;
+pub mod lease;
 pub mod names;
 pub mod profile;
 pub mod secret;
@@ -15,7 +17,9 @@ use aws_config::SdkConfig;
 use crate::audit::AuditLog;
 use crate::aws::Clients;
 use crate::config::Config;
+use crate::iam_user::IamUsers;
 use crate::issue::Issuer;
+use crate::lease::Leases;
 use crate::profile::ProfileStore;
 
 /// Everything a request needs, built once per process (cold start), shared by every invocation.
@@ -26,6 +30,7 @@ pub struct App {
     pub audit: AuditLog,
     pub profiles: ProfileStore,
     pub issuer: Issuer,
+    pub leases: Leases,
     pub region: String,
 }
 
@@ -35,7 +40,12 @@ impl App {
         let audit = AuditLog::new(clients.dynamodb.clone(), &config.audit_table);
         let profiles =
             ProfileStore::new(clients.dynamodb.clone(), &config.state_table, audit.clone());
-        let issuer = Issuer::new(clients.clone(), config.sts.clone());
+        let leases = Leases::new(
+            clients.dynamodb.clone(),
+            &config.state_table,
+            IamUsers::new(clients.iam.clone()),
+        );
+        let issuer = Issuer::new(clients.clone(), config.sts.clone(), leases.clone());
         Self {
             region: clients.region.clone(),
             config,
@@ -43,6 +53,7 @@ impl App {
             audit,
             profiles,
             issuer,
+            leases,
         }
     }
 

@@ -72,9 +72,14 @@ impl Moto {
     }
 
     pub async fn sdk_config_with(&self, credentials: Credentials) -> SdkConfig {
+        Self::sdk_config_at(&self.endpoint, credentials).await
+    }
+
+    /// SDK configuration for another endpoint in front of moto (a capturing proxy).
+    pub async fn sdk_config_at(endpoint: &str, credentials: Credentials) -> SdkConfig {
         keysmith::aws::sdk_config_loader()
             .behavior_version(BehaviorVersion::latest())
-            .endpoint_url(&self.endpoint)
+            .endpoint_url(endpoint)
             .region(Region::new(REGION))
             .credentials_provider(credentials)
             .load()

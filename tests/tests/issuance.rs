@@ -274,19 +274,3 @@ async fn assumed_role_request_carries_source_identity_tags_and_external_id() {
         "{source}"
     );
 }
-
-#[tokio::test]
-async fn iam_user_profiles_are_accepted_but_not_yet_issued() {
-    let t = TestApp::new().await;
-    t.put_profile("temp", json!({"credential_type": "iam_user", "policy_arns": ["arn:aws:iam::aws:policy/ReadOnlyAccess"],
-        "allowed_principals": [DEPLOYER]})).await;
-    let (s, b) = t
-        .call(
-            "POST",
-            "/v1/profiles/temp/credentials",
-            Some("{}"),
-            Some(DEPLOYER),
-        )
-        .await;
-    keysmith_tests::api::assert_error(s, &b, 400, "invalid_request", Some("credential_type"));
-}

@@ -5,6 +5,7 @@ use serde_json::json;
 use crate::audit::AuditError;
 use crate::aws::{AwsFailure, FailureKind};
 use crate::issue::IssueError;
+use crate::lease::LeaseError;
 use crate::names::Invalid;
 use crate::profile::StoreError;
 
@@ -114,13 +115,19 @@ impl From<AuditError> for ApiError {
 
 impl From<IssueError> for ApiError {
     fn from(e: IssueError) -> Self {
-        match &e {
-            IssueError::Unsupported(_) => Self::Invalid {
-                field: "credential_type".into(),
-                message: e.to_string(),
-            },
-            IssueError::BaseKey { .. } => Self::Upstream(e.to_string()),
-            IssueError::Sts(f) => upstream(f),
+        match e.failure_kind() {
+            FailureKind::Throttled => Self::Throttled,
+            _ => Self::Upstream(e.to_string()),
+        }
+    }
+}
+
+impl From<LeaseError> for ApiError {
+    fn from(e: LeaseError) -> Self {
+        match (&e, e.failure_kind()) {
+            (LeaseError::NotFound, _) => Self::NotFound("lease not found".into()),
+            (_, FailureKind::Throttled) => Self::Throttled,
+            _ => Self::Upstream(e.to_string()),
         }
     }
 }

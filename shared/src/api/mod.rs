@@ -14,6 +14,7 @@ use serde_json::{json, Value};
 
 use crate::audit::{self, AuditQuery, AuditRecord, Category, Origin, Outcome};
 use crate::issue::Issuance;
+use crate::lease::Lease;
 use crate::names::{Invalid, ProfileName};
 use crate::profile::{Profile, Saved};
 use crate::App;
@@ -155,6 +156,14 @@ async fn route(app: &App, event: ApiGatewayV2httpRequest) -> Result<Reply, ApiEr
         ["v1", "profiles", name, "credentials"] => match method {
             "POST" => issue(app, &req, ProfileName::parse("name", name)?).await,
             _ => Err(not_allowed("POST")),
+        },
+        ["v1", "leases"] => match method {
+            "GET" => list_leases(app, &req).await,
+            _ => Err(not_allowed("GET")),
+        },
+        ["v1", "leases", id] => match method {
+            "DELETE" => revoke_lease(app, &req, id).await,
+            _ => Err(not_allowed("DELETE")),
         },
         ["v1", "audit"] => match method {
             "GET" => query_audit(app, &req).await,
@@ -352,15 +361,22 @@ async fn issue(app: &App, req: &Request, name: ProfileName) -> Result<Reply, Api
         }
     };
 
-    let lease_id = uuid::Uuid::new_v4().to_string();
+    let lease_id = issued.lease_id.clone();
     let mut r = record(Outcome::Success, audit::MESSAGE_ISSUED.to_owned());
     r.origin.region = issued.region.clone();
     r.duration_seconds = Some(issuance.duration.get());
     r.access_key_id = Some(issued.credentials.access_key_id.clone());
     r.lease_id = Some(lease_id.clone());
-    // The credentials exist now but are returned only once the trail holds them; if it cannot,
-    // they expire unused.
-    app.audit.write(&r).await?;
+    // Credentials are returned only once the trail holds them. A dynamic IAM user is deleted at
+    // once; STS credentials cannot be revoked and expire unused.
+    if let Err(e) = app.audit.write(&r).await {
+        if let Some(lease) = &issued.lease {
+            if let Err(cleanup) = app.leases.revoke(lease).await {
+                tracing::warn!(lease_id = %lease.id, error = %cleanup, "deleting an unaudited IAM user failed; it stays due for revocation");
+            }
+        }
+        return Err(e.into());
+    }
     tracing::info!(
         profile = %name,
         principal = %req.caller.principal,
@@ -393,6 +409,95 @@ async fn issue(app: &App, req: &Request, name: ProfileName) -> Result<Reply, Api
         })
     };
     Ok(Reply::json(200, body))
+}
+
+/// Admins see every lease; anyone else sees their own.
+async fn list_leases(app: &App, req: &Request) -> Result<Reply, ApiError> {
+    let q = query(req, &["profile", "limit", "next"])?;
+    let profile = q("profile")
+        .map(|p| ProfileName::parse("profile", p))
+        .transpose()?;
+    let limit = limit(q("limit"), 50, 100)?;
+    let next = q("next").map(|n| lease_id(n, "next")).transpose()?;
+    let owner =
+        (!app.config.is_admin(&req.caller.principals)).then_some(req.caller.principal.as_str());
+    let (leases, next) = app
+        .leases
+        .list(
+            profile.as_ref().map(ProfileName::as_str),
+            owner,
+            limit,
+            next.as_deref(),
+        )
+        .await?;
+    let leases: Vec<Value> = leases.iter().map(Lease::to_json).collect();
+    Ok(Reply::json(200, json!({"leases": leases, "next": next})))
+}
+
+fn lease_id(s: &str, field: &str) -> Result<String, ApiError> {
+    uuid::Uuid::parse_str(s)
+        .map(|u| u.to_string())
+        .map_err(|_| Invalid::new(field, "must be a lease id (a UUID)").into())
+}
+
+/// Ends a lease now: its IAM user and everything on it are deleted. Repeating the call answers
+/// `200` with the same revoked lease every time.
+async fn revoke_lease(app: &App, req: &Request, id: &str) -> Result<Reply, ApiError> {
+    no_query(req)?;
+    no_body(req)?;
+    let id = lease_id(id, "lease_id")?;
+    let lease = app.leases.get(&id).await?;
+    let record = |outcome: Outcome, message: String| {
+        let mut r = AuditRecord::new(
+            &req.origin,
+            Category::Data,
+            crate::lease::EVENT_LEASE_REVOKED,
+            outcome,
+            message,
+        )
+        .profile(&lease.profile);
+        r.credential_type = Some("iam_user".to_owned());
+        r.lease_id = Some(lease.id.clone());
+        r.access_key_id = lease.access_key_id.clone();
+        r
+    };
+    let owner = lease.principal == req.caller.principal;
+    if !owner && !app.config.is_admin(&req.caller.principals) {
+        let r = record(
+            Outcome::Denied,
+            format!(
+                "{} may not revoke a lease of {}.",
+                req.caller.principal, lease.principal
+            ),
+        );
+        app.audit.write(&r).await?;
+        return Err(ApiError::Forbidden(
+            "only the lease's owner or an admin may revoke it".into(),
+        ));
+    }
+    match app.leases.revoke(&lease).await {
+        Ok((revoked, _)) => {
+            app.audit
+                .write(&record(
+                    Outcome::Success,
+                    format!(
+                        "Lease {} revoked; IAM user {} deleted.",
+                        lease.id, lease.user_name
+                    ),
+                ))
+                .await?;
+            Ok(Reply::json(200, revoked.to_json()))
+        }
+        Err(e) => {
+            app.audit
+                .write(&record(
+                    Outcome::Failed,
+                    format!("Revoking lease {} failed: {e}", lease.id),
+                ))
+                .await?;
+            Err(e.into())
+        }
+    }
 }
 
 async fn query_audit(app: &App, req: &Request) -> Result<Reply, ApiError> {

@@ -562,7 +562,8 @@ fn session_tags(
 
 fn user_path(path: Option<&str>) -> Result<String, Invalid> {
     let path = path.unwrap_or(DEFAULT_USER_PATH);
-    let ok = path.starts_with('/')
+    // Keysmith's role may manage users under its own path only (least privilege in template.yaml).
+    let ok = path.starts_with(DEFAULT_USER_PATH)
         && path.ends_with('/')
         && path.len() <= 512
         && path.chars().all(|c| ('!'..='~').contains(&c));
@@ -571,7 +572,7 @@ fn user_path(path: Option<&str>) -> Result<String, Invalid> {
     } else {
         Err(Invalid::new(
             "user_path",
-            "must start and end with / (for example /keysmith/)",
+            "must be /keysmith/ or a path under it ending with / (for example /keysmith/team-a/)",
         ))
     }
 }

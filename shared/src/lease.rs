@@ -1,0 +1,381 @@
+//! Leases of `iam_user` credentials: a record in the state table written *before* the IAM user
+//! exists, so every user Keysmith creates is findable and revocable whatever happens next.
+//!
+//! Item: `pk = "lease"`, `sk = <lease id>`. While a lease is live it carries `due_pk = "lease"` and
+//! `due_at = <expiry>` — the `due` index then lists exactly the leases to end, without a scan. A
+//! revoked lease loses those two attributes and gets a TTL (`expires_at`) so the record ages out.
+
+use std::collections::HashMap;
+
+use aws_sdk_dynamodb::types::AttributeValue;
+use chrono::{DateTime, Duration, Utc};
+use serde_json::{json, Value};
+
+use crate::audit::{format_time, AuditLog, AuditRecord, Category, Origin, Outcome};
+use crate::aws::{classify, AwsFailure, FailureKind};
+use crate::iam_user::{Deleted, IamError, IamUsers};
+
+const PK: &str = "lease";
+pub const EVENT_LEASE_REVOKED: &str = "Lease Revoked";
+/// How long a revoked lease record stays readable before DynamoDB's TTL removes it.
+pub const REVOKED_RETENTION_DAYS: i64 = 90;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LeaseStatus {
+    /// Recorded; the user may or may not exist yet.
+    Pending,
+    /// The user and its key exist.
+    Active,
+    /// The user and everything on it is gone.
+    Revoked,
+}
+
+impl LeaseStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Pending => "pending",
+            Self::Active => "active",
+            Self::Revoked => "revoked",
+        }
+    }
+
+    fn parse(s: &str) -> Option<Self> {
+        Some(match s {
+            "pending" => Self::Pending,
+            "active" => Self::Active,
+            "revoked" => Self::Revoked,
+            _ => return None,
+        })
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Lease {
+    pub id: String,
+    pub profile: String,
+    pub principal: String,
+    pub user_name: String,
+    pub access_key_id: Option<String>,
+    pub created_at: DateTime<Utc>,
+    pub expires_at: DateTime<Utc>,
+    pub status: LeaseStatus,
+    pub revoked_at: Option<DateTime<Utc>>,
+}
+
+impl Lease {
+    pub fn to_json(&self) -> Value {
+        json!({
+            "lease_id": self.id,
+            "profile": self.profile,
+            "principal": self.principal,
+            "credential_type": "iam_user",
+            "user_name": self.user_name,
+            "access_key_id": self.access_key_id,
+            "created_at": format_time(self.created_at),
+            "expiration": format_time(self.expires_at),
+            "status": self.status.as_str(),
+            "revoked_at": self.revoked_at.map(format_time),
+        })
+    }
+
+    fn to_item(&self) -> HashMap<String, AttributeValue> {
+        let s = |v: &str| AttributeValue::S(v.to_owned());
+        let mut item = HashMap::from([
+            ("pk".to_owned(), s(PK)),
+            ("sk".to_owned(), s(&self.id)),
+            ("profile".to_owned(), s(&self.profile)),
+            ("principal".to_owned(), s(&self.principal)),
+            ("user_name".to_owned(), s(&self.user_name)),
+            ("created_at".to_owned(), s(&format_time(self.created_at))),
+            (
+                "lease_expires_at".to_owned(),
+                s(&format_time(self.expires_at)),
+            ),
+            ("status".to_owned(), s(self.status.as_str())),
+        ]);
+        if self.status != LeaseStatus::Revoked {
+            item.insert("due_pk".into(), s(PK));
+            item.insert("due_at".into(), s(&format_time(self.expires_at)));
+        }
+        if let Some(k) = &self.access_key_id {
+            item.insert("access_key_id".into(), s(k));
+        }
+        item
+    }
+
+    fn from_item(item: &HashMap<String, AttributeValue>) -> Option<Self> {
+        let s = |k: &str| item.get(k).and_then(|v| v.as_s().ok()).cloned();
+        let t = |k: &str| {
+            s(k).and_then(|v| DateTime::parse_from_rfc3339(&v).ok())
+                .map(|d| d.with_timezone(&Utc))
+        };
+        Some(Self {
+            id: s("sk")?,
+            profile: s("profile")?,
+            principal: s("principal")?,
+            user_name: s("user_name")?,
+            access_key_id: s("access_key_id"),
+            created_at: t("created_at")?,
+            expires_at: t("lease_expires_at")?,
+            status: LeaseStatus::parse(&s("status")?)?,
+            revoked_at: t("revoked_at"),
+        })
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum LeaseError {
+    #[error("lease not found")]
+    NotFound,
+    #[error("the state table failed: {0}")]
+    Store(AwsFailure),
+    #[error("stored lease {0} is unreadable")]
+    Corrupt(String),
+    #[error(transparent)]
+    Iam(#[from] IamError),
+}
+
+impl LeaseError {
+    pub fn failure_kind(&self) -> FailureKind {
+        match self {
+            Self::Store(f) | Self::Iam(IamError { failure: f, .. }) => f.kind,
+            _ => FailureKind::Other,
+        }
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct Leases {
+    db: aws_sdk_dynamodb::Client,
+    table: String,
+    pub users: IamUsers,
+}
+
+fn key(id: &str) -> HashMap<String, AttributeValue> {
+    HashMap::from([
+        ("pk".to_owned(), AttributeValue::S(PK.to_owned())),
+        ("sk".to_owned(), AttributeValue::S(id.to_owned())),
+    ])
+}
+
+/// The outcome of ending a batch of expired leases.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct RevokeReport {
+    pub revoked: Vec<String>,
+    pub failed: Vec<(String, String)>,
+}
+
+impl Leases {
+    pub fn new(db: aws_sdk_dynamodb::Client, table: impl Into<String>, users: IamUsers) -> Self {
+        Self {
+            db,
+            table: table.into(),
+            users,
+        }
+    }
+
+    /// Records a new lease; it must not exist yet.
+    pub async fn record(&self, lease: &Lease) -> Result<(), LeaseError> {
+        self.db
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(lease.to_item()))
+            .condition_expression("attribute_not_exists(sk)")
+            .send()
+            .await
+            .map_err(|e| LeaseError::Store(classify(e)))?;
+        Ok(())
+    }
+
+    /// Marks a pending lease active with its key id (unless it was revoked meanwhile).
+    pub async fn activate(&self, id: &str, access_key_id: &str) -> Result<(), LeaseError> {
+        self.db
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(key(id)))
+            .update_expression("SET #s = :active, access_key_id = :k")
+            .condition_expression("#s = :pending")
+            .expression_attribute_names("#s", "status")
+            .expression_attribute_values(":active", AttributeValue::S("active".into()))
+            .expression_attribute_values(":pending", AttributeValue::S("pending".into()))
+            .expression_attribute_values(":k", AttributeValue::S(access_key_id.to_owned()))
+            .send()
+            .await
+            .map_err(|e| LeaseError::Store(classify(e)))?;
+        Ok(())
+    }
+
+    pub async fn get(&self, id: &str) -> Result<Lease, LeaseError> {
+        let out = self
+            .db
+            .get_item()
+            .table_name(&self.table)
+            .set_key(Some(key(id)))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| LeaseError::Store(classify(e)))?;
+        let item = out.item.ok_or(LeaseError::NotFound)?;
+        Lease::from_item(&item).ok_or_else(|| LeaseError::Corrupt(id.to_owned()))
+    }
+
+    /// Ends a lease: deletes the user and everything on it, then marks the record revoked. Safe to
+    /// repeat at any point: a user already gone counts as deleted, a revoked lease stays revoked
+    /// (with its first `revoked_at`).
+    pub async fn revoke(&self, lease: &Lease) -> Result<(Lease, Deleted), LeaseError> {
+        let deleted = self.users.delete(&lease.user_name).await?;
+        if lease.status == LeaseStatus::Revoked {
+            return Ok((lease.clone(), deleted));
+        }
+        let now = Utc::now();
+        let ttl = (now + Duration::days(REVOKED_RETENTION_DAYS)).timestamp();
+        self.db
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(key(&lease.id)))
+            .update_expression("SET #s = :revoked, revoked_at = if_not_exists(revoked_at, :now), expires_at = :ttl REMOVE due_pk, due_at")
+            .condition_expression("attribute_exists(sk)")
+            .expression_attribute_names("#s", "status")
+            .expression_attribute_values(":revoked", AttributeValue::S("revoked".into()))
+            .expression_attribute_values(":now", AttributeValue::S(format_time(now)))
+            .expression_attribute_values(":ttl", AttributeValue::N(ttl.to_string()))
+            .send()
+            .await
+            .map_err(|e| LeaseError::Store(classify(e)))?;
+        let mut revoked = lease.clone();
+        revoked.status = LeaseStatus::Revoked;
+        revoked.revoked_at = Some(now);
+        Ok((revoked, deleted))
+    }
+
+    /// Leases (live and recently revoked), optionally of one profile and/or one principal; `next`
+    /// is the last lease id of the previous page.
+    pub async fn list(
+        &self,
+        profile: Option<&str>,
+        principal: Option<&str>,
+        limit: usize,
+        next: Option<&str>,
+    ) -> Result<(Vec<Lease>, Option<String>), LeaseError> {
+        let mut filters = Vec::new();
+        let mut values = HashMap::from([(":pk".to_owned(), AttributeValue::S(PK.to_owned()))]);
+        if let Some(p) = profile {
+            filters.push("profile = :profile");
+            values.insert(":profile".into(), AttributeValue::S(p.to_owned()));
+        }
+        if let Some(p) = principal {
+            filters.push("principal = :principal");
+            values.insert(":principal".into(), AttributeValue::S(p.to_owned()));
+        }
+        let filter = (!filters.is_empty()).then(|| filters.join(" AND "));
+        let mut leases = Vec::new();
+        let mut start = next.map(key);
+        loop {
+            let out = self
+                .db
+                .query()
+                .table_name(&self.table)
+                .key_condition_expression("pk = :pk")
+                .set_filter_expression(filter.clone())
+                .set_expression_attribute_values(Some(values.clone()))
+                .set_exclusive_start_key(start.take())
+                .limit(i32::try_from(limit).unwrap_or(i32::MAX))
+                .send()
+                .await
+                .map_err(|e| LeaseError::Store(classify(e)))?;
+            for item in out.items.unwrap_or_default() {
+                let lease =
+                    Lease::from_item(&item).ok_or_else(|| LeaseError::Corrupt("(list)".into()))?;
+                leases.push(lease);
+            }
+            if leases.len() >= limit {
+                leases.truncate(limit);
+                let next = leases.last().map(|l| l.id.clone());
+                return Ok((leases, next));
+            }
+            match out.last_evaluated_key {
+                Some(k) => start = Some(k),
+                None => return Ok((leases, None)),
+            }
+        }
+    }
+
+    /// Live leases whose expiry is at or before `now`, from the `due` index (no scan).
+    pub async fn expired(&self, now: DateTime<Utc>) -> Result<Vec<Lease>, LeaseError> {
+        let mut leases = Vec::new();
+        let mut start = None;
+        loop {
+            let out = self
+                .db
+                .query()
+                .table_name(&self.table)
+                .index_name("due")
+                .key_condition_expression("due_pk = :pk AND due_at <= :now")
+                .expression_attribute_values(":pk", AttributeValue::S(PK.to_owned()))
+                .expression_attribute_values(":now", AttributeValue::S(format_time(now)))
+                .set_exclusive_start_key(start.take())
+                .send()
+                .await
+                .map_err(|e| LeaseError::Store(classify(e)))?;
+            leases.extend(
+                out.items
+                    .unwrap_or_default()
+                    .iter()
+                    .filter_map(Lease::from_item),
+            );
+            match out.last_evaluated_key {
+                Some(k) => start = Some(k),
+                None => return Ok(leases),
+            }
+        }
+    }
+
+    /// Ends every expired lease, each audited as `origin` (the scheduler). One failure does not
+    /// stop the others; it is reported and the lease stays due, so the next run retries it.
+    pub async fn revoke_expired(
+        &self,
+        now: DateTime<Utc>,
+        audit: &AuditLog,
+        origin: &Origin,
+    ) -> Result<RevokeReport, LeaseError> {
+        let mut report = RevokeReport::default();
+        for lease in self.expired(now).await? {
+            let (outcome, message) = match self.revoke(&lease).await {
+                Ok(_) => {
+                    report.revoked.push(lease.id.clone());
+                    (
+                        Outcome::Success,
+                        format!(
+                            "Expired lease {} revoked; IAM user {} deleted.",
+                            lease.id, lease.user_name
+                        ),
+                    )
+                }
+                Err(e) => {
+                    tracing::warn!(lease_id = %lease.id, user = %lease.user_name, error = %e, "revoking an expired lease failed");
+                    report.failed.push((lease.id.clone(), e.to_string()));
+                    (
+                        Outcome::Failed,
+                        format!("Revoking expired lease {} failed: {e}", lease.id),
+                    )
+                }
+            };
+            let mut r = AuditRecord::new(
+                origin,
+                Category::Data,
+                EVENT_LEASE_REVOKED,
+                outcome,
+                message,
+            )
+            .profile(&lease.profile);
+            r.credential_type = Some("iam_user".to_owned());
+            r.lease_id = Some(lease.id.clone());
+            r.access_key_id = lease.access_key_id.clone();
+            if let Err(e) = audit.write(&r).await {
+                // The lease is revoked (or stays due); only its audit item is missing: say so loudly.
+                tracing::error!(lease_id = %lease.id, error = %e, "audit write for a lease revocation failed");
+            }
+        }
+        Ok(report)
+    }
+}
