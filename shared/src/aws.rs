@@ -33,6 +33,8 @@ pub struct Clients {
     pub iam: aws_sdk_iam::Client,
     /// The region the functions run in (for audit items).
     pub region: String,
+    /// For clients that need other credentials (a rotation's admin identity).
+    pub sdk: SdkConfig,
 }
 
 impl Clients {
@@ -43,6 +45,7 @@ impl Clients {
             dynamodb: aws_sdk_dynamodb::Client::new(sdk),
             iam: aws_sdk_iam::Client::new(sdk),
             region: sdk.region().map(ToString::to_string).unwrap_or_default(),
+            sdk: sdk.clone(),
         }
     }
 }

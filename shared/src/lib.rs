@@ -10,6 +10,7 @@ pub mod issue;
 pub mod lease;
 pub mod names;
 pub mod profile;
+pub mod rotation;
 pub mod secret;
 
 use aws_config::SdkConfig;
@@ -21,6 +22,7 @@ use crate::iam_user::IamUsers;
 use crate::issue::Issuer;
 use crate::lease::Leases;
 use crate::profile::ProfileStore;
+use crate::rotation::Rotator;
 
 /// Everything a request needs, built once per process (cold start), shared by every invocation.
 #[derive(Clone, Debug)]
@@ -31,6 +33,7 @@ pub struct App {
     pub profiles: ProfileStore,
     pub issuer: Issuer,
     pub leases: Leases,
+    pub rotator: Rotator,
     pub region: String,
 }
 
@@ -46,6 +49,7 @@ impl App {
             IamUsers::new(clients.iam.clone()),
         );
         let issuer = Issuer::new(clients.clone(), config.sts.clone(), leases.clone());
+        let rotator = Rotator::new(clients.clone(), audit.clone());
         Self {
             region: clients.region.clone(),
             config,
@@ -54,6 +58,7 @@ impl App {
             profiles,
             issuer,
             leases,
+            rotator,
         }
     }
 

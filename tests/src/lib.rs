@@ -7,6 +7,7 @@ pub mod api;
 pub mod aws;
 pub mod moto;
 pub mod proxy;
+pub mod rotation;
 pub mod runtime;
 
 use std::path::PathBuf;

@@ -152,14 +152,30 @@ async fn forward(
 
 /// A bare POST (for moto's control API); returns the status code.
 pub async fn post(url: &str, content_type: &str, body: &str) -> u16 {
-    let client = Client::builder(TokioExecutor::new()).build_http::<Full<Bytes>>();
-    let req = Request::post(url)
-        .header("content-type", content_type)
-        .body(Full::new(Bytes::from(body.to_owned())))
-        .unwrap();
-    client
-        .request(req)
+    post_with(url, &[("content-type", content_type)], body)
         .await
-        .map(|r| r.status().as_u16())
-        .unwrap_or(0)
+        .0
+}
+
+/// A POST with headers; returns status and body.
+pub async fn post_with(url: &str, headers: &[(&str, &str)], body: &str) -> (u16, String) {
+    let client = Client::builder(TokioExecutor::new()).build_http::<Full<Bytes>>();
+    let mut req = Request::post(url);
+    for (k, v) in headers {
+        req = req.header(*k, *v);
+    }
+    let req = req.body(Full::new(Bytes::from(body.to_owned()))).unwrap();
+    match client.request(req).await {
+        Ok(r) => {
+            let status = r.status().as_u16();
+            let body = r
+                .into_body()
+                .collect()
+                .await
+                .map(|b| b.to_bytes())
+                .unwrap_or_default();
+            (status, String::from_utf8_lossy(&body).into_owned())
+        }
+        Err(_) => (0, String::new()),
+    }
 }

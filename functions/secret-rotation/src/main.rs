@@ -1,0 +1,36 @@
+//! secret-rotation: the Secrets Manager rotation hook for secrets that hold IAM access keys.
+
+use keysmith::audit::Origin;
+use keysmith::rotation::RotationEvent;
+use lambda_runtime::{service_fn, Error, LambdaEvent};
+
+#[tokio::main(flavor = "current_thread")]
+async fn main() -> Result<(), Error> {
+    lambda_runtime::tracing::init_default_subscriber();
+    let app = match keysmith::App::from_env().await {
+        Ok(app) => app,
+        Err(e) => {
+            // One clear line naming the variable; Lambda reports the non-zero exit as an init error.
+            tracing::error!("{e}");
+            std::process::exit(1);
+        }
+    };
+    let app = &app;
+    lambda_runtime::run(service_fn(move |event: LambdaEvent<RotationEvent>| async move {
+        let origin = Origin {
+            principal: "secretsmanager.amazonaws.com".into(),
+            request_id: event.context.request_id.clone(),
+            region: app.region.clone(),
+            ..Origin::default()
+        };
+        let step = event.payload.step.as_str();
+        match app.rotator.run(&event.payload, &origin).await {
+            Ok(()) => Ok(()),
+            Err(e) => {
+                tracing::error!(step, secret = %event.payload.secret_id, error = %e, "rotation step failed");
+                Err(Error::from(e))
+            }
+        }
+    }))
+    .await
+}

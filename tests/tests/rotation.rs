@@ -1,0 +1,630 @@
+//! The rotation engine through the Secrets Manager protocol, against moto: every mode from one and
+//! from two keys, repeated steps, guards, superseded rotations, a crash after every AWS call, self-
+//! and cross-account rotation.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+
+use aws_config::SdkConfig;
+use keysmith::rotation::{RotationError, Rotator, Step};
+use keysmith_tests::api::TestApp;
+use keysmith_tests::aws::{allow_all, caller_arn};
+use keysmith_tests::moto::Moto;
+use keysmith_tests::rotation::{
+    event, origin, rotate, rotation_lambda, start_rotation, Snapshot, STEPS,
+};
+use serde_json::{json, Value};
+
+struct Fixture {
+    t: TestApp,
+    lambda: String,
+    secret: String,
+    user: String,
+    /// The keys the user started with, oldest first: (id, secret).
+    keys: Vec<(String, String)>,
+}
+
+impl Fixture {
+    /// A user with `start_keys` keys; the secret records the first one.
+    async fn new(
+        t: TestApp,
+        lambda: String,
+        mode: &str,
+        start_keys: usize,
+        extra: Value,
+    ) -> Fixture {
+        let id = uuid::Uuid::new_v4().simple().to_string();
+        let user = format!("rot-{}", &id[..12]);
+        let iam = aws_sdk_iam::Client::new(&t.sdk);
+        iam.create_user().user_name(&user).send().await.unwrap();
+        let mut keys = Vec::new();
+        for _ in 0..start_keys {
+            let k = iam
+                .create_access_key()
+                .user_name(&user)
+                .send()
+                .await
+                .unwrap()
+                .access_key
+                .unwrap();
+            keys.push((k.access_key_id, k.secret_access_key));
+        }
+        let mut value = json!({"user_name": user, "access_key_id": keys[0].0, "secret_access_key": keys[0].1,
+            "mode": mode, "owner": "platform-team"});
+        if let (Some(v), Some(e)) = (value.as_object_mut(), extra.as_object()) {
+            v.extend(e.clone());
+        }
+        let out = aws_sdk_secretsmanager::Client::new(&t.sdk)
+            .create_secret()
+            .name(format!("keysmith/{user}"))
+            .secret_string(value.to_string())
+            .send()
+            .await
+            .unwrap();
+        Fixture {
+            t,
+            lambda,
+            secret: out.arn.unwrap(),
+            user,
+            keys,
+        }
+    }
+
+    async fn start(&self) -> String {
+        start_rotation(&self.t.sdk, &self.secret, &self.lambda).await
+    }
+
+    async fn snapshot(&self) -> Snapshot {
+        Snapshot::take(&self.t.sdk, &self.t.sdk, &self.secret, &self.user).await
+    }
+
+    fn rotator(&self) -> Rotator {
+        self.t.app.rotator.clone()
+    }
+}
+
+async fn shared() -> (TestApp, String) {
+    let t = TestApp::new().await;
+    let lambda = rotation_lambda(Moto::shared(), &t.sdk).await;
+    (t, lambda)
+}
+
+/// After a finished rotation: AWSCURRENT works, AWSPREVIOUS holds the old key, at most two keys,
+/// every key is recorded, and the old key is gone (replace, delete_first) or still active (graceful).
+async fn assert_rotated(f: &Fixture, mode: &str, moto: &Moto, iam_sdk: &SdkConfig) {
+    let s = Snapshot::take(&f.t.sdk, iam_sdk, &f.secret, &f.user).await;
+    let (id, secret) = s.current_key();
+    assert_ne!(id, f.keys[0].0, "a new key is current");
+    let arn = caller_arn(moto, id, secret, None)
+        .await
+        .expect("AWSCURRENT must work");
+    assert!(arn.ends_with(&format!(":user/{}", f.user)), "{arn}");
+    assert!(s.keys.len() <= 2, "{:?}", s.keys);
+    let previous = s.previous.as_ref().expect("AWSPREVIOUS exists");
+    assert_eq!(
+        previous["access_key_id"],
+        f.keys[0].0.as_str(),
+        "AWSPREVIOUS holds the old key"
+    );
+    let recorded: Vec<&str> = [
+        Some(id),
+        if mode == "graceful" {
+            previous["access_key_id"].as_str()
+        } else {
+            None
+        },
+    ]
+    .into_iter()
+    .flatten()
+    .collect();
+    for key in s.keys.keys() {
+        assert!(
+            recorded.contains(&key.as_str()),
+            "unrecorded key {key} left: {:?}",
+            s.keys
+        );
+    }
+    let old_active = s.keys.get(&f.keys[0].0).map(String::as_str) == Some("Active");
+    assert_eq!(
+        old_active,
+        mode == "graceful",
+        "old key in {mode} mode: {:?}",
+        s.keys
+    );
+    assert_eq!(s.current["owner"], "platform-team", "other fields are kept");
+    assert_eq!(s.current["mode"], mode);
+    assert!(s.current["created_at"].as_str().is_some());
+    assert!(s.current["removed_access_key_ids"].is_array());
+    assert!(
+        !s.stages
+            .values()
+            .any(|st| st.iter().any(|x| x == "AWSPENDING")),
+        "no rotation left in progress: {:?}",
+        s.stages
+    );
+}
+
+#[tokio::test]
+async fn every_mode_rotates_from_one_and_from_two_keys() {
+    let (t, lambda) = shared().await;
+    let moto = Moto::shared();
+    for mode in ["replace", "graceful", "delete_first"] {
+        for start_keys in [1, 2] {
+            let f = Fixture::new(
+                TestApp::with_tables(t.sdk.clone(), &t.state_table, &t.audit_table),
+                lambda.clone(),
+                mode,
+                start_keys,
+                json!({}),
+            )
+            .await;
+            let token = f.start().await;
+            rotate(&f.rotator(), &f.secret, &token)
+                .await
+                .unwrap_or_else(|e| panic!("{mode}/{start_keys}: {e}"));
+            assert_rotated(&f, mode, moto, &f.t.sdk).await;
+            if start_keys == 2 {
+                let s = f.snapshot().await;
+                assert!(
+                    !s.keys.contains_key(&f.keys[1].0),
+                    "{mode}: the unrecorded second key made room"
+                );
+            }
+        }
+    }
+    // Graceful, twice: the first key goes, the second stays as AWSPREVIOUS.
+    let f = Fixture::new(
+        TestApp::with_tables(t.sdk.clone(), &t.state_table, &t.audit_table),
+        lambda.clone(),
+        "graceful",
+        1,
+        json!({}),
+    )
+    .await;
+    rotate(&f.rotator(), &f.secret, &f.start().await)
+        .await
+        .unwrap();
+    let second = f.snapshot().await.current_key().0.to_owned();
+    rotate(&f.rotator(), &f.secret, &f.start().await)
+        .await
+        .unwrap();
+    let s = f.snapshot().await;
+    assert!(!s.keys.contains_key(&f.keys[0].0));
+    assert_eq!(s.keys.get(&second).map(String::as_str), Some("Active"));
+    assert_eq!(s.previous.unwrap()["access_key_id"], second.as_str());
+    // The rotation is in the audit trail, without secrets.
+    let items = t.audit_items().await;
+    let rotated: Vec<_> = items
+        .iter()
+        .filter(|i| i["event"].as_s().unwrap() == "Access Key Rotated")
+        .collect();
+    assert!(rotated
+        .iter()
+        .any(|i| i["message"].as_s().unwrap().starts_with("finishSecret")));
+    assert!(!format!("{items:?}").contains(&f.keys[0].1));
+}
+
+#[tokio::test]
+async fn each_step_run_twice_gives_the_state_of_once() {
+    let (t, lambda) = shared().await;
+    for mode in ["replace", "graceful", "delete_first"] {
+        let f = Fixture::new(
+            TestApp::with_tables(t.sdk.clone(), &t.state_table, &t.audit_table),
+            lambda.clone(),
+            mode,
+            2,
+            json!({}),
+        )
+        .await;
+        let token = f.start().await;
+        let r = f.rotator();
+        for step in STEPS {
+            r.run(&event(step, &f.secret, &token), &origin())
+                .await
+                .unwrap();
+            let once = f.snapshot().await;
+            r.run(&event(step, &f.secret, &token), &origin())
+                .await
+                .unwrap();
+            assert_eq!(f.snapshot().await, once, "{mode}: {step:?} twice");
+        }
+        assert_rotated(&f, mode, Moto::shared(), &f.t.sdk).await;
+    }
+}
+
+#[tokio::test]
+async fn guards_refuse_what_secrets_manager_would_not_send() {
+    let (t, lambda) = shared().await;
+    let f = Fixture::new(t, lambda, "replace", 1, json!({})).await;
+    let r = f.rotator();
+    let err = r
+        .run(
+            &event(Step::Create, &f.secret, &uuid::Uuid::new_v4().to_string()),
+            &origin(),
+        )
+        .await
+        .unwrap_err();
+    assert!(matches!(err, RotationError::NotEnabled(_)), "{err}");
+    let token = f.start().await;
+    let err = r
+        .run(
+            &event(Step::Create, &f.secret, &uuid::Uuid::new_v4().to_string()),
+            &origin(),
+        )
+        .await
+        .unwrap_err();
+    assert!(matches!(err, RotationError::UnknownToken { .. }), "{err}");
+    rotate(&r, &f.secret, &token).await.unwrap();
+    let done = f.snapshot().await;
+    for step in STEPS {
+        r.run(&event(step, &f.secret, &token), &origin())
+            .await
+            .unwrap();
+    }
+    assert_eq!(
+        f.snapshot().await,
+        done,
+        "an already-current token changes nothing"
+    );
+    // The original version is AWSPREVIOUS now: not pending, not current.
+    let first = done
+        .stages
+        .iter()
+        .find(|(_, s)| s.contains(&"AWSPREVIOUS".to_owned()))
+        .unwrap()
+        .0
+        .clone();
+    let err = r
+        .run(&event(Step::Create, &f.secret, &first), &origin())
+        .await
+        .unwrap_err();
+    assert!(matches!(err, RotationError::NotPending { .. }), "{err}");
+}
+
+#[tokio::test]
+async fn a_new_rotation_supersedes_an_unfinished_one() {
+    let (t, lambda) = shared().await;
+    let f = Fixture::new(t, lambda, "replace", 1, json!({})).await;
+    let r = f.rotator();
+    let abandoned = f.start().await;
+    r.run(&event(Step::Create, &f.secret, &abandoned), &origin())
+        .await
+        .unwrap();
+    let s = f.snapshot().await;
+    assert_eq!(s.keys.len(), 2, "the abandoned rotation's key exists");
+    // Secrets Manager starts over with a new token; AWSPENDING moves to it.
+    let token = f.start().await;
+    rotate(&r, &f.secret, &token).await.unwrap();
+    assert_rotated(&f, "replace", Moto::shared(), &f.t.sdk).await;
+    // The abandoned version is not pending any more: its steps are refused.
+    let err = r
+        .run(&event(Step::Finish, &f.secret, &abandoned), &origin())
+        .await
+        .unwrap_err();
+    assert!(matches!(err, RotationError::NotPending { .. }), "{err}");
+}
+
+/// Runs a rotation with a crash after call number `crash_at` (0-based, over all steps), then the
+/// whole rotation again as Secrets Manager would retry it; returns the calls seen before the crash.
+async fn crash_and_retry(f: &Fixture, token: &str, crash_at: Option<usize>) -> Vec<&'static str> {
+    let calls: Arc<Mutex<Vec<&'static str>>> = Arc::default();
+    let count = Arc::new(AtomicUsize::new(0));
+    let (seen, n) = (calls.clone(), count.clone());
+    let crashing = f.rotator().with_checkpoint(Arc::new(move |call| {
+        seen.lock().unwrap().push(call);
+        Some(n.fetch_add(1, Ordering::SeqCst)) == crash_at
+    }));
+    let first = rotate(&crashing, &f.secret, token).await;
+    match (crash_at, first) {
+        (None, r) => r.unwrap(),
+        (Some(_), Err(RotationError::Crashed(_))) => {
+            let s = f.snapshot().await;
+            assert!(s.keys.len() <= 2, "after the crash: {:?}", s.keys);
+            rotate(&f.rotator(), &f.secret, token)
+                .await
+                .unwrap_or_else(|e| panic!("retry after crash at {crash_at:?}: {e}"));
+        }
+        (Some(at), r) => panic!("expected a crash at call {at}, got {r:?}"),
+    }
+    let calls = calls.lock().unwrap().clone();
+    calls
+}
+
+async fn crash_everywhere(mode: &str, extra: impl Fn(&Fixture) -> Value) {
+    let (t, lambda) = shared().await;
+    let moto = Moto::shared();
+    for start_keys in [1, 2] {
+        let new = || async {
+            let f = Fixture::new(
+                TestApp::with_tables(t.sdk.clone(), &t.state_table, &t.audit_table),
+                lambda.clone(),
+                mode,
+                start_keys,
+                json!({}),
+            )
+            .await;
+            let extra = extra(&f);
+            if extra.as_object().is_some_and(|e| !e.is_empty()) {
+                let mut v = f.snapshot().await.current;
+                v.as_object_mut()
+                    .unwrap()
+                    .extend(extra.as_object().unwrap().clone());
+                aws_sdk_secretsmanager::Client::new(&f.t.sdk)
+                    .put_secret_value()
+                    .secret_id(&f.secret)
+                    .secret_string(v.to_string())
+                    .send()
+                    .await
+                    .unwrap();
+            }
+            f
+        };
+        let f = new().await;
+        let token = f.start().await;
+        let sites = crash_and_retry(&f, &token, None).await;
+        assert!(sites.len() >= 10, "{sites:?}");
+        for at in 0..sites.len() {
+            let f = new().await;
+            let token = f.start().await;
+            crash_and_retry(&f, &token, Some(at)).await;
+            assert_rotated(&f, mode, moto, &f.t.sdk).await;
+        }
+    }
+}
+
+#[tokio::test]
+async fn replace_converges_after_a_crash_after_any_call() {
+    crash_everywhere("replace", |_| json!({})).await;
+}
+
+#[tokio::test]
+async fn graceful_converges_after_a_crash_after_any_call() {
+    crash_everywhere("graceful", |_| json!({})).await;
+}
+
+#[tokio::test]
+async fn delete_first_converges_after_a_crash_after_any_call() {
+    crash_everywhere("delete_first", |_| json!({})).await;
+}
+
+/// The admin path's own call sites: reading `admin_secret_id` and `AssumeRole`.
+#[tokio::test]
+async fn rotation_through_an_admin_secret_and_role_converges_after_any_crash() {
+    let admin_id = format!("keysmith/admin-{}", uuid::Uuid::new_v4().simple());
+    let sdk = Moto::shared().sdk_config().await;
+    let (key, secret) =
+        keysmith_tests::aws::user_with_key(&sdk, &admin_id.replace('/', "-"), &allow_all()).await;
+    keysmith_tests::aws::secret(
+        &sdk,
+        &admin_id,
+        &json!({"AccessKeyId": key, "SecretAccessKey": secret}),
+    )
+    .await;
+    let extra = json!({"admin_secret_id": admin_id, "assume_role_arn": "arn:aws:iam::123456789012:role/keysmith/rotator"});
+    crash_everywhere("replace", move |_| extra.clone()).await;
+}
+
+#[tokio::test]
+async fn self_rotation_signs_with_the_secrets_own_key() {
+    let moto = Moto::start();
+    let root = moto.sdk_config().await;
+    // The function may use Secrets Manager and DynamoDB, but not IAM: every IAM call must be made
+    // with the secret's own key.
+    let no_iam = json!({"Version": "2012-10-17", "Statement": [
+        {"Effect": "Allow", "Action": ["secretsmanager:*", "dynamodb:*", "sts:GetCallerIdentity"], "Resource": "*"}]});
+    let (fk, fs) = keysmith_tests::aws::user_with_key(&root, "keysmith-function", &no_iam).await;
+    let fn_sdk = moto
+        .sdk_config_with(aws_sdk_sts::config::Credentials::new(
+            &fk, &fs, None, None, "t",
+        ))
+        .await;
+    let t = TestApp::on(&moto, fn_sdk.clone()).await;
+    let lambda = rotation_lambda(&moto, &root).await;
+    let iam = aws_sdk_iam::Client::new(&root);
+    iam.create_user()
+        .user_name("self-rotating")
+        .send()
+        .await
+        .unwrap();
+    iam.put_user_policy()
+        .user_name("self-rotating")
+        .policy_name("own-keys")
+        .policy_document(allow_all().to_string())
+        .send()
+        .await
+        .unwrap();
+    let k = iam
+        .create_access_key()
+        .user_name("self-rotating")
+        .send()
+        .await
+        .unwrap()
+        .access_key
+        .unwrap();
+    let sm = aws_sdk_secretsmanager::Client::new(&root);
+    let secret = sm
+        .create_secret()
+        .name("keysmith/self-rotating")
+        .secret_string(
+            json!({"user_name": "self-rotating", "access_key_id": k.access_key_id,
+            "secret_access_key": k.secret_access_key, "admin_secret_id": "keysmith/self-rotating"})
+            .to_string(),
+        )
+        .send()
+        .await
+        .unwrap()
+        .arn
+        .unwrap();
+    let token = start_rotation(&root, &secret, &lambda).await;
+    moto.enable_auth().await;
+    let denied = aws_sdk_iam::Client::new(&fn_sdk)
+        .list_access_keys()
+        .user_name("self-rotating")
+        .send()
+        .await;
+    assert_eq!(
+        denied
+            .unwrap_err()
+            .raw_response()
+            .map(|r| r.status().as_u16()),
+        Some(403),
+        "the function has no IAM rights"
+    );
+
+    rotate(&t.app.rotator, &secret, &token).await.unwrap();
+    let s = Snapshot::take(
+        &fn_sdk,
+        &moto_iam_sdk(&moto, &fn_sdk, &secret).await,
+        &secret,
+        "self-rotating",
+    )
+    .await;
+    let (id, key) = s.current_key();
+    assert_ne!(id, k.access_key_id);
+    assert_eq!(
+        caller_arn(&moto, id, key, None).await.unwrap(),
+        "arn:aws:iam::123456789012:user/self-rotating"
+    );
+    assert_eq!(
+        s.keys.keys().collect::<Vec<_>>(),
+        [id],
+        "the old key was deleted, by the new one"
+    );
+    assert_eq!(
+        caller_arn(&moto, &k.access_key_id, &k.secret_access_key, None).await,
+        Err(403)
+    );
+}
+
+/// IAM credentials for inspecting a self-rotating user: its own current key.
+async fn moto_iam_sdk(moto: &Moto, sdk: &SdkConfig, secret: &str) -> SdkConfig {
+    let out = aws_sdk_secretsmanager::Client::new(sdk)
+        .get_secret_value()
+        .secret_id(secret)
+        .version_stage("AWSCURRENT")
+        .send()
+        .await
+        .unwrap();
+    let v: Value = serde_json::from_str(out.secret_string().unwrap()).unwrap();
+    moto.sdk_config_with(aws_sdk_sts::config::Credentials::new(
+        v["access_key_id"].as_str().unwrap(),
+        v["secret_access_key"].as_str().unwrap(),
+        None,
+        None,
+        "t",
+    ))
+    .await
+}
+
+#[tokio::test]
+async fn cross_account_rotation_goes_through_the_assumed_role() {
+    let (t, lambda) = shared().await;
+    let moto = Moto::shared();
+    // moto keeps one backend per account: credentials of a role in account 111111111111 act there.
+    let role = "arn:aws:iam::111111111111:role/keysmith-rotator";
+    let assumed = aws_sdk_sts::Client::new(&t.sdk)
+        .assume_role()
+        .role_arn(role)
+        .role_session_name("setup")
+        .send()
+        .await
+        .unwrap();
+    let c = assumed.credentials.unwrap();
+    let other = moto
+        .sdk_config_with(aws_sdk_sts::config::Credentials::new(
+            c.access_key_id,
+            c.secret_access_key,
+            Some(c.session_token),
+            None,
+            "t",
+        ))
+        .await;
+    let user = format!("xacct-{}", &uuid::Uuid::new_v4().simple().to_string()[..12]);
+    let iam = aws_sdk_iam::Client::new(&other);
+    iam.create_user().user_name(&user).send().await.unwrap();
+    let k = iam
+        .create_access_key()
+        .user_name(&user)
+        .send()
+        .await
+        .unwrap()
+        .access_key
+        .unwrap();
+    let secret = aws_sdk_secretsmanager::Client::new(&t.sdk).create_secret().name(format!("keysmith/{user}"))
+        .secret_string(json!({"user_name": user, "access_key_id": k.access_key_id, "secret_access_key": k.secret_access_key,
+            "assume_role_arn": role}).to_string())
+        .send().await.unwrap().arn.unwrap();
+    let token = start_rotation(&t.sdk, &secret, &lambda).await;
+    rotate(&t.app.rotator, &secret, &token).await.unwrap();
+    let s = Snapshot::take(&t.sdk, &other, &secret, &user).await;
+    let (id, key) = s.current_key();
+    assert_eq!(s.keys.keys().collect::<Vec<_>>(), [id]);
+    assert_eq!(
+        caller_arn(moto, id, key, None).await.unwrap(),
+        format!("arn:aws:iam::111111111111:user/{user}")
+    );
+    let home = aws_sdk_iam::Client::new(&t.sdk)
+        .get_user()
+        .user_name(&user)
+        .send()
+        .await;
+    assert!(home.is_err(), "the user exists only in the other account");
+}
+
+/// The built `secret-rotation` binary, driven through the Lambda Runtime API with the sample step
+/// events, logging at DEBUG: the rotation completes and no secret access key reaches the logs.
+#[tokio::test]
+async fn the_secret_rotation_binary_rotates_without_logging_secrets() {
+    let (t, lambda) = shared().await;
+    let moto = Moto::shared();
+    let f = Fixture::new(
+        TestApp::with_tables(t.sdk.clone(), &t.state_table, &t.audit_table),
+        lambda,
+        "replace",
+        1,
+        json!({}),
+    )
+    .await;
+    let token = f.start().await;
+    let function = keysmith_tests::runtime::FunctionProcess::start(
+        &keysmith_tests::function_binary("secret-rotation"),
+        &[
+            ("AWS_ENDPOINT_URL", moto.endpoint.as_str()),
+            ("AWS_REGION", keysmith_tests::moto::REGION),
+            ("AWS_ACCESS_KEY_ID", "test"),
+            ("AWS_SECRET_ACCESS_KEY", "test"),
+            ("KEYSMITH_STATE_TABLE", &t.state_table),
+            ("KEYSMITH_AUDIT_TABLE", &t.audit_table),
+            ("KEYSMITH_ADMINS", "arn:aws:iam::123456789012:user/admin"),
+            ("RUST_LOG", "debug"),
+        ],
+    )
+    .await;
+    for name in ["create", "set", "test", "finish"] {
+        let mut e = keysmith_tests::event(&format!("secret-rotation-{name}.json"));
+        e["SecretId"] = f.secret.clone().into();
+        e["ClientRequestToken"] = token.clone().into();
+        let out = function.invoke(&e).await;
+        assert_eq!(out, Ok(Value::Null), "{name}: {}", function.logs());
+    }
+    assert_rotated(&f, "replace", moto, &f.t.sdk).await;
+    // An unknown token is refused with an error, as Secrets Manager expects.
+    let mut e = keysmith_tests::event("secret-rotation-create.json");
+    e["SecretId"] = f.secret.clone().into();
+    let refused = function.invoke(&e).await.unwrap_err();
+    assert!(refused.contains("is not a version of secret"), "{refused}");
+
+    let new_secret = f.snapshot().await.current["secret_access_key"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let logs = function.logs();
+    assert!(logs.contains("DEBUG"), "logs were not captured at DEBUG");
+    for secret in [&new_secret, &f.keys[0].1] {
+        assert!(
+            !logs.contains(secret.as_str()),
+            "a secret access key appears in the logs"
+        );
+        assert!(!refused.contains(secret.as_str()));
+    }
+}
