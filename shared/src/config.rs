@@ -8,6 +8,10 @@ pub struct Config {
     pub audit_table: String,
     pub admins: Vec<PrincipalPattern>,
     pub sts: StsTarget,
+    /// `KEYSMITH_MAX_KEY_AGE_DAYS`: report IAM keys older than this (optional).
+    pub max_key_age_days: Option<u32>,
+    /// `KEYSMITH_KEY_AGE_DRY_RUN` (default `true`): only report old keys; `false` deactivates them.
+    pub key_age_dry_run: bool,
 }
 
 /// Where STS calls go. Empty means the SDK's own resolution (region's endpoint, `AWS_ENDPOINT_URL`).
@@ -72,7 +76,28 @@ impl Config {
                 .transpose()
                 .map_err(malformed("KEYSMITH_STS_REGION"))?,
         };
+        let max_key_age_days = get("KEYSMITH_MAX_KEY_AGE_DAYS")
+            .map(|v| match v.parse::<u32>() {
+                Ok(d) if (1..=3650).contains(&d) => Ok(d),
+                _ => Err(ConfigError::Malformed {
+                    name: "KEYSMITH_MAX_KEY_AGE_DAYS",
+                    reason: "must be a number of days from 1 to 3650".into(),
+                }),
+            })
+            .transpose()?;
+        let key_age_dry_run = match get("KEYSMITH_KEY_AGE_DRY_RUN").as_deref() {
+            None | Some("true") => true,
+            Some("false") => false,
+            Some(_) => {
+                return Err(ConfigError::Malformed {
+                    name: "KEYSMITH_KEY_AGE_DRY_RUN",
+                    reason: "must be true or false".into(),
+                })
+            }
+        };
         Ok(Self {
+            max_key_age_days,
+            key_age_dry_run,
             state_table: required("KEYSMITH_STATE_TABLE")?,
             audit_table: required("KEYSMITH_AUDIT_TABLE")?,
             admins,
@@ -172,6 +197,12 @@ mod tests {
         vars.push(("KEYSMITH_STS_ENDPOINT", "ftp://x"));
         let err = Config::from_lookup(env(&vars)).unwrap_err();
         assert!(err.to_string().contains("KEYSMITH_STS_ENDPOINT"), "{err}");
+        vars.pop();
+        vars.push(("KEYSMITH_MAX_KEY_AGE_DAYS", "0"));
+        assert!(Config::from_lookup(env(&vars))
+            .unwrap_err()
+            .to_string()
+            .contains("KEYSMITH_MAX_KEY_AGE_DAYS"));
         vars.pop();
         vars.push(("KEYSMITH_STS_REGION", "mars"));
         assert!(Config::from_lookup(env(&vars))

@@ -11,6 +11,7 @@ pub mod lease;
 pub mod names;
 pub mod profile;
 pub mod rotation;
+pub mod schedule;
 pub mod secret;
 
 use aws_config::SdkConfig;
@@ -22,6 +23,7 @@ use crate::iam_user::IamUsers;
 use crate::issue::Issuer;
 use crate::lease::Leases;
 use crate::profile::ProfileStore;
+use crate::rotation::policy::PolicyStore;
 use crate::rotation::Rotator;
 
 /// Everything a request needs, built once per process (cold start), shared by every invocation.
@@ -34,6 +36,7 @@ pub struct App {
     pub issuer: Issuer,
     pub leases: Leases,
     pub rotator: Rotator,
+    pub policies: PolicyStore,
     pub region: String,
 }
 
@@ -50,6 +53,8 @@ impl App {
         );
         let issuer = Issuer::new(clients.clone(), config.sts.clone(), leases.clone());
         let rotator = Rotator::new(clients.clone(), audit.clone());
+        let policies =
+            PolicyStore::new(clients.dynamodb.clone(), &config.state_table, audit.clone());
         Self {
             region: clients.region.clone(),
             config,
@@ -59,6 +64,7 @@ impl App {
             issuer,
             leases,
             rotator,
+            policies,
         }
     }
 

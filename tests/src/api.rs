@@ -44,6 +44,8 @@ impl TestApp {
             audit_table: audit.to_owned(),
             admins: vec![PrincipalPattern::parse("admins", ADMIN).unwrap()],
             sts: StsTarget::default(),
+            max_key_age_days: None,
+            key_age_dry_run: true,
         };
         TestApp {
             app: keysmith::App::new(config, &sdk),

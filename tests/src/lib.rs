@@ -50,3 +50,38 @@ pub fn event(name: &str) -> serde_json::Value {
     let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
     serde_json::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }
+
+/// Writes new rotation policies straight into the state table with `BatchWriteItem` (25 a call),
+/// in the layout `PolicyStore` writes: for large test and benchmark data sets.
+pub async fn seed_policies(
+    sdk: &aws_config::SdkConfig,
+    table: &str,
+    policies: &[keysmith::rotation::policy::Policy],
+    now: chrono::DateTime<chrono::Utc>,
+) {
+    use aws_sdk_dynamodb::types::{PutRequest, WriteRequest};
+    let db = aws_sdk_dynamodb::Client::new(sdk);
+    for chunk in policies.chunks(25) {
+        let writes = chunk
+            .iter()
+            .map(|p| {
+                let put = PutRequest::builder()
+                    .set_item(Some(p.to_item(now)))
+                    .build()
+                    .unwrap();
+                WriteRequest::builder().put_request(put).build()
+            })
+            .collect();
+        let out = db
+            .batch_write_item()
+            .request_items(table, writes)
+            .send()
+            .await
+            .unwrap();
+        assert!(out
+            .unprocessed_items
+            .unwrap_or_default()
+            .values()
+            .all(Vec::is_empty));
+    }
+}

@@ -198,9 +198,13 @@ async fn every_mode_rotates_from_one_and_from_two_keys() {
         .iter()
         .filter(|i| i["event"].as_s().unwrap() == "Access Key Rotated")
         .collect();
-    assert!(rotated
-        .iter()
-        .any(|i| i["message"].as_s().unwrap().starts_with("finishSecret")));
+    let first_rotation = format!("rotated: {} -> {second}", f.keys[0].0);
+    assert!(
+        rotated
+            .iter()
+            .any(|i| i["message"].as_s().unwrap().contains(&first_rotation)),
+        "{rotated:?}"
+    );
     assert!(!format!("{items:?}").contains(&f.keys[0].1));
 }
 

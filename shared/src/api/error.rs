@@ -8,6 +8,9 @@ use crate::issue::IssueError;
 use crate::lease::LeaseError;
 use crate::names::Invalid;
 use crate::profile::StoreError;
+use crate::rotation::policy::PolicyError;
+use crate::rotation::RotationError;
+use crate::schedule::PolicyRotationError;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
@@ -128,6 +131,30 @@ impl From<LeaseError> for ApiError {
             (LeaseError::NotFound, _) => Self::NotFound("lease not found".into()),
             (_, FailureKind::Throttled) => Self::Throttled,
             _ => Self::Upstream(e.to_string()),
+        }
+    }
+}
+
+impl From<PolicyError> for ApiError {
+    fn from(e: PolicyError) -> Self {
+        match e {
+            PolicyError::NotFound => Self::NotFound("rotation policy not found".into()),
+            PolicyError::Locked | PolicyError::Conflict => Self::Conflict(e.to_string()),
+            PolicyError::Audit(_) => Self::AuditUnavailable,
+            PolicyError::Store(f) => upstream(&f),
+        }
+    }
+}
+
+impl From<PolicyRotationError> for ApiError {
+    fn from(e: PolicyRotationError) -> Self {
+        match e {
+            PolicyRotationError::Policy(p) => p.into(),
+            PolicyRotationError::Rotation(RotationError::Audit(_)) => Self::AuditUnavailable,
+            PolicyRotationError::Rotation(r) => match r.failure_kind() {
+                FailureKind::Throttled => Self::Throttled,
+                _ => Self::Upstream(format!("the rotation failed: {r}")),
+            },
         }
     }
 }

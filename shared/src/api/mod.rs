@@ -13,10 +13,14 @@ use aws_lambda_events::http::{HeaderMap, HeaderValue};
 use serde_json::{json, Value};
 
 use crate::audit::{self, AuditQuery, AuditRecord, Category, Origin, Outcome};
+use crate::aws::FailureKind;
 use crate::issue::Issuance;
 use crate::lease::Lease;
 use crate::names::{Invalid, ProfileName};
 use crate::profile::{Profile, Saved};
+use crate::rotation::policy::Policy;
+use crate::rotation::RotationError;
+use crate::schedule::{self, PolicyRotationError};
 use crate::App;
 
 pub const MAX_BODY: usize = 64 * 1024;
@@ -164,6 +168,25 @@ async fn route(app: &App, event: ApiGatewayV2httpRequest) -> Result<Reply, ApiEr
         ["v1", "leases", id] => match method {
             "DELETE" => revoke_lease(app, &req, id).await,
             _ => Err(not_allowed("DELETE")),
+        },
+        ["v1", "rotations"] => match method {
+            "GET" => list_rotations(app, &req).await,
+            _ => Err(not_allowed("GET")),
+        },
+        ["v1", "rotations", name] => {
+            if !matches!(method, "GET" | "PUT" | "DELETE") {
+                return Err(not_allowed("GET, PUT, DELETE"));
+            }
+            let name = ProfileName::parse("name", name)?;
+            match method {
+                "PUT" => put_rotation(app, &req, name).await,
+                "GET" => get_rotation(app, &req, name).await,
+                _ => delete_rotation(app, &req, name).await,
+            }
+        }
+        ["v1", "rotations", name, "rotate"] => match method {
+            "POST" => rotate_now(app, &req, ProfileName::parse("name", name)?).await,
+            _ => Err(not_allowed("POST")),
         },
         ["v1", "audit"] => match method {
             "GET" => query_audit(app, &req).await,
@@ -498,6 +521,120 @@ async fn revoke_lease(app: &App, req: &Request, id: &str) -> Result<Reply, ApiEr
             Err(e.into())
         }
     }
+}
+
+async fn put_rotation(app: &App, req: &Request, name: ProfileName) -> Result<Reply, ApiError> {
+    no_query(req)?;
+    require_admin(app, req, "change rotation policies").await?;
+    let policy = Policy::parse(name, &req.body)?;
+    // The secret must exist and name a user before anything is stored.
+    let user = app
+        .rotator
+        .user_of(&policy.secret_id)
+        .await
+        .map_err(|e| match e {
+            RotationError::BadSecret { reason, .. } => {
+                Invalid::new("secret_id", format!("is not a rotatable secret: {reason}")).into()
+            }
+            RotationError::Aws { failure, .. } if failure.kind == FailureKind::NotFound => {
+                Invalid::new("secret_id", "does not exist").into()
+            }
+            e => ApiError::from(PolicyRotationError::from(e)),
+        })?;
+    let now = chrono::Utc::now();
+    let (created, stored) = app
+        .policies
+        .put(&policy, now, |created| {
+            let (event, verb) = if created {
+                ("Rotation Policy Created", "created")
+            } else {
+                ("Rotation Policy Replaced", "replaced")
+            };
+            AuditRecord::new(
+                &req.origin,
+                Category::Config,
+                event,
+                Outcome::Success,
+                format!(
+                    "Rotation policy {} {verb} for secret {} (user {user}).",
+                    policy.name, policy.secret_id
+                ),
+            )
+            .profile(policy.name.as_str())
+        })
+        .await?;
+    Ok(Reply::json(
+        if created { 201 } else { 200 },
+        stored.to_json(now),
+    ))
+}
+
+async fn get_rotation(app: &App, req: &Request, name: ProfileName) -> Result<Reply, ApiError> {
+    no_query(req)?;
+    require_admin(app, req, "read rotation policies").await?;
+    let policy = app
+        .policies
+        .get(name.as_str())
+        .await?
+        .ok_or_else(|| ApiError::NotFound(format!("rotation policy {name} not found")))?;
+    Ok(Reply::json(200, policy.to_json(chrono::Utc::now())))
+}
+
+async fn list_rotations(app: &App, req: &Request) -> Result<Reply, ApiError> {
+    let q = query(req, &["limit", "next"])?;
+    require_admin(app, req, "list rotation policies").await?;
+    let limit = limit(q("limit"), 50, 100)?;
+    let next = q("next")
+        .map(|n| ProfileName::parse("next", n))
+        .transpose()?;
+    let (policies, next) = app
+        .policies
+        .list(limit, next.as_ref().map(ProfileName::as_str))
+        .await?;
+    let now = chrono::Utc::now();
+    let policies: Vec<Value> = policies.iter().map(|p| p.to_json(now)).collect();
+    Ok(Reply::json(
+        200,
+        json!({"rotations": policies, "next": next}),
+    ))
+}
+
+async fn delete_rotation(app: &App, req: &Request, name: ProfileName) -> Result<Reply, ApiError> {
+    no_query(req)?;
+    no_body(req)?;
+    require_admin(app, req, "delete rotation policies").await?;
+    let record = AuditRecord::new(
+        &req.origin,
+        Category::Config,
+        "Rotation Policy Deleted",
+        Outcome::Success,
+        format!("Rotation policy {name} deleted."),
+    )
+    .profile(name.as_str());
+    app.policies.delete(name.as_str(), &record).await?;
+    Ok(Reply {
+        status: 204,
+        body: None,
+    })
+}
+
+/// Rotates now, whatever the schedule; under the same lock as scheduled runs.
+async fn rotate_now(app: &App, req: &Request, name: ProfileName) -> Result<Reply, ApiError> {
+    no_query(req)?;
+    no_body(req)?;
+    require_admin(app, req, "rotate keys").await?;
+    let (policy, rotated) =
+        schedule::rotate_policy(app, name.as_str(), chrono::Utc::now(), false, &req.origin).await?;
+    Ok(Reply::json(
+        200,
+        json!({
+            "policy": policy.name.as_str(),
+            "secret_id": policy.secret_id,
+            "user_name": rotated.user_name,
+            "old_access_key_id": rotated.old_access_key_id,
+            "new_access_key_id": rotated.new_access_key_id,
+        }),
+    ))
 }
 
 async fn query_audit(app: &App, req: &Request) -> Result<Reply, ApiError> {

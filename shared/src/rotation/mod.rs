@@ -10,6 +10,7 @@
 //!   idempotent and also runs when the token is already current, so a crash between the move and
 //!   the deletes is finished by a retry.
 
+pub mod policy;
 mod secret;
 
 pub use secret::{Mode, RotatedSecret};
@@ -30,6 +31,7 @@ pub const CURRENT: &str = "AWSCURRENT";
 pub const PENDING: &str = "AWSPENDING";
 pub const PREVIOUS: &str = "AWSPREVIOUS";
 pub const EVENT_ROTATED: &str = "Access Key Rotated";
+pub const EVENT_STEP: &str = "Access Key Rotation Step";
 /// How long `testSecret` waits for IAM to accept a new key.
 pub const TEST_TIMEOUT: Duration = Duration::from_secs(20);
 
@@ -130,6 +132,7 @@ struct Admin {
 
 /// What Secrets Manager knows about the secret's versions.
 struct Versions {
+    enabled: bool,
     arn: String,
     name: String,
     stages: HashMap<String, Vec<String>>,
@@ -179,6 +182,13 @@ impl Rotator {
     pub async fn run(&self, event: &RotationEvent, origin: &Origin) -> Result<(), RotationError> {
         let (secret, token) = (&event.secret_id, &event.client_request_token);
         let versions = self.versions(secret).await?;
+        if !versions.enabled {
+            return Err(RotationError::NotEnabled(secret.clone()));
+        }
+        let ctx = Ctx {
+            origin,
+            policy: None,
+        };
         let Some(stages) = versions.stages.get(token) else {
             return Err(RotationError::UnknownToken {
                 secret: secret.clone(),
@@ -208,15 +218,45 @@ impl Rotator {
                     token,
                     event.rotation_token.as_deref(),
                     &versions,
-                    origin,
+                    &ctx,
                 )
                 .await
             }
             // IAM itself holds the key: there is no other system to set it in.
             Step::Set => Ok(()),
-            Step::Test => self.test(secret, token, origin).await,
-            Step::Finish => self.finish(secret, token, &versions, origin).await,
+            Step::Test => self.test(secret, token, &ctx).await,
+            Step::Finish => self.finish(secret, token, &versions, &ctx).await.map(drop),
         }
+    }
+
+    /// A whole rotation, in-process, through the same steps (for scheduled rotation and "rotate
+    /// now"; the secret need not have Secrets Manager rotation enabled). A rotation left half-done
+    /// (an `AWSPENDING` version that is not current) is resumed with its token, not started anew.
+    pub async fn rotate_now(
+        &self,
+        secret: &str,
+        origin: &Origin,
+        policy: &str,
+    ) -> Result<Rotated, RotationError> {
+        let ctx = Ctx {
+            origin,
+            policy: Some(policy),
+        };
+        let versions = self.versions(secret).await?;
+        let current = versions.with_stage(CURRENT);
+        let token = match versions.with_stage(PENDING) {
+            Some(pending) if Some(pending) != current => pending.to_owned(),
+            _ => uuid::Uuid::new_v4().to_string(),
+        };
+        self.create(secret, &token, None, &versions, &ctx).await?;
+        self.test(secret, &token, &ctx).await?;
+        let versions = self.versions(secret).await?;
+        self.finish(secret, &token, &versions, &ctx).await
+    }
+
+    /// Checks that `secret` exists and holds a rotatable value; returns its user's name.
+    pub async fn user_of(&self, secret: &str) -> Result<String, RotationError> {
+        Ok(self.current_value(secret).await?.user_name)
     }
 
     async fn versions(&self, secret: &str) -> Result<Versions, RotationError> {
@@ -229,10 +269,8 @@ impl Rotator {
             .await
             .map_err(|e| aws("DescribeSecret", e))?;
         self.check("DescribeSecret")?;
-        if out.rotation_enabled != Some(true) {
-            return Err(RotationError::NotEnabled(secret.to_owned()));
-        }
         Ok(Versions {
+            enabled: out.rotation_enabled == Some(true),
             arn: out.arn.unwrap_or_default(),
             name: out.name.unwrap_or_default(),
             stages: out.version_ids_to_stages.unwrap_or_default(),
@@ -396,7 +434,7 @@ impl Rotator {
         token: &str,
         rotation_token: Option<&str>,
         versions: &Versions,
-        origin: &Origin,
+        ctx: &Ctx<'_>,
     ) -> Result<(), RotationError> {
         let current = self.current_value(secret).await?;
         if self.value(secret, Some(token), PENDING).await?.is_some() {
@@ -488,10 +526,9 @@ impl Rotator {
             .map_err(|e| aws("PutSecretValue", e))?;
         self.check("PutSecretValue")?;
         self.audit_step(
-            origin,
+            ctx,
             secret,
             Step::Create,
-            &current,
             Some(&key.access_key_id),
             format!(
                 "createSecret: new access key {} for user {user} ({} mode); removed now: {}.",
@@ -507,7 +544,7 @@ impl Rotator {
         .await
     }
 
-    async fn test(&self, secret: &str, token: &str, origin: &Origin) -> Result<(), RotationError> {
+    async fn test(&self, secret: &str, token: &str, ctx: &Ctx<'_>) -> Result<(), RotationError> {
         let pending = self
             .value(secret, Some(token), PENDING)
             .await?
@@ -524,10 +561,9 @@ impl Rotator {
             })?;
         self.prove(key, &pending.user_name).await?;
         self.audit_step(
-            origin,
+            ctx,
             secret,
             Step::Test,
-            &pending,
             Some(&key.access_key_id),
             format!(
                 "testSecret: access key {} works as user {}.",
@@ -576,8 +612,8 @@ impl Rotator {
         secret: &str,
         token: &str,
         versions: &Versions,
-        origin: &Origin,
-    ) -> Result<(), RotationError> {
+        ctx: &Ctx<'_>,
+    ) -> Result<Rotated, RotationError> {
         let old = versions.with_stage(CURRENT).map(str::to_owned);
         if old.as_deref() != Some(token) {
             self.clients
@@ -650,38 +686,72 @@ impl Rotator {
                 retired.push(id);
             }
         }
-        self.audit_step(origin, secret, Step::Finish, &current, Some(&new_id), format!(
-            "finishSecret: access key of user {user} rotated: {} -> {new_id} ({} mode); deleted: {}.",
-            previous.as_deref().unwrap_or("none"),
-            current.mode.as_str(),
-            if retired.is_empty() { "none".to_owned() } else { retired.join(", ") }
-        ))
-        .await
+        let policy = ctx
+            .policy
+            .map(|p| format!("rotation policy {p}: "))
+            .unwrap_or_default();
+        self.audit_step(
+            ctx,
+            secret,
+            Step::Finish,
+            Some(&new_id),
+            format!(
+                "{policy}access key of user {user} rotated: {} -> {new_id} ({} mode); deleted: {}.",
+                previous.as_deref().unwrap_or("none"),
+                current.mode.as_str(),
+                if retired.is_empty() {
+                    "none".to_owned()
+                } else {
+                    retired.join(", ")
+                }
+            ),
+        )
+        .await?;
+        Ok(Rotated {
+            user_name: user,
+            old_access_key_id: previous,
+            new_access_key_id: new_id,
+        })
     }
 
+    /// `createSecret` and `testSecret` are recorded as steps; `finishSecret` is the rotation itself
+    /// (`event: "Access Key Rotated"`, with the policy name in `profile` for scheduled rotations).
     async fn audit_step(
         &self,
-        origin: &Origin,
+        ctx: &Ctx<'_>,
         secret: &str,
         step: Step,
-        value: &RotatedSecret,
         key_id: Option<&str>,
         message: String,
     ) -> Result<(), RotationError> {
-        let mut r = AuditRecord::new(
-            origin,
-            Category::Data,
-            EVENT_ROTATED,
-            Outcome::Success,
-            message,
-        );
+        let event = if step == Step::Finish {
+            EVENT_ROTATED
+        } else {
+            EVENT_STEP
+        };
+        let mut r = AuditRecord::new(ctx.origin, Category::Data, event, Outcome::Success, message);
+        r.profile = ctx.policy.map(str::to_owned);
         r.credential_type = Some("iam_access_key".into());
         r.access_key_id = key_id.map(str::to_owned);
         r.lease_id = Some(format!("{secret}#{}", step.as_str()));
-        tracing::info!(secret, user = %value.user_name, step = step.as_str(), access_key_id = ?key_id, "rotation step done");
+        tracing::info!(secret, step = step.as_str(), access_key_id = ?key_id, "rotation step done");
         self.audit.write(&r).await?;
         Ok(())
     }
+}
+
+/// Who a rotation runs for, as its audit items record it.
+struct Ctx<'a> {
+    origin: &'a Origin,
+    policy: Option<&'a str>,
+}
+
+/// The outcome of a whole rotation.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rotated {
+    pub user_name: String,
+    pub old_access_key_id: Option<String>,
+    pub new_access_key_id: String,
 }
 
 fn aws<E: aws_sdk_sts::error::ProvideErrorMetadata>(

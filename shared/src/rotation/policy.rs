@@ -1,0 +1,523 @@
+//! Rotation policies (SPEC §6): which secret to rotate, how often, at what hour. Stored in the
+//! state table (`pk = "rotation"`, `sk = <name>`); an enabled policy carries `due_pk = "rotation"`
+//! and `due_at = <next due time>`, so a scheduled run queries the `due` index for exactly the due
+//! policies. The lock lives on the policy item: a conditional update that only succeeds while the
+//! policy is unlocked (or its lock expired) and, for scheduled runs, still due.
+
+use std::collections::HashMap;
+
+use aws_sdk_dynamodb::types::{AttributeValue, ReturnValue, TransactWriteItem, Update};
+use chrono::{DateTime, Duration, NaiveTime, Utc};
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+use crate::audit::{format_time, AuditLog, AuditRecord};
+use crate::aws::{classify, AwsFailure, FailureKind};
+use crate::names::{aws_id, Invalid, ProfileName};
+use crate::profile::parse_json;
+
+const PK: &str = "rotation";
+/// A lock outlives the longest Lambda invocation (15 min): a run that dies leaves a lock that
+/// the next hourly run finds expired.
+pub const LOCK_TTL_MINUTES: i64 = 15;
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Policy {
+    pub name: ProfileName,
+    pub secret_id: String,
+    pub interval_days: u16,
+    pub rotation_hour_utc: Option<u8>,
+    pub enabled: bool,
+    pub last_rotated_at: Option<DateTime<Utc>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawPolicy {
+    name: Option<String>,
+    secret_id: String,
+    interval_days: i64,
+    rotation_hour_utc: Option<i64>,
+    enabled: Option<bool>,
+    // Read-only fields of GET output, accepted (and ignored) so a GET body can be PUT back.
+    #[allow(dead_code)]
+    last_rotated_at: Option<Value>,
+    #[allow(dead_code)]
+    next_due_at: Option<Value>,
+    #[allow(dead_code)]
+    last_error: Option<Value>,
+}
+
+impl Policy {
+    pub fn parse(name: ProfileName, body: &[u8]) -> Result<Self, Invalid> {
+        let raw: RawPolicy = parse_json(body)?;
+        if raw.name.as_deref().is_some_and(|n| n != name.as_str()) {
+            return Err(Invalid::new(
+                "name",
+                "must match the policy name in the path",
+            ));
+        }
+        if !(1..=365).contains(&raw.interval_days) {
+            return Err(Invalid::new("interval_days", "must be between 1 and 365"));
+        }
+        let hour = match raw.rotation_hour_utc {
+            None => None,
+            Some(h @ 0..=23) => u8::try_from(h).ok(),
+            Some(_) => {
+                return Err(Invalid::new(
+                    "rotation_hour_utc",
+                    "must be between 0 and 23",
+                ))
+            }
+        };
+        Ok(Self {
+            name,
+            secret_id: aws_id("secret_id", &raw.secret_id, 1, 2048, "/+=.@-:!")?,
+            interval_days: u16::try_from(raw.interval_days).unwrap_or(365),
+            rotation_hour_utc: hour,
+            enabled: raw.enabled.unwrap_or(true),
+            last_rotated_at: None,
+        })
+    }
+
+    /// When the policy is next due: `interval_days` after the last rotation, at
+    /// `rotation_hour_utc` of that day when set. Never rotated: now, or the next such hour.
+    pub fn next_due(&self, now: DateTime<Utc>) -> DateTime<Utc> {
+        let at_hour = |t: DateTime<Utc>, h: u8| {
+            let time = NaiveTime::from_hms_opt(u32::from(h), 0, 0).unwrap_or_default();
+            t.date_naive().and_time(time).and_utc()
+        };
+        match (self.last_rotated_at, self.rotation_hour_utc) {
+            (None, None) => now,
+            (None, Some(h)) => {
+                let today = at_hour(now, h);
+                if today >= now - Duration::hours(1) {
+                    today
+                } else {
+                    today + Duration::days(1)
+                }
+            }
+            (Some(last), None) => last + Duration::days(i64::from(self.interval_days)),
+            (Some(last), Some(h)) => {
+                at_hour(last + Duration::days(i64::from(self.interval_days)), h)
+            }
+        }
+    }
+
+    pub fn to_json(&self, now: DateTime<Utc>) -> Value {
+        json!({
+            "name": self.name.as_str(),
+            "secret_id": self.secret_id,
+            "interval_days": self.interval_days,
+            "rotation_hour_utc": self.rotation_hour_utc,
+            "enabled": self.enabled,
+            "last_rotated_at": self.last_rotated_at.map(format_time),
+            "next_due_at": self.enabled.then(|| format_time(self.next_due(now))),
+        })
+    }
+
+    fn doc(&self) -> String {
+        json!({
+            "secret_id": self.secret_id,
+            "interval_days": self.interval_days,
+            "rotation_hour_utc": self.rotation_hour_utc,
+            "enabled": self.enabled,
+        })
+        .to_string()
+    }
+
+    /// The item of a new policy (never rotated). `PolicyStore::put` writes it; bulk imports and
+    /// benchmarks can write it with `BatchWriteItem`.
+    pub fn to_item(&self, now: DateTime<Utc>) -> HashMap<String, AttributeValue> {
+        let mut item = key(self.name.as_str());
+        item.insert("doc".into(), s(self.doc()));
+        if self.enabled {
+            item.insert("due_pk".into(), s(PK));
+            item.insert("due_at".into(), s(format_time(self.next_due(now))));
+        }
+        item
+    }
+
+    fn from_item(item: &HashMap<String, AttributeValue>) -> Option<Self> {
+        let s = |k: &str| item.get(k).and_then(|v| v.as_s().ok());
+        let name = ProfileName::parse("name", s("sk")?).ok()?;
+        let mut p = Policy::parse(name, s("doc")?.as_bytes()).ok()?;
+        p.last_rotated_at = s("last_rotated_at")
+            .and_then(|t| DateTime::parse_from_rfc3339(t).ok())
+            .map(|t| t.with_timezone(&Utc));
+        Some(p)
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum PolicyError {
+    #[error("rotation policy not found")]
+    NotFound,
+    #[error("the rotation policy is being rotated right now")]
+    Locked,
+    #[error("the rotation policy was changed concurrently; retry")]
+    Conflict,
+    #[error("the audit trail could not be written: {0}")]
+    Audit(AwsFailure),
+    #[error("the state table failed: {0}")]
+    Store(AwsFailure),
+}
+
+#[derive(Clone, Debug)]
+pub struct PolicyStore {
+    db: aws_sdk_dynamodb::Client,
+    table: String,
+    audit: AuditLog,
+}
+
+fn key(name: &str) -> HashMap<String, AttributeValue> {
+    HashMap::from([
+        ("pk".to_owned(), AttributeValue::S(PK.to_owned())),
+        ("sk".to_owned(), AttributeValue::S(name.to_owned())),
+    ])
+}
+
+fn s(v: impl Into<String>) -> AttributeValue {
+    AttributeValue::S(v.into())
+}
+
+/// Due policies read by one query, and how many items DynamoDB returned for it.
+#[derive(Debug)]
+pub struct Due {
+    pub policies: Vec<Policy>,
+    pub items_read: usize,
+}
+
+impl PolicyStore {
+    pub fn new(db: aws_sdk_dynamodb::Client, table: impl Into<String>, audit: AuditLog) -> Self {
+        Self {
+            db,
+            table: table.into(),
+            audit,
+        }
+    }
+
+    pub async fn get(&self, name: &str) -> Result<Option<Policy>, PolicyError> {
+        let out = self
+            .db
+            .get_item()
+            .table_name(&self.table)
+            .set_key(Some(key(name)))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| PolicyError::Store(classify(e)))?;
+        Ok(out.item.as_ref().and_then(Policy::from_item))
+    }
+
+    /// Creates or replaces a policy (keeping its rotation history), with its audit item in the
+    /// same transaction. Returns whether it was created.
+    pub async fn put(
+        &self,
+        policy: &Policy,
+        now: DateTime<Utc>,
+        audit: impl FnOnce(bool) -> AuditRecord,
+    ) -> Result<(bool, Policy), PolicyError> {
+        let existing = self.get(policy.name.as_str()).await?;
+        let created = existing.is_none();
+        let mut policy = policy.clone();
+        policy.last_rotated_at = existing.and_then(|e| e.last_rotated_at);
+        if created {
+            let put = aws_sdk_dynamodb::types::Put::builder()
+                .table_name(&self.table)
+                .set_item(Some(policy.to_item(now)))
+                .condition_expression("attribute_not_exists(sk)")
+                .build()
+                .map_err(|e| PolicyError::Store(AwsFailure::other(e.to_string())))?;
+            self.transact(TransactWriteItem::builder().put(put).build(), &audit(true))
+                .await?;
+            return Ok((true, policy));
+        }
+        let mut values = HashMap::from([(":doc".to_owned(), s(policy.doc()))]);
+        let expression = if policy.enabled {
+            values.insert(":pk".into(), s(PK));
+            values.insert(":due".into(), s(format_time(policy.next_due(now))));
+            "SET doc = :doc, due_pk = :pk, due_at = :due"
+        } else {
+            "SET doc = :doc REMOVE due_pk, due_at"
+        };
+        let update = Update::builder()
+            .table_name(&self.table)
+            .set_key(Some(key(policy.name.as_str())))
+            .update_expression(expression)
+            .condition_expression("attribute_exists(sk)")
+            .set_expression_attribute_values(Some(values))
+            .build()
+            .map_err(|e| PolicyError::Store(AwsFailure::other(e.to_string())))?;
+        self.transact(
+            TransactWriteItem::builder().update(update).build(),
+            &audit(false),
+        )
+        .await?;
+        Ok((false, policy))
+    }
+
+    pub async fn delete(&self, name: &str, audit: &AuditRecord) -> Result<(), PolicyError> {
+        if self.get(name).await?.is_none() {
+            return Err(PolicyError::NotFound);
+        }
+        let delete = aws_sdk_dynamodb::types::Delete::builder()
+            .table_name(&self.table)
+            .set_key(Some(key(name)))
+            .condition_expression("attribute_exists(sk)")
+            .build()
+            .map_err(|e| PolicyError::Store(AwsFailure::other(e.to_string())))?;
+        self.transact(TransactWriteItem::builder().delete(delete).build(), audit)
+            .await
+    }
+
+    async fn transact(
+        &self,
+        change: TransactWriteItem,
+        audit: &AuditRecord,
+    ) -> Result<(), PolicyError> {
+        let audit_put = self
+            .audit
+            .transact_put(audit)
+            .map_err(|e| PolicyError::Audit(AwsFailure::other(e.to_string())))?;
+        match self
+            .db
+            .transact_write_items()
+            .transact_items(change)
+            .transact_items(audit_put)
+            .send()
+            .await
+            .map_err(classify)
+        {
+            Ok(_) => Ok(()),
+            Err(f) if f.kind == FailureKind::ConditionFailed => Err(PolicyError::Conflict),
+            Err(f) if f.kind == FailureKind::NotFound => Err(PolicyError::Audit(f)),
+            Err(f) => Err(PolicyError::Store(f)),
+        }
+    }
+
+    pub async fn list(
+        &self,
+        limit: usize,
+        next: Option<&str>,
+    ) -> Result<(Vec<Policy>, Option<String>), PolicyError> {
+        let out = self
+            .db
+            .query()
+            .table_name(&self.table)
+            .key_condition_expression("pk = :pk")
+            .expression_attribute_values(":pk", s(PK))
+            .limit(i32::try_from(limit).unwrap_or(i32::MAX))
+            .set_exclusive_start_key(next.map(key))
+            .send()
+            .await
+            .map_err(|e| PolicyError::Store(classify(e)))?;
+        let policies = out
+            .items
+            .unwrap_or_default()
+            .iter()
+            .filter_map(Policy::from_item)
+            .collect();
+        let next = out
+            .last_evaluated_key
+            .and_then(|k| k.get("sk").and_then(|v| v.as_s().ok()).cloned());
+        Ok((policies, next))
+    }
+
+    /// The enabled policies due at `now`, from the `due` index: reads only those items.
+    pub async fn due(&self, now: DateTime<Utc>) -> Result<Due, PolicyError> {
+        let mut due = Due {
+            policies: Vec::new(),
+            items_read: 0,
+        };
+        let mut start = None;
+        loop {
+            let out = self
+                .db
+                .query()
+                .table_name(&self.table)
+                .index_name("due")
+                .key_condition_expression("due_pk = :pk AND due_at <= :now")
+                .expression_attribute_values(":pk", s(PK))
+                .expression_attribute_values(":now", s(format_time(now)))
+                .set_exclusive_start_key(start.take())
+                .send()
+                .await
+                .map_err(|e| PolicyError::Store(classify(e)))?;
+            let items = out.items.unwrap_or_default();
+            due.items_read += items.len();
+            due.policies
+                .extend(items.iter().filter_map(Policy::from_item));
+            match out.last_evaluated_key {
+                Some(k) => start = Some(k),
+                None => return Ok(due),
+            }
+        }
+    }
+
+    /// Takes the policy's lock for `owner` until `now + LOCK_TTL_MINUTES`. With `require_due`, only
+    /// if the policy is still due: a run that lost the race, or a duplicate delivery, gets `Locked`.
+    pub async fn lock(
+        &self,
+        name: &str,
+        owner: &str,
+        now: DateTime<Utc>,
+        require_due: bool,
+    ) -> Result<Policy, PolicyError> {
+        let mut condition =
+            "attribute_exists(sk) AND (attribute_not_exists(lock_until) OR lock_until < :now)"
+                .to_owned();
+        if require_due {
+            condition.push_str(" AND due_at <= :now");
+        }
+        let out = self
+            .db
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(key(name)))
+            .update_expression("SET lock_owner = :owner, lock_until = :until")
+            .condition_expression(condition)
+            .expression_attribute_values(":owner", s(owner))
+            .expression_attribute_values(
+                ":until",
+                s(format_time(now + Duration::minutes(LOCK_TTL_MINUTES))),
+            )
+            .expression_attribute_values(":now", s(format_time(now)))
+            .return_values(ReturnValue::AllNew)
+            .send()
+            .await;
+        match out.map_err(classify) {
+            Ok(out) => out
+                .attributes
+                .as_ref()
+                .and_then(Policy::from_item)
+                .ok_or(PolicyError::NotFound),
+            Err(f) if f.kind == FailureKind::ConditionFailed => match self.get(name).await? {
+                None => Err(PolicyError::NotFound),
+                Some(_) => Err(PolicyError::Locked),
+            },
+            Err(f) => Err(PolicyError::Store(f)),
+        }
+    }
+
+    /// Records a finished rotation and releases the lock (only `owner`'s).
+    pub async fn rotated(
+        &self,
+        policy: &Policy,
+        owner: &str,
+        at: DateTime<Utc>,
+    ) -> Result<(), PolicyError> {
+        let mut done = policy.clone();
+        done.last_rotated_at = Some(at);
+        let mut update = self
+            .db
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(key(policy.name.as_str())))
+            .condition_expression("lock_owner = :owner")
+            .expression_attribute_values(":owner", s(owner))
+            .expression_attribute_values(":at", s(format_time(at)));
+        update = if done.enabled {
+            update
+                .update_expression("SET last_rotated_at = :at, due_at = :due REMOVE lock_owner, lock_until, last_error")
+                .expression_attribute_values(":due", s(format_time(done.next_due(at))))
+        } else {
+            update.update_expression(
+                "SET last_rotated_at = :at REMOVE lock_owner, lock_until, last_error",
+            )
+        };
+        update
+            .send()
+            .await
+            .map_err(|e| PolicyError::Store(classify(e)))?;
+        Ok(())
+    }
+
+    /// Releases the lock after a failed rotation; the policy stays due, so the next run retries.
+    pub async fn failed(&self, name: &str, owner: &str, error: &str) -> Result<(), PolicyError> {
+        self.db
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(key(name)))
+            .update_expression("SET last_error = :e REMOVE lock_owner, lock_until")
+            .condition_expression("lock_owner = :owner")
+            .expression_attribute_values(":owner", s(owner))
+            .expression_attribute_values(":e", s(error.chars().take(1000).collect::<String>()))
+            .send()
+            .await
+            .map_err(|e| PolicyError::Store(classify(e)))?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn policy(body: Value) -> Result<Policy, Invalid> {
+        Policy::parse(
+            ProfileName::parse("n", "ci").unwrap(),
+            body.to_string().as_bytes(),
+        )
+    }
+
+    #[test]
+    fn validation_names_the_field() {
+        assert_eq!(
+            policy(json!({"secret_id": "s", "interval_days": 0}))
+                .unwrap_err()
+                .field,
+            "interval_days"
+        );
+        assert_eq!(
+            policy(json!({"secret_id": "s", "interval_days": 366}))
+                .unwrap_err()
+                .field,
+            "interval_days"
+        );
+        assert_eq!(
+            policy(json!({"secret_id": "s", "interval_days": 1, "rotation_hour_utc": 24}))
+                .unwrap_err()
+                .field,
+            "rotation_hour_utc"
+        );
+        assert_eq!(
+            policy(json!({"interval_days": 1})).unwrap_err().field,
+            "secret_id"
+        );
+        assert_eq!(
+            policy(json!({"secret_id": "s", "interval_days": 1, "x": 1}))
+                .unwrap_err()
+                .field,
+            "x"
+        );
+        assert!(policy(
+            json!({"secret_id": "s", "interval_days": 30, "rotation_hour_utc": 3, "enabled": true})
+        )
+        .is_ok());
+    }
+
+    #[test]
+    fn due_times() {
+        let t = |s: &str| DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&Utc);
+        let now = t("2026-11-21T10:20:00Z");
+        let mut p = policy(json!({"secret_id": "s", "interval_days": 30})).unwrap();
+        assert_eq!(p.next_due(now), now, "never rotated, no hour: due now");
+        p.last_rotated_at = Some(t("2026-11-01T03:20:00Z"));
+        assert_eq!(p.next_due(now), t("2026-12-01T03:20:00Z"));
+        p.rotation_hour_utc = Some(3);
+        assert_eq!(p.next_due(now), t("2026-12-01T03:00:00Z"));
+        p.last_rotated_at = None;
+        assert_eq!(
+            p.next_due(now),
+            t("2026-11-22T03:00:00Z"),
+            "never rotated: the next 03:00"
+        );
+        p.rotation_hour_utc = Some(10);
+        assert_eq!(
+            p.next_due(now),
+            t("2026-11-21T10:00:00Z"),
+            "this hour's run still counts"
+        );
+    }
+}
