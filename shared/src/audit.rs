@@ -10,7 +10,7 @@ use aws_sdk_dynamodb::types::{AttributeValue, Put, TransactWriteItem};
 use chrono::{DateTime, Days, NaiveDate, Utc};
 use serde_json::{Map, Value};
 
-use crate::aws::{classify, AwsFailure};
+use crate::aws::{classify, AwsFailure, FailureKind};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Category {
@@ -187,6 +187,15 @@ pub enum AuditError {
     Read(AwsFailure),
 }
 
+/// Why an audited change was not written.
+#[derive(Debug)]
+pub enum AuditedWriteError {
+    /// The change's condition failed: someone changed the item meanwhile.
+    Conflict,
+    Audit(AwsFailure),
+    Store(AwsFailure),
+}
+
 #[derive(Clone, Debug)]
 pub struct AuditLog {
     db: aws_sdk_dynamodb::Client,
@@ -237,15 +246,33 @@ impl AuditLog {
         Ok(())
     }
 
-    /// The audit item as one part of a transaction, for changes that must not happen unaudited.
-    pub fn transact_put(&self, record: &AuditRecord) -> Result<TransactWriteItem, AuditError> {
+    /// Writes `change` (to the state table) and its audit item in one transaction: the change
+    /// happens audited or not at all. Callers read the state table just before, so a missing table
+    /// here is the audit table.
+    pub async fn write_with(
+        &self,
+        change: TransactWriteItem,
+        record: &AuditRecord,
+    ) -> Result<(), AuditedWriteError> {
         let put = Put::builder()
             .table_name(&self.table)
             .set_item(Some(record.to_item()))
             .condition_expression("attribute_not_exists(sk)")
             .build()
-            .map_err(|e| AuditError::Unavailable(AwsFailure::other(e.to_string())))?;
-        Ok(TransactWriteItem::builder().put(put).build())
+            .map_err(|e| AuditedWriteError::Store(AwsFailure::other(e.to_string())))?;
+        let result = self
+            .db
+            .transact_write_items()
+            .transact_items(change)
+            .transact_items(TransactWriteItem::builder().put(put).build())
+            .send()
+            .await;
+        match result.map_err(classify) {
+            Ok(_) => Ok(()),
+            Err(f) if f.kind == FailureKind::ConditionFailed => Err(AuditedWriteError::Conflict),
+            Err(f) if f.kind == FailureKind::NotFound => Err(AuditedWriteError::Audit(f)),
+            Err(f) => Err(AuditedWriteError::Store(f)),
+        }
     }
 
     /// Newest first. Principal and profile queries use their index; a time-range query walks day

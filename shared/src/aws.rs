@@ -89,6 +89,42 @@ impl fmt::Display for AwsFailure {
     }
 }
 
+/// Polls `sts:GetCallerIdentity`, signed as `config` says, until `accept` takes the ARN or
+/// `timeout` passes (IAM is eventually consistent: a new key can take seconds to work). Backoff
+/// 250 ms doubling to 2 s. `after_call` runs after every call (rotation's crash checkpoints);
+/// its error ends the wait. Returns whether the identity was accepted in time.
+pub async fn wait_for_identity<E>(
+    sts: &aws_sdk_sts::Client,
+    config: aws_sdk_sts::config::Builder,
+    timeout: Duration,
+    accept: impl Fn(&str) -> bool,
+    mut after_call: impl FnMut() -> Result<(), E>,
+) -> Result<bool, E> {
+    let deadline = tokio::time::Instant::now() + timeout;
+    let mut pause = Duration::from_millis(250);
+    loop {
+        let answer = sts
+            .get_caller_identity()
+            .customize()
+            .config_override(config.clone())
+            .send()
+            .await;
+        after_call()?;
+        if answer
+            .ok()
+            .and_then(|out| out.arn)
+            .is_some_and(|arn| accept(&arn))
+        {
+            return Ok(true);
+        }
+        if tokio::time::Instant::now() + pause > deadline {
+            return Ok(false);
+        }
+        tokio::time::sleep(pause).await;
+        pause = (pause * 2).min(Duration::from_secs(2));
+    }
+}
+
 pub fn classify<E: ProvideErrorMetadata>(err: SdkError<E, HttpResponse>) -> AwsFailure {
     match err {
         SdkError::TimeoutError(_) => AwsFailure {

@@ -6,7 +6,7 @@ use aws_sdk_sts::types::{PolicyDescriptorType, Tag};
 use chrono::{DateTime, Utc};
 use serde::Deserialize;
 
-use crate::aws::{classify, AwsFailure, Clients, FailureKind};
+use crate::aws::{classify, wait_for_identity, AwsFailure, Clients, FailureKind};
 use crate::config::StsTarget;
 use crate::iam_user::{IamError, UserSpec};
 use crate::lease::{Lease, LeaseError, LeaseStatus, Leases};
@@ -384,32 +384,19 @@ impl Issuer {
         target: &StsTarget,
         spec: &UserSpec,
     ) -> Result<(), IssueError> {
-        let deadline = tokio::time::Instant::now() + self.ready_timeout;
-        let mut pause = std::time::Duration::from_millis(200);
         let expected = format!("user{}{}", spec.path, spec.user_name);
-        loop {
-            let answer = self
-                .clients
-                .sts
-                .get_caller_identity()
-                .customize()
-                .config_override(overrides(target, Some(key)))
-                .send()
-                .await;
-            if let Ok(out) = answer {
-                if out
-                    .arn
-                    .as_deref()
-                    .is_some_and(|arn| arn.ends_with(&expected))
-                {
-                    return Ok(());
-                }
-            }
-            if tokio::time::Instant::now() + pause > deadline {
-                return Err(IssueError::NotReady);
-            }
-            tokio::time::sleep(pause).await;
-            pause = (pause * 2).min(std::time::Duration::from_secs(2));
+        let accepted = wait_for_identity(
+            &self.clients.sts,
+            overrides(target, Some(key)),
+            self.ready_timeout,
+            |arn| arn.ends_with(&expected),
+            || Ok::<(), IssueError>(()),
+        )
+        .await?;
+        if accepted {
+            Ok(())
+        } else {
+            Err(IssueError::NotReady)
         }
     }
 

@@ -14,6 +14,7 @@ use serde_json::{json, Value};
 use crate::audit::{format_time, AuditLog, AuditRecord, Category, Origin, Outcome};
 use crate::aws::{classify, AwsFailure, FailureKind};
 use crate::iam_user::{Deleted, IamError, IamUsers};
+use crate::state::due_items;
 
 const PK: &str = "lease";
 pub const EVENT_LEASE_REVOKED: &str = "Lease Revoked";
@@ -76,6 +77,22 @@ impl Lease {
             "status": self.status.as_str(),
             "revoked_at": self.revoked_at.map(format_time),
         })
+    }
+
+    /// The audit item of a revocation (or refused revocation) of this lease.
+    pub fn audit_record(&self, origin: &Origin, outcome: Outcome, message: String) -> AuditRecord {
+        let mut r = AuditRecord::new(
+            origin,
+            Category::Data,
+            EVENT_LEASE_REVOKED,
+            outcome,
+            message,
+        )
+        .profile(&self.profile);
+        r.credential_type = Some("iam_user".to_owned());
+        r.lease_id = Some(self.id.clone());
+        r.access_key_id = self.access_key_id.clone();
+        r
     }
 
     fn to_item(&self) -> HashMap<String, AttributeValue> {
@@ -302,32 +319,10 @@ impl Leases {
 
     /// Live leases whose expiry is at or before `now`, from the `due` index (no scan).
     pub async fn expired(&self, now: DateTime<Utc>) -> Result<Vec<Lease>, LeaseError> {
-        let mut leases = Vec::new();
-        let mut start = None;
-        loop {
-            let out = self
-                .db
-                .query()
-                .table_name(&self.table)
-                .index_name("due")
-                .key_condition_expression("due_pk = :pk AND due_at <= :now")
-                .expression_attribute_values(":pk", AttributeValue::S(PK.to_owned()))
-                .expression_attribute_values(":now", AttributeValue::S(format_time(now)))
-                .set_exclusive_start_key(start.take())
-                .send()
-                .await
-                .map_err(|e| LeaseError::Store(classify(e)))?;
-            leases.extend(
-                out.items
-                    .unwrap_or_default()
-                    .iter()
-                    .filter_map(Lease::from_item),
-            );
-            match out.last_evaluated_key {
-                Some(k) => start = Some(k),
-                None => return Ok(leases),
-            }
-        }
+        let items = due_items(&self.db, &self.table, PK, now)
+            .await
+            .map_err(LeaseError::Store)?;
+        Ok(items.iter().filter_map(Lease::from_item).collect())
     }
 
     /// Ends every expired lease, each audited as `origin` (the scheduler). One failure does not
@@ -360,17 +355,7 @@ impl Leases {
                     )
                 }
             };
-            let mut r = AuditRecord::new(
-                origin,
-                Category::Data,
-                EVENT_LEASE_REVOKED,
-                outcome,
-                message,
-            )
-            .profile(&lease.profile);
-            r.credential_type = Some("iam_user".to_owned());
-            r.lease_id = Some(lease.id.clone());
-            r.access_key_id = lease.access_key_id.clone();
+            let r = lease.audit_record(origin, outcome, message);
             if let Err(e) = audit.write(&r).await {
                 // The lease is revoked (or stays due); only its audit item is missing: say so loudly.
                 tracing::error!(lease_id = %lease.id, error = %e, "audit write for a lease revocation failed");

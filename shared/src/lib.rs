@@ -13,6 +13,7 @@ pub mod profile;
 pub mod rotation;
 pub mod schedule;
 pub mod secret;
+mod state;
 
 use aws_config::SdkConfig;
 
@@ -65,6 +66,18 @@ impl App {
             leases,
             rotator,
             policies,
+        }
+    }
+
+    /// For the functions' `main`: the app, or one clear log line naming the missing or malformed
+    /// variable and exit status 1 (Lambda reports it as an init error).
+    pub async fn from_env_or_exit() -> Self {
+        match Self::from_env().await {
+            Ok(app) => app,
+            Err(e) => {
+                tracing::error!("{e}");
+                std::process::exit(1);
+            }
         }
     }
 

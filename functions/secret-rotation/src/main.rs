@@ -7,15 +7,7 @@ use lambda_runtime::{service_fn, Error, LambdaEvent};
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), Error> {
     lambda_runtime::tracing::init_default_subscriber();
-    let app = match keysmith::App::from_env().await {
-        Ok(app) => app,
-        Err(e) => {
-            // One clear line naming the variable; Lambda reports the non-zero exit as an init error.
-            tracing::error!("{e}");
-            std::process::exit(1);
-        }
-    };
-    let app = &app;
+    let app = &keysmith::App::from_env_or_exit().await;
     lambda_runtime::run(service_fn(move |event: LambdaEvent<RotationEvent>| async move {
         let origin = Origin {
             principal: "secretsmanager.amazonaws.com".into(),

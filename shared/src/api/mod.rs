@@ -470,20 +470,8 @@ async fn revoke_lease(app: &App, req: &Request, id: &str) -> Result<Reply, ApiEr
     no_body(req)?;
     let id = lease_id(id, "lease_id")?;
     let lease = app.leases.get(&id).await?;
-    let record = |outcome: Outcome, message: String| {
-        let mut r = AuditRecord::new(
-            &req.origin,
-            Category::Data,
-            crate::lease::EVENT_LEASE_REVOKED,
-            outcome,
-            message,
-        )
-        .profile(&lease.profile);
-        r.credential_type = Some("iam_user".to_owned());
-        r.lease_id = Some(lease.id.clone());
-        r.access_key_id = lease.access_key_id.clone();
-        r
-    };
+    let record =
+        |outcome: Outcome, message: String| lease.audit_record(&req.origin, outcome, message);
     let owner = lease.principal == req.caller.principal;
     if !owner && !app.config.is_admin(&req.caller.principals) {
         let r = record(

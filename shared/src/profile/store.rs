@@ -7,8 +7,8 @@ use std::collections::HashMap;
 use aws_sdk_dynamodb::types::{AttributeValue, Delete, Put, TransactWriteItem};
 
 use super::Profile;
-use crate::audit::{AuditLog, AuditRecord};
-use crate::aws::{classify, AwsFailure, FailureKind};
+use crate::audit::{AuditLog, AuditRecord, AuditedWriteError};
+use crate::aws::{classify, AwsFailure};
 use crate::names::ProfileName;
 
 const PK: &str = "profile";
@@ -118,24 +118,14 @@ impl ProfileStore {
         change: TransactWriteItem,
         audit: &AuditRecord,
     ) -> Result<(), StoreError> {
-        let audit_put = self
-            .audit
-            .transact_put(audit)
-            .map_err(|e| StoreError::Audit(AwsFailure::other(e.to_string())))?;
-        let result = self
-            .db
-            .transact_write_items()
-            .transact_items(change)
-            .transact_items(audit_put)
-            .send()
-            .await;
-        match result.map_err(classify) {
-            Ok(_) => Ok(()),
-            Err(f) if f.kind == FailureKind::ConditionFailed => Err(StoreError::Conflict),
-            // The state table answered the read just before, so a missing table is the audit one.
-            Err(f) if f.kind == FailureKind::NotFound => Err(StoreError::Audit(f)),
-            Err(f) => Err(StoreError::Aws(f)),
-        }
+        self.audit
+            .write_with(change, audit)
+            .await
+            .map_err(|e| match e {
+                AuditedWriteError::Conflict => StoreError::Conflict,
+                AuditedWriteError::Audit(f) => StoreError::Audit(f),
+                AuditedWriteError::Store(f) => StoreError::Aws(f),
+            })
     }
 
     /// One page of profiles in name order; `next` is the last name of the previous page.

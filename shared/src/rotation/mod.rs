@@ -24,7 +24,7 @@ use chrono::Utc;
 use serde::Deserialize;
 
 use crate::audit::{AuditError, AuditLog, AuditRecord, Category, Origin, Outcome};
-use crate::aws::{classify, AwsFailure, Clients, FailureKind};
+use crate::aws::{classify, wait_for_identity, AwsFailure, Clients, FailureKind};
 use crate::secret::{AccessKeyPair, Secret};
 
 pub const CURRENT: &str = "AWSCURRENT";
@@ -576,34 +576,22 @@ impl Rotator {
     /// Polls `sts:GetCallerIdentity` with `key` until it names `user` (IAM is eventually
     /// consistent: a new key can take seconds to work).
     async fn prove(&self, key: &AccessKeyPair, user: &str) -> Result<(), RotationError> {
-        let deadline = tokio::time::Instant::now() + self.test_timeout;
-        let mut pause = Duration::from_millis(250);
         let suffix = format!("/{user}");
-        loop {
-            let answer = self
-                .clients
-                .sts
-                .get_caller_identity()
-                .customize()
-                .config_override(
-                    aws_sdk_sts::config::Builder::default().credentials_provider(key.provider()),
-                )
-                .send()
-                .await;
-            self.check("GetCallerIdentity")?;
-            if let Ok(out) = answer {
-                let arn = out.arn.unwrap_or_default();
-                if arn.contains(":user/") && arn.ends_with(&suffix) {
-                    return Ok(());
-                }
-            }
-            if tokio::time::Instant::now() + pause > deadline {
-                return Err(RotationError::NotReady {
-                    user: user.to_owned(),
-                });
-            }
-            tokio::time::sleep(pause).await;
-            pause = (pause * 2).min(Duration::from_secs(3));
+        let config = aws_sdk_sts::config::Builder::default().credentials_provider(key.provider());
+        let accepted = wait_for_identity(
+            &self.clients.sts,
+            config,
+            self.test_timeout,
+            |arn| arn.contains(":user/") && arn.ends_with(&suffix),
+            || self.check("GetCallerIdentity"),
+        )
+        .await?;
+        if accepted {
+            Ok(())
+        } else {
+            Err(RotationError::NotReady {
+                user: user.to_owned(),
+            })
         }
     }
 

@@ -11,10 +11,11 @@ use chrono::{DateTime, Duration, NaiveTime, Utc};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use crate::audit::{format_time, AuditLog, AuditRecord};
+use crate::audit::{format_time, AuditLog, AuditRecord, AuditedWriteError};
 use crate::aws::{classify, AwsFailure, FailureKind};
 use crate::names::{aws_id, Invalid, ProfileName};
 use crate::profile::parse_json;
+use crate::state::due_items;
 
 const PK: &str = "rotation";
 /// A lock outlives the longest Lambda invocation (15 min): a run that dies leaves a lock that
@@ -276,24 +277,14 @@ impl PolicyStore {
         change: TransactWriteItem,
         audit: &AuditRecord,
     ) -> Result<(), PolicyError> {
-        let audit_put = self
-            .audit
-            .transact_put(audit)
-            .map_err(|e| PolicyError::Audit(AwsFailure::other(e.to_string())))?;
-        match self
-            .db
-            .transact_write_items()
-            .transact_items(change)
-            .transact_items(audit_put)
-            .send()
+        self.audit
+            .write_with(change, audit)
             .await
-            .map_err(classify)
-        {
-            Ok(_) => Ok(()),
-            Err(f) if f.kind == FailureKind::ConditionFailed => Err(PolicyError::Conflict),
-            Err(f) if f.kind == FailureKind::NotFound => Err(PolicyError::Audit(f)),
-            Err(f) => Err(PolicyError::Store(f)),
-        }
+            .map_err(|e| match e {
+                AuditedWriteError::Conflict => PolicyError::Conflict,
+                AuditedWriteError::Audit(f) => PolicyError::Audit(f),
+                AuditedWriteError::Store(f) => PolicyError::Store(f),
+            })
     }
 
     pub async fn list(
@@ -326,33 +317,13 @@ impl PolicyStore {
 
     /// The enabled policies due at `now`, from the `due` index: reads only those items.
     pub async fn due(&self, now: DateTime<Utc>) -> Result<Due, PolicyError> {
-        let mut due = Due {
-            policies: Vec::new(),
-            items_read: 0,
-        };
-        let mut start = None;
-        loop {
-            let out = self
-                .db
-                .query()
-                .table_name(&self.table)
-                .index_name("due")
-                .key_condition_expression("due_pk = :pk AND due_at <= :now")
-                .expression_attribute_values(":pk", s(PK))
-                .expression_attribute_values(":now", s(format_time(now)))
-                .set_exclusive_start_key(start.take())
-                .send()
-                .await
-                .map_err(|e| PolicyError::Store(classify(e)))?;
-            let items = out.items.unwrap_or_default();
-            due.items_read += items.len();
-            due.policies
-                .extend(items.iter().filter_map(Policy::from_item));
-            match out.last_evaluated_key {
-                Some(k) => start = Some(k),
-                None => return Ok(due),
-            }
-        }
+        let items = due_items(&self.db, &self.table, PK, now)
+            .await
+            .map_err(PolicyError::Store)?;
+        Ok(Due {
+            items_read: items.len(),
+            policies: items.iter().filter_map(Policy::from_item).collect(),
+        })
     }
 
     /// Takes the policy's lock for `owner` until `now + LOCK_TTL_MINUTES`. With `require_due`, only

@@ -1,0 +1,39 @@
+//! Shared access to the state table: the sparse `due` index, where leases (`due_pk = "lease"`)
+//! and rotation policies (`due_pk = "rotation"`) wait with their due time in `due_at`.
+
+use std::collections::HashMap;
+
+use aws_sdk_dynamodb::types::AttributeValue;
+use chrono::{DateTime, Utc};
+
+use crate::audit::format_time;
+use crate::aws::{classify, AwsFailure};
+
+/// Every item of kind `due_pk` due at or before `now`: a query that reads only those items.
+pub(crate) async fn due_items(
+    db: &aws_sdk_dynamodb::Client,
+    table: &str,
+    due_pk: &str,
+    now: DateTime<Utc>,
+) -> Result<Vec<HashMap<String, AttributeValue>>, AwsFailure> {
+    let mut items = Vec::new();
+    let mut start = None;
+    loop {
+        let out = db
+            .query()
+            .table_name(table)
+            .index_name("due")
+            .key_condition_expression("due_pk = :pk AND due_at <= :now")
+            .expression_attribute_values(":pk", AttributeValue::S(due_pk.to_owned()))
+            .expression_attribute_values(":now", AttributeValue::S(format_time(now)))
+            .set_exclusive_start_key(start.take())
+            .send()
+            .await
+            .map_err(classify)?;
+        items.extend(out.items.unwrap_or_default());
+        match out.last_evaluated_key {
+            Some(k) => start = Some(k),
+            None => return Ok(items),
+        }
+    }
+}
