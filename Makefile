@@ -10,7 +10,7 @@ VENV := .venv
 PYTHON ?= python3
 export KEYSMITH_VENV := $(CURDIR)/$(VENV)
 
-.PHONY: demo test bench lint venv build clean
+.PHONY: demo test bench lint venv build clean dev fuzz
 
 demo: venv build
 	cargo run -p keysmith-tests --bin demo
@@ -19,7 +19,18 @@ test: venv build
 	cargo test --workspace
 
 bench: venv
-	@echo 'make bench: the benchmark report (cold start, memory, size) is not built yet; see the bench issue.'
+	$(VENV)/bin/pip install --quiet --disable-pip-version-check -r bench/requirements.txt
+	cargo build --release -p issue-credentials -p scheduled-rotation -p secret-rotation -p hello-lambda
+	cargo build -p keysmith-tests --bin bench
+	target/debug/bench
+
+# The API on 127.0.0.1:8080 (a local HTTP gateway in front of the built function, against moto).
+dev: venv build
+	cargo run -p keysmith-tests --bin gateway -- $(ARGS)
+
+# schemathesis against the gateway with the OpenAPI document: at least 10 000 generated requests.
+fuzz: venv build
+	KEYSMITH_FUZZ_EXAMPLES=$${KEYSMITH_FUZZ_EXAMPLES:-150} cargo test -p keysmith-tests --test gateway schemathesis -- --nocapture
 
 lint: venv
 	cargo fmt --all --check

@@ -234,16 +234,23 @@ impl AuditLog {
         }
     }
 
+    /// Appends `record`. The condition keeps the trail append-only; since `sk` is unique to this
+    /// record, failing it means an earlier attempt of this very write succeeded (its response was
+    /// lost and the SDK retried), which is success.
     pub async fn write(&self, record: &AuditRecord) -> Result<(), AuditError> {
-        self.db
+        let result = self
+            .db
             .put_item()
             .table_name(&self.table)
             .set_item(Some(record.to_item()))
             .condition_expression("attribute_not_exists(sk)")
             .send()
-            .await
-            .map_err(|e| AuditError::Unavailable(classify(e)))?;
-        Ok(())
+            .await;
+        match result.map_err(classify) {
+            Ok(_) => Ok(()),
+            Err(f) if f.kind == FailureKind::ConditionFailed => Ok(()),
+            Err(f) => Err(AuditError::Unavailable(f)),
+        }
     }
 
     /// Writes `change` (to the state table) and its audit item in one transaction: the change

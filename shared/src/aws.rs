@@ -10,10 +10,34 @@ use aws_config::{BehaviorVersion, ConfigLoader, SdkConfig};
 use aws_sdk_sts::error::{ProvideErrorMetadata, SdkError};
 use aws_smithy_runtime_api::client::orchestrator::HttpResponse;
 
+/// The roots AWS endpoints chain to (Amazon Trust Services), compiled in.
+const AMAZON_ROOTS: &[u8] = include_bytes!("amazon-roots.pem");
+
+/// The SDK's HTTPS client (rustls with aws-lc), trusting the Amazon roots only. The default
+/// client reads the system's certificate store (~290 files here) when the first SDK client is
+/// built: that was half of every cold start. With `SSL_CERT_FILE` or `SSL_CERT_DIR` set (a private
+/// STS endpoint behind another CA), the system store is used as before.
+fn https_client() -> aws_smithy_runtime_api::client::http::SharedHttpClient {
+    use aws_smithy_http_client::tls::{self, rustls_provider::CryptoMode, TlsContext, TrustStore};
+    let system_store =
+        std::env::var_os("SSL_CERT_FILE").is_some() || std::env::var_os("SSL_CERT_DIR").is_some();
+    let trust = TrustStore::empty()
+        .with_native_roots(system_store)
+        .with_pem_certificate(AMAZON_ROOTS);
+    let builder = aws_smithy_http_client::Builder::new()
+        .tls_provider(tls::Provider::Rustls(CryptoMode::AwsLc));
+    match TlsContext::builder().with_trust_store(trust).build() {
+        Ok(context) => builder.tls_context(context).build_https(),
+        // Cannot happen with the compiled-in roots; the SDK's default store still works.
+        Err(_) => builder.build_https(),
+    }
+}
+
 /// The SDK loader with Keysmith's retry and timeout policy. API Gateway gives a request 30 s, so
 /// every call is bounded well inside that: 3 attempts with backoff, 5 s an attempt, 12 s in all.
 pub fn sdk_config_loader() -> ConfigLoader {
     aws_config::defaults(BehaviorVersion::latest())
+        .http_client(https_client())
         .retry_config(RetryConfig::standard().with_max_attempts(3))
         .timeout_config(
             TimeoutConfig::builder()
@@ -194,5 +218,24 @@ fn kind_of(code: Option<&str>, message: &str, status: u16) -> FailureKind {
         "" if status == 403 => FailureKind::Denied,
         "" if status == 429 => FailureKind::Throttled,
         _ => FailureKind::Other,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_compiled_in_roots_are_the_five_amazon_roots_and_load() {
+        let text = String::from_utf8_lossy(AMAZON_ROOTS);
+        assert_eq!(text.matches("-----BEGIN CERTIFICATE-----").count(), 5);
+        use aws_smithy_http_client::tls::{TlsContext, TrustStore};
+        let trust = TrustStore::empty()
+            .with_native_roots(false)
+            .with_pem_certificate(AMAZON_ROOTS);
+        assert!(TlsContext::builder()
+            .with_trust_store(trust)
+            .build()
+            .is_ok());
     }
 }

@@ -136,7 +136,11 @@ pub struct Issued {
 #[derive(Debug, thiserror::Error)]
 pub enum IssueError {
     #[error("the base key secret {id} {reason}")]
-    BaseKey { id: String, reason: String },
+    BaseKey {
+        id: String,
+        reason: String,
+        kind: FailureKind,
+    },
     #[error("AWS STS refused: {0}")]
     Sts(AwsFailure),
     #[error(transparent)]
@@ -152,7 +156,8 @@ impl IssueError {
         match self {
             Self::Sts(f) | Self::Iam(IamError { failure: f, .. }) => f.kind,
             Self::Lease(e) => e.failure_kind(),
-            Self::BaseKey { .. } | Self::NotReady => FailureKind::Other,
+            Self::BaseKey { kind, .. } => *kind,
+            Self::NotReady => FailureKind::Other,
         }
     }
 }
@@ -401,9 +406,10 @@ impl Issuer {
     }
 
     async fn base_key(&self, secret_id: &str) -> Result<AccessKeyPair, IssueError> {
-        let fail = |reason: &str| IssueError::BaseKey {
+        let fail = |reason: &str, kind: FailureKind| IssueError::BaseKey {
             id: secret_id.to_owned(),
             reason: reason.to_owned(),
+            kind,
         };
         let out = self
             .clients
@@ -416,16 +422,16 @@ impl Issuer {
             .map_err(|e| {
                 let f = classify(e);
                 match f.kind {
-                    FailureKind::NotFound => fail("does not exist"),
-                    FailureKind::Denied => fail("cannot be read: access denied"),
-                    _ => fail(&format!("cannot be read: {f}")),
+                    FailureKind::NotFound => fail("does not exist", f.kind),
+                    FailureKind::Denied => fail("cannot be read: access denied", f.kind),
+                    _ => fail(&format!("cannot be read: {f}"), f.kind),
                 }
             })?;
         let text = out
             .secret_string
-            .ok_or_else(|| fail("holds no secret string"))?;
+            .ok_or_else(|| fail("holds no secret string", FailureKind::Other))?;
         AccessKeyPair::from_secret_json(&text)
-            .map_err(|reason| fail(&format!("is unusable: {reason}")))
+            .map_err(|reason| fail(&format!("is unusable: {reason}"), FailureKind::Other))
     }
 }
 

@@ -191,27 +191,33 @@ impl Leases {
         }
     }
 
-    /// Records a new lease; it must not exist yet.
+    /// Records a new lease. Its id is fresh, so a failed "must not exist" condition can only mean
+    /// an earlier attempt of this write succeeded (response lost, SDK retried): that is success.
     pub async fn record(&self, lease: &Lease) -> Result<(), LeaseError> {
-        self.db
+        let result = self
+            .db
             .put_item()
             .table_name(&self.table)
             .set_item(Some(lease.to_item()))
             .condition_expression("attribute_not_exists(sk)")
             .send()
-            .await
-            .map_err(|e| LeaseError::Store(classify(e)))?;
-        Ok(())
+            .await;
+        match result.map_err(classify) {
+            Ok(_) => Ok(()),
+            Err(f) if f.kind == FailureKind::ConditionFailed => Ok(()),
+            Err(f) => Err(LeaseError::Store(f)),
+        }
     }
 
-    /// Marks a pending lease active with its key id (unless it was revoked meanwhile).
+    /// Marks a pending lease active with its key id (unless it was revoked meanwhile). Repeating
+    /// it with the same key is a no-op, so a retried call after a lost response succeeds.
     pub async fn activate(&self, id: &str, access_key_id: &str) -> Result<(), LeaseError> {
         self.db
             .update_item()
             .table_name(&self.table)
             .set_key(Some(key(id)))
             .update_expression("SET #s = :active, access_key_id = :k")
-            .condition_expression("#s = :pending")
+            .condition_expression("#s = :pending OR (#s = :active AND access_key_id = :k)")
             .expression_attribute_names("#s", "status")
             .expression_attribute_values(":active", AttributeValue::S("active".into()))
             .expression_attribute_values(":pending", AttributeValue::S("pending".into()))

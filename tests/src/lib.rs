@@ -5,6 +5,7 @@
 
 pub mod api;
 pub mod aws;
+pub mod gateway;
 pub mod moto;
 pub mod proxy;
 pub mod rotation;

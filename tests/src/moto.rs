@@ -23,7 +23,7 @@ impl Moto {
         // The shell wrapper ends moto when our stdin closes, i.e. when the test process exits,
         // even if it dies without running destructors (the shared server is never dropped).
         let script = format!(
-            "'{}' -H 127.0.0.1 -p 0 & pid=$!; trap 'kill $pid 2>/dev/null' EXIT; read _; exit 0",
+            "'{}' -H 127.0.0.1 -p 0 & pid=$!; trap 'kill $pid 2>/dev/null' EXIT INT TERM HUP; read _; exit 0",
             venv.join("bin/moto_server").display()
         );
         let mut child = Command::new("sh")
@@ -73,6 +73,31 @@ impl Moto {
 
     pub async fn sdk_config_with(&self, credentials: Credentials) -> SdkConfig {
         Self::sdk_config_at(&self.endpoint, credentials).await
+    }
+
+    /// Like `sdk_config_at`, with retries and timeouts short enough for fault-injection tests:
+    /// still 3 attempts with backoff, but milliseconds apart, and 1 s an attempt.
+    pub async fn fast_sdk_config_at(endpoint: &str) -> SdkConfig {
+        use aws_config::retry::RetryConfig;
+        use aws_config::timeout::TimeoutConfig;
+        use std::time::Duration;
+        keysmith::aws::sdk_config_loader()
+            .retry_config(
+                RetryConfig::standard()
+                    .with_max_attempts(3)
+                    .with_initial_backoff(Duration::from_millis(5)),
+            )
+            .timeout_config(
+                TimeoutConfig::builder()
+                    .operation_attempt_timeout(Duration::from_secs(1))
+                    .operation_timeout(Duration::from_secs(5))
+                    .build(),
+            )
+            .endpoint_url(endpoint)
+            .region(Region::new(REGION))
+            .credentials_provider(Credentials::new("test", "test", None, None, "test"))
+            .load()
+            .await
     }
 
     /// SDK configuration for another endpoint in front of moto (a capturing proxy).

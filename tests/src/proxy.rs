@@ -69,9 +69,39 @@ pub fn percent_decode(s: &str) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
+/// What the proxy does with one request.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Fault {
+    Pass,
+    /// Answer the service's throttling error without forwarding.
+    Throttle,
+    /// Answer HTTP 500 without forwarding.
+    ServerError,
+    /// Answer HTTP 403 AccessDenied without forwarding.
+    Denied,
+    /// Wait this long, then forward (longer than the SDK's attempt timeout: a timeout).
+    Delay(std::time::Duration),
+    /// Forward (the call takes effect), then answer HTTP 500: the response is lost.
+    LoseResponse,
+}
+
+/// Decides a fault per request, from the request and how many requests the proxy has seen.
+pub type FaultRule = Arc<dyn Fn(&Captured) -> Fault + Send + Sync>;
+
 pub struct CaptureProxy {
     pub endpoint: String,
     requests: Arc<Mutex<Vec<Captured>>>,
+    rule: Arc<Mutex<Option<FaultRule>>>,
+}
+
+impl Captured {
+    /// The AWS operation: `X-Amz-Target`'s action (JSON protocols) or the form's `Action` (query).
+    pub fn operation(&self) -> String {
+        match self.header("x-amz-target") {
+            Some(target) => target.rsplit('.').next().unwrap_or(target).to_owned(),
+            None => self.form("Action").unwrap_or_default(),
+        }
+    }
 }
 
 impl CaptureProxy {
@@ -80,16 +110,26 @@ impl CaptureProxy {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind proxy");
         let endpoint = format!("http://{}", listener.local_addr().expect("proxy address"));
         let requests: Arc<Mutex<Vec<Captured>>> = Arc::default();
+        let rule: Arc<Mutex<Option<FaultRule>>> = Arc::default();
         let client = Client::builder(TokioExecutor::new()).build_http::<Full<Bytes>>();
-        let (store, upstream) = (requests.clone(), upstream.to_owned());
+        let (store, faults, upstream) = (requests.clone(), rule.clone(), upstream.to_owned());
         tokio::spawn(async move {
             while let Ok((stream, _)) = listener.accept().await {
-                let (store, client, upstream) = (store.clone(), client.clone(), upstream.clone());
+                let (store, faults, client, upstream) = (
+                    store.clone(),
+                    faults.clone(),
+                    client.clone(),
+                    upstream.clone(),
+                );
                 tokio::spawn(async move {
                     let service = service_fn(move |req: Request<Incoming>| {
-                        let (store, client, upstream) =
-                            (store.clone(), client.clone(), upstream.clone());
-                        async move { forward(req, &store, &client, &upstream).await }
+                        let (store, faults, client, upstream) = (
+                            store.clone(),
+                            faults.clone(),
+                            client.clone(),
+                            upstream.clone(),
+                        );
+                        async move { forward(req, &store, &faults, &client, &upstream).await }
                     });
                     let _ = http1::Builder::new()
                         .serve_connection(TokioIo::new(stream), service)
@@ -97,25 +137,58 @@ impl CaptureProxy {
                 });
             }
         });
-        CaptureProxy { endpoint, requests }
+        CaptureProxy {
+            endpoint,
+            requests,
+            rule,
+        }
     }
 
     pub fn requests(&self) -> Vec<Captured> {
         self.requests.lock().unwrap().clone()
     }
+
+    /// Injects faults from now on (`None`: pass everything).
+    pub fn set_faults(&self, rule: Option<FaultRule>) {
+        *self.rule.lock().unwrap() = rule;
+    }
 }
 
 type HttpClient = Client<hyper_util::client::legacy::connect::HttpConnector, Full<Bytes>>;
 
+/// The service's own error shape: JSON (`X-Amz-Target` protocols) or query XML.
+fn error_response(request: &Captured, status: u16, code: &str) -> Response<Full<Bytes>> {
+    let (content_type, body) = if request.header("x-amz-target").is_some() {
+        let ct = request
+            .header("content-type")
+            .unwrap_or("application/x-amz-json-1.0")
+            .to_owned();
+        (
+            ct,
+            format!(r#"{{"__type":"{code}","message":"injected by the fault proxy"}}"#),
+        )
+    } else {
+        ("text/xml".to_owned(), format!(
+            "<ErrorResponse><Error><Type>Sender</Type><Code>{code}</Code><Message>injected by the fault proxy</Message></Error><RequestId>fault</RequestId></ErrorResponse>"
+        ))
+    };
+    Response::builder()
+        .status(status)
+        .header("content-type", content_type)
+        .body(Full::new(Bytes::from(body)))
+        .unwrap()
+}
+
 async fn forward(
     req: Request<Incoming>,
     store: &Mutex<Vec<Captured>>,
+    faults: &Mutex<Option<FaultRule>>,
     client: &HttpClient,
     upstream: &str,
 ) -> Result<Response<Full<Bytes>>, hyper::Error> {
     let (parts, body) = req.into_parts();
     let body = body.collect().await?.to_bytes();
-    store.lock().unwrap().push(Captured {
+    let captured = Captured {
         method: parts.method.to_string(),
         path: parts.uri.to_string(),
         headers: parts
@@ -124,7 +197,23 @@ async fn forward(
             .map(|(k, v)| (k.to_string(), v.to_str().unwrap_or_default().to_owned()))
             .collect(),
         body: String::from_utf8_lossy(&body).into_owned(),
-    });
+    };
+    store.lock().unwrap().push(captured.clone());
+    let rule = faults.lock().unwrap().clone();
+    let fault = rule.map_or(Fault::Pass, |r| r(&captured));
+    // JSON protocols (DynamoDB, Secrets Manager) name it ThrottlingException; query ones Throttling.
+    let throttle_code = if captured.header("x-amz-target").is_some() {
+        "ThrottlingException"
+    } else {
+        "Throttling"
+    };
+    match &fault {
+        Fault::Throttle => return Ok(error_response(&captured, 400, throttle_code)),
+        Fault::ServerError => return Ok(error_response(&captured, 500, "InternalFailure")),
+        Fault::Denied => return Ok(error_response(&captured, 403, "AccessDenied")),
+        Fault::Delay(d) => tokio::time::sleep(*d).await,
+        Fault::Pass | Fault::LoseResponse => {}
+    }
     let path = parts.uri.path_and_query().map_or("/", |p| p.as_str());
     let mut out = Request::builder()
         .method(parts.method)
@@ -133,6 +222,9 @@ async fn forward(
         out = out.header(k, v);
     }
     let response = client.request(out.body(Full::new(body)).unwrap()).await;
+    if fault == Fault::LoseResponse {
+        return Ok(error_response(&captured, 500, "InternalFailure"));
+    }
     Ok(match response {
         Ok(r) => {
             let (parts, body) = r.into_parts();

@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use std::path::Path;
 use std::process::Stdio;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
@@ -28,9 +28,12 @@ pub type Outcome = Result<Value, String>;
 struct State {
     waiting: HashMap<String, oneshot::Sender<Outcome>>,
     init_error: Option<String>,
+    /// When the function first asked for work: the end of its init phase.
+    ready: Option<Instant>,
 }
 
 pub struct FunctionProcess {
+    started: Instant,
     events: mpsc::UnboundedSender<(String, Value)>,
     state: Arc<Mutex<State>>,
     logs: Arc<Mutex<String>>,
@@ -40,6 +43,16 @@ pub struct FunctionProcess {
 impl FunctionProcess {
     /// Starts `binary` with `env` (plus the variables Lambda always sets).
     pub async fn start(binary: &Path, env: &[(&str, &str)]) -> FunctionProcess {
+        Self::start_command(binary, &[], env).await
+    }
+
+    /// Starts `program args…` (a binary, or an interpreter with a runtime interface client).
+    pub async fn start_command(
+        program: &Path,
+        args: &[&str],
+        env: &[(&str, &str)],
+    ) -> FunctionProcess {
+        let binary = program;
         let listener = TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind runtime api");
@@ -67,7 +80,8 @@ impl FunctionProcess {
         });
 
         let mut cmd = Command::new(binary);
-        cmd.env_clear()
+        cmd.args(args)
+            .env_clear()
             .env("PATH", std::env::var("PATH").unwrap_or_default())
             .env("AWS_LAMBDA_RUNTIME_API", &addr)
             .env(
@@ -86,6 +100,7 @@ impl FunctionProcess {
         for (k, v) in env {
             cmd.env(k, v);
         }
+        let started = Instant::now();
         let mut child = cmd
             .spawn()
             .unwrap_or_else(|e| panic!("cannot start {}: {e}", binary.display()));
@@ -107,6 +122,7 @@ impl FunctionProcess {
             });
         }
         FunctionProcess {
+            started,
             events,
             state,
             logs,
@@ -142,6 +158,24 @@ impl FunctionProcess {
         status.code()
     }
 
+    /// Spawn to the first `GET /invocation/next`: the init phase. Waits (bounded) for it.
+    pub async fn init_duration(&self) -> Duration {
+        for _ in 0..3000 {
+            if let Some(ready) = self.state.lock().unwrap().ready {
+                return ready - self.started;
+            }
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        panic!(
+            "the function did not ask for work within 30 s; logs:\n{}",
+            self.logs()
+        );
+    }
+
+    pub fn pid(&self) -> Option<u32> {
+        self.child.id()
+    }
+
     pub fn init_error(&self) -> Option<String> {
         self.state.lock().unwrap().init_error.clone()
     }
@@ -169,6 +203,7 @@ async fn serve(
     let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
     match segments.as_slice() {
         ["2018-06-01", "runtime", "invocation", "next"] => {
+            state.lock().unwrap().ready.get_or_insert_with(Instant::now);
             let next = events.lock().await.recv().await;
             let Some((id, event)) = next else {
                 return reply(410, String::new());
@@ -181,6 +216,8 @@ async fn serve(
             Ok(Response::builder()
                 .status(200)
                 .header("lambda-runtime-aws-request-id", &id)
+                // Lambda always sends it; awslambdaric's native client crashes without it.
+                .header("content-type", "application/json")
                 .header("lambda-runtime-deadline-ms", deadline.to_string())
                 .header(
                     "lambda-runtime-invoked-function-arn",

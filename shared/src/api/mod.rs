@@ -25,6 +25,24 @@ use crate::App;
 
 pub const MAX_BODY: usize = 64 * 1024;
 
+/// Every route, as (method, path template). The router below answers exactly these and
+/// `infra/openapi.yaml` documents exactly these: a test holds the three together.
+pub const ROUTES: &[(&str, &str)] = &[
+    ("GET", "/v1/profiles"),
+    ("PUT", "/v1/profiles/{name}"),
+    ("GET", "/v1/profiles/{name}"),
+    ("DELETE", "/v1/profiles/{name}"),
+    ("POST", "/v1/profiles/{name}/credentials"),
+    ("GET", "/v1/leases"),
+    ("DELETE", "/v1/leases/{lease_id}"),
+    ("GET", "/v1/rotations"),
+    ("PUT", "/v1/rotations/{name}"),
+    ("GET", "/v1/rotations/{name}"),
+    ("DELETE", "/v1/rotations/{name}"),
+    ("POST", "/v1/rotations/{name}/rotate"),
+    ("GET", "/v1/audit"),
+];
+
 /// A request after the edge: identity checked, body decoded and size-limited.
 struct Request {
     method: String,

@@ -1,0 +1,297 @@
+//! `make bench`: cold start, latency, memory and size of the three functions, beside the floor (a
+//! hello-world `lambda_runtime` function built with the same profile) and the same jobs in Python
+//! with boto3 under awslambdaric, all driven through the Lambda Runtime API against moto in one
+//! run. Plus the scheduled run's DynamoDB reads as the number of policies grows.
+//!
+//! A benchmark, not a test: it reports, it never fails on slow numbers.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use chrono::{Timelike, Utc};
+use keysmith::audit::Origin;
+use keysmith::names::ProfileName;
+use keysmith::rotation::policy::Policy;
+use keysmith_tests::api::{TestApp, ADMIN, DEPLOYER};
+use keysmith_tests::aws::{allow_all, assumable_role, user_with_key};
+use keysmith_tests::moto::{Moto, REGION};
+use keysmith_tests::rotation::{rotation_lambda, start_rotation};
+use keysmith_tests::runtime::FunctionProcess;
+use keysmith_tests::{event, repo_root, seed_policies, venv};
+use serde_json::{json, Value};
+
+const COLD_STARTS: usize = 10;
+const WARM_INVOCATIONS: usize = 200;
+
+struct Candidate {
+    label: String,
+    program: PathBuf,
+    args: Vec<String>,
+    event: Value,
+    size: Option<u64>,
+}
+
+#[derive(Default)]
+struct Measured {
+    init: Vec<Duration>,
+    first: Vec<Duration>,
+    warm: Vec<Duration>,
+    peak_rss_kib: u64,
+}
+
+fn pct(sorted: &[Duration], p: f64) -> Duration {
+    if sorted.is_empty() {
+        return Duration::ZERO;
+    }
+    let rank = ((p / 100.0) * (sorted.len() as f64 - 1.0)).round() as usize;
+    sorted[rank.min(sorted.len() - 1)]
+}
+
+fn ms(d: Duration) -> String {
+    format!("{:.2}", d.as_secs_f64() * 1000.0)
+}
+
+/// VmHWM: the peak resident set of the process.
+fn peak_rss_kib(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmHWM:"))
+                .and_then(|l| l.split_whitespace().nth(1).and_then(|v| v.parse().ok()))
+        })
+        .unwrap_or(0)
+}
+
+async fn measure(c: &Candidate, env: &[(&str, &str)]) -> Measured {
+    let args: Vec<&str> = c.args.iter().map(String::as_str).collect();
+    let mut m = Measured::default();
+    for i in 0..COLD_STARTS {
+        let f = FunctionProcess::start_command(&c.program, &args, env).await;
+        m.init.push(f.init_duration().await);
+        let t = Instant::now();
+        let out = f.invoke(&c.event).await;
+        m.first.push(t.elapsed());
+        if let Err(e) = &out {
+            panic!("{}: {e}\n{}", c.label, f.logs());
+        }
+        if i + 1 == COLD_STARTS {
+            for _ in 0..WARM_INVOCATIONS {
+                let t = Instant::now();
+                let _ = f.invoke(&c.event).await;
+                m.warm.push(t.elapsed());
+            }
+            m.peak_rss_kib = f.pid().map(peak_rss_kib).unwrap_or(0);
+        }
+    }
+    m.init.sort();
+    m.first.sort();
+    m.warm.sort();
+    m
+}
+
+fn release(name: &str) -> PathBuf {
+    let path = repo_root().join("target/release").join(name);
+    assert!(
+        path.exists(),
+        "{} is missing: `make bench` builds it first",
+        path.display()
+    );
+    path
+}
+
+fn size(path: &Path) -> Option<u64> {
+    std::fs::metadata(path).ok().map(|m| m.len())
+}
+
+#[tokio::main]
+async fn main() {
+    let moto = Moto::start();
+    let root = moto.sdk_config().await;
+    let t = TestApp::on(&moto, root.clone()).await;
+
+    // issue-credentials: an assumed_role profile.
+    let role = assumable_role(&root, "/keysmith/", "deploy").await;
+    t.put_profile(
+        "deploy",
+        json!({"credential_type": "assumed_role", "role_arn": role,
+        "allowed_principals": [DEPLOYER]}),
+    )
+    .await;
+    let mut issue = event("credentials-post.json");
+    issue["requestContext"]["authorizer"]["iam"]["userArn"] = DEPLOYER.into();
+    // secret-rotation: a secret with a rotation in progress; setSecret after the guards.
+    let (key, secret_key) = user_with_key(&root, "bench-rotated", &allow_all()).await;
+    let secret = aws_sdk_secretsmanager::Client::new(&root)
+        .create_secret()
+        .name("keysmith/bench-rotated")
+        .secret_string(json!({"user_name": "bench-rotated", "access_key_id": key, "secret_access_key": secret_key}).to_string())
+        .send()
+        .await
+        .unwrap()
+        .arn
+        .unwrap();
+    let lambda = rotation_lambda(&moto, &root).await;
+    let token = start_rotation(&root, &secret, &lambda).await;
+    let rotation = json!({"Step": "setSecret", "SecretId": secret, "ClientRequestToken": token});
+    let scheduled = event("scheduled.json");
+
+    let env: Vec<(&str, &str)> = vec![
+        ("AWS_ENDPOINT_URL", moto.endpoint.as_str()),
+        ("AWS_REGION", REGION),
+        ("AWS_DEFAULT_REGION", REGION),
+        ("AWS_ACCESS_KEY_ID", "test"),
+        ("AWS_SECRET_ACCESS_KEY", "test"),
+        ("KEYSMITH_STATE_TABLE", &t.state_table),
+        ("KEYSMITH_AUDIT_TABLE", &t.audit_table),
+        ("KEYSMITH_ADMINS", ADMIN),
+        ("AWS_LAMBDA_LOG_FORMAT", "JSON"),
+        ("AWS_LAMBDA_LOG_LEVEL", "INFO"),
+        ("PYTHONPATH", "bench/python"),
+    ];
+    let python = venv().join("bin/python");
+    let py = |handler: &str, event: &Value| Candidate {
+        label: format!("python `{handler}`"),
+        program: python.clone(),
+        args: vec![
+            "-m".into(),
+            "awslambdaric".into(),
+            format!("keysmith_bench.{handler}"),
+        ],
+        event: event.clone(),
+        size: None,
+    };
+    let rust = |name: &str, event: &Value| Candidate {
+        label: name.to_owned(),
+        program: release(name),
+        args: vec![],
+        event: event.clone(),
+        size: size(&release(name)),
+    };
+    std::env::set_current_dir(repo_root()).unwrap();
+
+    let floor_c = rust("hello-lambda", &json!({"hello": "world"}));
+    eprintln!("measuring the floor…");
+    let floor = measure(&floor_c, &env).await;
+    let mut rows = vec![(floor_c, floor, None::<Measured>)];
+    for (name, handler, ev) in [
+        ("issue-credentials", "issue", &issue),
+        ("scheduled-rotation", "scheduled", &scheduled),
+        ("secret-rotation", "secret_rotation", &rotation),
+    ] {
+        eprintln!("measuring {name} and its Python twin…");
+        let ours = rust(name, ev);
+        let m = measure(&ours, &env).await;
+        let p = measure(&py(handler, ev), &env).await;
+        rows.push((ours, m, Some(p)));
+    }
+
+    let floor_init = pct(&rows[0].1.init, 50.0);
+    let mut out = String::new();
+    out.push_str(&format!(
+        "# Keysmith benchmark\n\n{} cold starts and {} warm invocations each, through the Lambda Runtime API, \
+         against moto on 127.0.0.1, on this machine ({} cores). Rust binaries: host ({}) release builds \
+         with the workspace profile (`cargo lambda build --release --arm64` needs a zig cross-build \
+         that is not run here). Times in ms.\n\n",
+        COLD_STARTS,
+        WARM_INVOCATIONS,
+        std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
+        std::env::consts::ARCH,
+    ));
+    out.push_str("| function | init p50 | init max | first inv. p50 | warm p50 | warm p99 | peak RSS MiB | bootstrap MiB | init ÷ floor | Python init ÷ ours | Python init p50 | Python warm p50 | Python RSS MiB |\n");
+    out.push_str("|---|---|---|---|---|---|---|---|---|---|---|---|---|\n");
+    for (c, m, p) in &rows {
+        let init = pct(&m.init, 50.0);
+        let mib = |kib: u64| format!("{:.1}", kib as f64 / 1024.0);
+        let (py_ratio, py_init, py_warm, py_rss) = match p {
+            Some(p) => {
+                let pi = pct(&p.init, 50.0);
+                (
+                    format!("{:.0}×", pi.as_secs_f64() / init.as_secs_f64().max(1e-9)),
+                    ms(pi),
+                    ms(pct(&p.warm, 50.0)),
+                    mib(p.peak_rss_kib),
+                )
+            }
+            None => ("–".into(), "–".into(), "–".into(), "–".into()),
+        };
+        out.push_str(&format!(
+            "| {} | {} | {} | {} | {} | {} | {} | {} | {:.2}× | {} | {} | {} | {} |\n",
+            c.label,
+            ms(init),
+            ms(*m.init.last().unwrap_or(&Duration::ZERO)),
+            ms(pct(&m.first, 50.0)),
+            ms(pct(&m.warm, 50.0)),
+            ms(pct(&m.warm, 99.0)),
+            mib(m.peak_rss_kib),
+            c.size
+                .map(|s| format!("{:.2}", s as f64 / 1_048_576.0))
+                .unwrap_or_else(|| "–".into()),
+            init.as_secs_f64() / floor_init.as_secs_f64().max(1e-9),
+            py_ratio,
+            py_init,
+            py_warm,
+            py_rss,
+        ));
+    }
+
+    // The scheduled run's reads as policies grow: 10 due each time.
+    out.push_str("\n## Scheduled rotation: DynamoDB items read per run (10 due)\n\n| policies | due | items read | rotated |\n|---|---|---|---|\n");
+    for n in [10usize, 100, 1000] {
+        eprintln!("scheduled run with {n} policies…");
+        let tn = TestApp::on(&moto, root.clone()).await;
+        let now = Utc::now();
+        let later = u8::try_from((now.hour() + 2) % 24).unwrap_or(0);
+        for i in 0..10 {
+            let user = format!("bench-{n}-{i}");
+            let (k, s) = user_with_key(&root, &user, &allow_all()).await;
+            let sid = format!("keysmith/{user}");
+            keysmith_tests::aws::secret(
+                &root,
+                &sid,
+                &json!({"user_name": user, "access_key_id": k, "secret_access_key": s}),
+            )
+            .await;
+            tn.call(
+                "PUT",
+                &format!("/v1/rotations/due-{i}"),
+                Some(&json!({"secret_id": sid, "interval_days": 30}).to_string()),
+                Some(ADMIN),
+            )
+            .await;
+        }
+        let rest: Vec<Policy> = (10..n)
+            .map(|i| {
+                let name = ProfileName::parse("name", &format!("later-{i:04}")).unwrap();
+                let mut p = Policy::parse(
+                    name,
+                    json!({"secret_id": "keysmith/unused", "interval_days": 30})
+                        .to_string()
+                        .as_bytes(),
+                )
+                .unwrap();
+                p.rotation_hour_utc = Some(later);
+                p
+            })
+            .collect();
+        seed_policies(&root, &tn.state_table, &rest, now).await;
+        let origin = Origin {
+            principal: "keysmith:bench".into(),
+            ..Origin::default()
+        };
+        let report = keysmith::schedule::run(&tn.app, Utc::now(), &origin)
+            .await
+            .unwrap();
+        out.push_str(&format!(
+            "| {n} | 10 | {} | {} |\n",
+            report.policies_read,
+            report.rotated.len()
+        ));
+    }
+
+    println!("{out}");
+    let dir = repo_root().join("target/bench");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("report.md"), &out).unwrap();
+    eprintln!("written to target/bench/report.md");
+}

@@ -1,0 +1,158 @@
+//! A local HTTP gateway, like API Gateway's HTTP API in front of the function: each HTTP request on
+//! 127.0.0.1 becomes an HTTP API payload v2 event carrying the identity this gateway was configured
+//! with (never one taken from the request), and is invoked through the Lambda Runtime API.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::Incoming;
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper::{Request, Response};
+use hyper_util::rt::TokioIo;
+use serde_json::{json, Map, Value};
+use tokio::net::TcpListener;
+
+use crate::runtime::FunctionProcess;
+
+/// API Gateway's own payload limit is 10 MB; the function refuses more than 64 KiB itself.
+const MAX_BODY: usize = 1024 * 1024;
+
+pub struct Gateway {
+    pub endpoint: String,
+}
+
+impl Gateway {
+    /// Serves on 127.0.0.1:`port` (0: a free port) as `principal` (an IAM ARN; `None`: no identity).
+    pub async fn start(
+        function: Arc<FunctionProcess>,
+        principal: Option<String>,
+        port: u16,
+    ) -> Gateway {
+        let listener = TcpListener::bind(("127.0.0.1", port))
+            .await
+            .expect("bind the gateway");
+        let endpoint = format!("http://{}", listener.local_addr().expect("gateway address"));
+        tokio::spawn(async move {
+            while let Ok((stream, peer)) = listener.accept().await {
+                let (function, principal) = (function.clone(), principal.clone());
+                tokio::spawn(async move {
+                    let service = service_fn(move |req| {
+                        let (function, principal) = (function.clone(), principal.clone());
+                        async move {
+                            Ok::<_, hyper::Error>(
+                                forward(req, peer, &function, principal.as_deref()).await,
+                            )
+                        }
+                    });
+                    let _ = http1::Builder::new()
+                        .serve_connection(TokioIo::new(stream), service)
+                        .await;
+                });
+            }
+        });
+        Gateway { endpoint }
+    }
+}
+
+fn reply(status: u16, body: String, headers: &Map<String, Value>) -> Response<Full<Bytes>> {
+    let mut r = Response::builder().status(status);
+    for (k, v) in headers {
+        if let Some(v) = v.as_str() {
+            r = r.header(k, v);
+        }
+    }
+    r.body(Full::new(Bytes::from(body))).unwrap()
+}
+
+async fn forward(
+    req: Request<Incoming>,
+    peer: SocketAddr,
+    function: &FunctionProcess,
+    principal: Option<&str>,
+) -> Response<Full<Bytes>> {
+    let (parts, body) = req.into_parts();
+    let body = match Limited::new(body, MAX_BODY).collect().await {
+        Ok(b) => b.to_bytes(),
+        Err(_) => {
+            return reply(
+                413,
+                r#"{"message":"Request Entity Too Large"}"#.into(),
+                &Map::new(),
+            )
+        }
+    };
+    let path = parts.uri.path().to_owned();
+    let raw_query = parts.uri.query().unwrap_or_default().to_owned();
+    // API Gateway decodes parameters and joins repeated ones with commas.
+    let mut query: BTreeMap<String, String> = BTreeMap::new();
+    for pair in raw_query.split('&').filter(|p| !p.is_empty()) {
+        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+        let (k, v) = (
+            crate::proxy::percent_decode(k),
+            crate::proxy::percent_decode(v),
+        );
+        query
+            .entry(k)
+            .and_modify(|e| {
+                e.push(',');
+                e.push_str(&v);
+            })
+            .or_insert(v);
+    }
+    let headers: Map<String, Value> = parts
+        .headers
+        .iter()
+        .filter_map(|(k, v)| Some((k.as_str().to_owned(), json!(v.to_str().ok()?))))
+        .collect();
+    let user_agent = headers.get("user-agent").cloned().unwrap_or(json!(""));
+    let (body, base64) = match std::str::from_utf8(&body) {
+        Ok(text) => (text.to_owned(), false),
+        Err(_) => (aws_smithy_types::base64::encode(&body), true),
+    };
+    let mut ctx = json!({
+        "accountId": "123456789012", "apiId": "local", "domainName": "127.0.0.1", "domainPrefix": "local",
+        "http": {"method": parts.method.as_str(), "path": path, "protocol": "HTTP/1.1",
+                 "sourceIp": peer.ip().to_string(), "userAgent": user_agent},
+        "requestId": uuid::Uuid::new_v4().to_string(), "routeKey": "$default", "stage": "$default",
+        "time": chrono::Utc::now().format("%d/%b/%Y:%H:%M:%S +0000").to_string(),
+        "timeEpoch": chrono::Utc::now().timestamp_millis(),
+    });
+    if let Some(arn) = principal {
+        ctx["authorizer"] = json!({"iam": {"accessKey": "ASIALOCALGATEWAY", "accountId": "123456789012",
+            "callerId": "local", "userArn": arn, "userId": "local"}});
+    }
+    let mut event = json!({
+        "version": "2.0", "routeKey": "$default", "rawPath": path, "rawQueryString": raw_query,
+        "headers": headers, "requestContext": ctx, "isBase64Encoded": base64,
+    });
+    if !query.is_empty() {
+        event["queryStringParameters"] = json!(query);
+    }
+    if !body.is_empty() {
+        event["body"] = json!(body);
+    }
+    match function.invoke(&event).await {
+        Ok(r) => {
+            let status = r["statusCode"]
+                .as_u64()
+                .and_then(|s| u16::try_from(s).ok())
+                .unwrap_or(502);
+            let headers = r["headers"].as_object().cloned().unwrap_or_default();
+            reply(
+                status,
+                r["body"].as_str().unwrap_or_default().to_owned(),
+                &headers,
+            )
+        }
+        // What API Gateway answers when the integration fails.
+        Err(_) => reply(
+            500,
+            r#"{"message":"Internal Server Error"}"#.into(),
+            &Map::new(),
+        ),
+    }
+}
