@@ -71,7 +71,13 @@ impl TestApp {
             None | Some(Body::Empty) => Value::Null,
             Some(other) => panic!("unexpected body {other:?}"),
         };
-        (u16::try_from(response.status_code).unwrap(), body)
+        let status = u16::try_from(response.status_code).unwrap();
+        if status < 300 {
+            crate::leaks::record_from(&body);
+        } else {
+            crate::leaks::check(&body.to_string(), "an error body");
+        }
+        (status, body)
     }
 
     pub async fn put_profile(&self, name: &str, profile: Value) {

@@ -6,6 +6,7 @@
 pub mod api;
 pub mod aws;
 pub mod gateway;
+pub mod leaks;
 pub mod moto;
 pub mod proxy;
 pub mod rotation;

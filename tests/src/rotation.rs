@@ -148,12 +148,16 @@ impl Snapshot {
                 serde_json::from_str::<Value>(out.secret_string()?).ok()
             }
         };
-        Snapshot {
+        let snapshot = Snapshot {
             keys,
             stages,
             current: value("AWSCURRENT").await.unwrap(),
             previous: value("AWSPREVIOUS").await,
-        }
+        };
+        // Rotated keys join the leak scan.
+        crate::leaks::record_from(&snapshot.current);
+        snapshot.previous.iter().for_each(crate::leaks::record_from);
+        snapshot
     }
 
     pub fn current_key(&self) -> (&str, &str) {

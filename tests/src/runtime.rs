@@ -139,7 +139,13 @@ impl FunctionProcess {
             .send((id, event.clone()))
             .expect("runtime api is gone");
         match tokio::time::timeout(Duration::from_secs(60), rx).await {
-            Ok(Ok(outcome)) => outcome,
+            Ok(Ok(outcome)) => {
+                match &outcome {
+                    Ok(response) => crate::leaks::record_from(response),
+                    Err(error) => crate::leaks::check(error, "a function error"),
+                }
+                outcome
+            }
             _ => panic!(
                 "the function did not answer within 60 s; logs:\n{}",
                 self.logs()
@@ -182,6 +188,15 @@ impl FunctionProcess {
 
     pub fn logs(&self) -> String {
         self.logs.lock().unwrap().clone()
+    }
+}
+
+/// The leak scan of everything the function logged, when it is done with.
+impl Drop for FunctionProcess {
+    fn drop(&mut self) {
+        if !std::thread::panicking() {
+            crate::leaks::check(&self.logs(), "a function's logs");
+        }
     }
 }
 

@@ -1,8 +1,8 @@
 //! `make demo`: the main job of Keysmith, end to end, on this machine. Starts moto, creates the
 //! tables from template.yaml, seeds an IAM user, a role and a base-key secret, then drives the
 //! built `issue-credentials` binary through the Lambda Runtime API: creates a profile of each STS
-//! type, issues credentials, proves each with `aws sts get-caller-identity`, and prints the audit
-//! trail. Everything it started stops when it ends.
+//! type, issues credentials, proves each with `aws sts get-caller-identity`, rotates a user's key
+//! through its secret, and prints the audit trail. Everything it started stops when it ends.
 
 use keysmith_tests::aws::{allow_all, assumable_role, secret, user_with_key};
 use keysmith_tests::moto::{Moto, REGION};
@@ -36,6 +36,36 @@ async fn call(
     let status = r["statusCode"].as_i64().unwrap_or(0);
     let body = serde_json::from_str(r["body"].as_str().unwrap_or("null")).unwrap_or(Value::Null);
     (status, body)
+}
+
+/// `aws sts get-caller-identity` (the real AWS CLI) with the given credentials: the ARN.
+fn whoami(endpoint: &str, key: &str, secret: &str, token: Option<&str>) -> String {
+    let mut cmd = std::process::Command::new(venv().join("bin/aws"));
+    cmd.args([
+        "sts",
+        "get-caller-identity",
+        "--output",
+        "text",
+        "--query",
+        "Arn",
+        "--endpoint-url",
+        endpoint,
+    ])
+    .env("AWS_ACCESS_KEY_ID", key)
+    .env("AWS_SECRET_ACCESS_KEY", secret)
+    .env("AWS_DEFAULT_REGION", REGION)
+    .env("AWS_CONFIG_FILE", "/dev/null")
+    .env("AWS_SHARED_CREDENTIALS_FILE", "/dev/null");
+    if let Some(t) = token {
+        cmd.env("AWS_SESSION_TOKEN", t);
+    }
+    let out = cmd.output().expect("cannot run the aws cli");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_owned()
 }
 
 #[tokio::main(flavor = "current_thread")]
@@ -128,44 +158,72 @@ async fn main() {
             creds["expiration"],
             creds["lease_id"]
         );
-        let out = std::process::Command::new(venv().join("bin/aws"))
-            .args([
-                "sts",
-                "get-caller-identity",
-                "--output",
-                "text",
-                "--query",
-                "Arn",
-                "--endpoint-url",
-                &moto.endpoint,
-            ])
-            .env(
-                "AWS_ACCESS_KEY_ID",
-                creds["access_key_id"].as_str().unwrap(),
-            )
-            .env(
-                "AWS_SECRET_ACCESS_KEY",
-                creds["secret_access_key"].as_str().unwrap(),
-            )
-            .env(
-                "AWS_SESSION_TOKEN",
-                creds["session_token"].as_str().unwrap(),
-            )
-            .env("AWS_DEFAULT_REGION", REGION)
-            .env("AWS_CONFIG_FILE", "/dev/null")
-            .env("AWS_SHARED_CREDENTIALS_FILE", "/dev/null")
-            .output()
-            .expect("cannot run the aws cli");
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
+        let who = whoami(
+            &moto.endpoint,
+            creds["access_key_id"].as_str().unwrap(),
+            creds["secret_access_key"].as_str().unwrap(),
+            creds["session_token"].as_str(),
         );
-        println!(
-            "    aws sts get-caller-identity -> {}",
-            String::from_utf8_lossy(&out.stdout).trim()
-        );
+        println!("    aws sts get-caller-identity -> {who}");
     }
+
+    step("an admin rotates ci-deployer's long-lived key through its secret (rotate now)");
+    let (old_key, old_secret) = user_with_key(&sdk, "ci-deployer", &allow_all()).await;
+    secret(
+        &sdk,
+        "keysmith/ci-deployer",
+        &json!({"user_name": "ci-deployer", "access_key_id": old_key,
+        "secret_access_key": old_secret, "mode": "replace"}),
+    )
+    .await;
+    let policy =
+        json!({"secret_id": "keysmith/ci-deployer", "interval_days": 30, "rotation_hour_utc": 3});
+    let (status, _) = call(
+        &f,
+        "rotation-put.json",
+        "/v1/rotations/ci-deployer",
+        Some(policy),
+    )
+    .await;
+    println!("    PUT /v1/rotations/ci-deployer -> {status}");
+    let (status, rotated) = call(
+        &f,
+        "rotation-rotate.json",
+        "/v1/rotations/ci-deployer/rotate",
+        None,
+    )
+    .await;
+    assert_eq!(status, 200, "{rotated}");
+    println!(
+        "    POST /v1/rotations/ci-deployer/rotate -> {status}: {} -> {}",
+        rotated["old_access_key_id"], rotated["new_access_key_id"]
+    );
+    let current = aws_sdk_secretsmanager::Client::new(&sdk)
+        .get_secret_value()
+        .secret_id("keysmith/ci-deployer")
+        .version_stage("AWSCURRENT")
+        .send()
+        .await
+        .unwrap();
+    let value: Value = serde_json::from_str(current.secret_string().unwrap_or_default()).unwrap();
+    let keys = aws_sdk_iam::Client::new(&sdk)
+        .list_access_keys()
+        .user_name("ci-deployer")
+        .send()
+        .await
+        .unwrap();
+    println!(
+        "    AWSCURRENT holds {}; ci-deployer has {} key(s)",
+        value["access_key_id"],
+        keys.access_key_metadata.len()
+    );
+    let who = whoami(
+        &moto.endpoint,
+        value["access_key_id"].as_str().unwrap(),
+        value["secret_access_key"].as_str().unwrap(),
+        None,
+    );
+    println!("    aws sts get-caller-identity with the new key -> {who}");
 
     step("a stranger is refused (and the refusal is audited)");
     let mut stranger = event("credentials-post.json");
@@ -185,7 +243,7 @@ async fn main() {
     let trail: Value = serde_json::from_str(r["body"].as_str().unwrap()).unwrap();
     for item in trail["items"].as_array().unwrap() {
         println!(
-            "    {} {:7} {:6} {:<22} {:<10} {:<16} {}",
+            "    {} {:7} {:6} {:<24} {:<11} {:<16} {}",
             item["time"].as_str().unwrap_or(""),
             item["outcome"].as_str().unwrap_or(""),
             item["level"].as_str().unwrap_or(""),
