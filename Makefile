@@ -30,7 +30,7 @@ dev: venv build
 
 # schemathesis against the gateway with the OpenAPI document: at least 10 000 generated requests.
 fuzz: venv build
-	KEYSMITH_FUZZ_EXAMPLES=$${KEYSMITH_FUZZ_EXAMPLES:-150} cargo test -p keysmith-tests --test gateway schemathesis -- --nocapture
+	KEYSMITH_FUZZ_EXAMPLES=$${KEYSMITH_FUZZ_EXAMPLES:-1000} cargo test -p keysmith-tests --test gateway schemathesis -- --nocapture
 
 lint: venv
 	cargo fmt --all --check
