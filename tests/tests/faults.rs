@@ -263,7 +263,12 @@ async fn iam_user_issuance_and_revocation_under_faults_leave_nothing_behind() {
 
     let mut injected = 0;
     for site in &issue_sites {
-        for fault in [Fault::Throttle, Fault::LoseResponse] {
+        for fault in [
+            Fault::Throttle,
+            Fault::ServerError,
+            Fault::Denied,
+            Fault::LoseResponse,
+        ] {
             proxy.set_faults(Some(at(site, fault.clone(), fault == Fault::LoseResponse)));
             let (s, b) = issue().await;
             proxy.set_faults(None);
@@ -287,7 +292,12 @@ async fn iam_user_issuance_and_revocation_under_faults_leave_nothing_behind() {
         }
     }
     for site in &revoke_sites {
-        for fault in [Fault::Throttle, Fault::LoseResponse] {
+        for fault in [
+            Fault::Throttle,
+            Fault::ServerError,
+            Fault::Denied,
+            Fault::LoseResponse,
+        ] {
             let (s, b) = issue().await;
             assert_eq!(s, 200, "{b}");
             let lease = b["lease_id"].as_str().unwrap().to_owned();
@@ -377,49 +387,47 @@ async fn rotate_now_under_faults_at_every_call_converges_on_retry() {
     assert!(sites.len() >= 11, "{sites:?}");
     let mut injected = 0;
     for site in &sites {
-        let (name, user, sid) = policy().await;
-        proxy.set_faults(Some(at(site, Fault::Throttle, false)));
-        let (s, b) = rotate(name.clone()).await;
-        proxy.set_faults(None);
-        injected += 1;
-        assert_eq!(
-            s,
-            documented(site, &Fault::Throttle, &t.audit_table),
-            "{site:?}: {b}"
-        );
-        let (s, b) = rotate(name).await;
-        assert_eq!(s, 200, "retry after {site:?}: {b}");
-        let new = b["new_access_key_id"].as_str().unwrap();
-        let keys = aws_sdk_iam::Client::new(&t.sdk)
-            .list_access_keys()
-            .user_name(&user)
-            .send()
-            .await
-            .unwrap()
-            .access_key_metadata;
-        assert!(
-            keys.len() <= 2 && keys.iter().any(|k| k.access_key_id.as_deref() == Some(new)),
-            "{site:?}: {keys:?}"
-        );
-        let current = aws_sdk_secretsmanager::Client::new(&t.sdk)
-            .get_secret_value()
-            .secret_id(&sid)
-            .version_stage("AWSCURRENT")
-            .send()
-            .await
-            .unwrap();
-        let v: Value = serde_json::from_str(current.secret_string().unwrap()).unwrap();
-        let arn = caller_arn(
-            Moto::shared(),
-            v["access_key_id"].as_str().unwrap(),
-            v["secret_access_key"].as_str().unwrap(),
-            None,
-        )
-        .await;
-        assert!(
-            arn.is_ok_and(|a| a.ends_with(&format!("/{user}"))),
-            "{site:?}: AWSCURRENT works"
-        );
+        for fault in [Fault::Throttle, Fault::ServerError, Fault::Denied] {
+            let (name, user, sid) = policy().await;
+            proxy.set_faults(Some(at(site, fault.clone(), false)));
+            let (s, b) = rotate(name.clone()).await;
+            proxy.set_faults(None);
+            injected += 1;
+            assert_eq!(s, documented(site, &fault, &t.audit_table), "{site:?}: {b}");
+            let (s, b) = rotate(name).await;
+            assert_eq!(s, 200, "retry after {site:?}: {b}");
+            let new = b["new_access_key_id"].as_str().unwrap();
+            let keys = aws_sdk_iam::Client::new(&t.sdk)
+                .list_access_keys()
+                .user_name(&user)
+                .send()
+                .await
+                .unwrap()
+                .access_key_metadata;
+            assert!(
+                keys.len() <= 2 && keys.iter().any(|k| k.access_key_id.as_deref() == Some(new)),
+                "{site:?}: {keys:?}"
+            );
+            let current = aws_sdk_secretsmanager::Client::new(&t.sdk)
+                .get_secret_value()
+                .secret_id(&sid)
+                .version_stage("AWSCURRENT")
+                .send()
+                .await
+                .unwrap();
+            let v: Value = serde_json::from_str(current.secret_string().unwrap()).unwrap();
+            let arn = caller_arn(
+                Moto::shared(),
+                v["access_key_id"].as_str().unwrap(),
+                v["secret_access_key"].as_str().unwrap(),
+                None,
+            )
+            .await;
+            assert!(
+                arn.is_ok_and(|a| a.ends_with(&format!("/{user}"))),
+                "{site:?}: AWSCURRENT works"
+            );
+        }
     }
     eprintln!("rotation: {injected} faults at {} call sites", sites.len());
 }
