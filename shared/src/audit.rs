@@ -11,6 +11,7 @@ use chrono::{DateTime, Days, NaiveDate, Utc};
 use serde_json::{Map, Value};
 
 use crate::aws::{classify, AwsFailure, FailureKind};
+use crate::state::put_new;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Category {
@@ -234,23 +235,11 @@ impl AuditLog {
         }
     }
 
-    /// Appends `record`. The condition keeps the trail append-only; since `sk` is unique to this
-    /// record, failing it means an earlier attempt of this very write succeeded (its response was
-    /// lost and the SDK retried), which is success.
+    /// Appends `record` (append-only: see `state::put_new`).
     pub async fn write(&self, record: &AuditRecord) -> Result<(), AuditError> {
-        let result = self
-            .db
-            .put_item()
-            .table_name(&self.table)
-            .set_item(Some(record.to_item()))
-            .condition_expression("attribute_not_exists(sk)")
-            .send()
-            .await;
-        match result.map_err(classify) {
-            Ok(_) => Ok(()),
-            Err(f) if f.kind == FailureKind::ConditionFailed => Ok(()),
-            Err(f) => Err(AuditError::Unavailable(f)),
-        }
+        put_new(&self.db, &self.table, record.to_item())
+            .await
+            .map_err(AuditError::Unavailable)
     }
 
     /// Writes `change` (to the state table) and its audit item in one transaction: the change

@@ -14,7 +14,7 @@ use serde_json::{json, Value};
 use crate::audit::{format_time, AuditLog, AuditRecord, Category, Origin, Outcome};
 use crate::aws::{classify, AwsFailure, FailureKind};
 use crate::iam_user::{Deleted, IamError, IamUsers};
-use crate::state::due_items;
+use crate::state::{due_items, put_new};
 
 const PK: &str = "lease";
 pub const EVENT_LEASE_REVOKED: &str = "Lease Revoked";
@@ -191,22 +191,11 @@ impl Leases {
         }
     }
 
-    /// Records a new lease. Its id is fresh, so a failed "must not exist" condition can only mean
-    /// an earlier attempt of this write succeeded (response lost, SDK retried): that is success.
+    /// Records a new lease (its id is fresh: a retried write after a lost response succeeds).
     pub async fn record(&self, lease: &Lease) -> Result<(), LeaseError> {
-        let result = self
-            .db
-            .put_item()
-            .table_name(&self.table)
-            .set_item(Some(lease.to_item()))
-            .condition_expression("attribute_not_exists(sk)")
-            .send()
-            .await;
-        match result.map_err(classify) {
-            Ok(_) => Ok(()),
-            Err(f) if f.kind == FailureKind::ConditionFailed => Ok(()),
-            Err(f) => Err(LeaseError::Store(f)),
-        }
+        put_new(&self.db, &self.table, lease.to_item())
+            .await
+            .map_err(LeaseError::Store)
     }
 
     /// Marks a pending lease active with its key id (unless it was revoked meanwhile). Repeating

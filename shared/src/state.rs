@@ -1,5 +1,6 @@
-//! Shared access to the state table: the sparse `due` index, where leases (`due_pk = "lease"`)
-//! and rotation policies (`due_pk = "rotation"`) wait with their due time in `due_at`.
+//! Shared DynamoDB access: writing a new item exactly once, and the state table's sparse `due`
+//! index, where leases (`due_pk = "lease"`) and rotation policies (`due_pk = "rotation"`) wait
+//! with their due time in `due_at`.
 
 use std::collections::HashMap;
 
@@ -7,7 +8,7 @@ use aws_sdk_dynamodb::types::AttributeValue;
 use chrono::{DateTime, Utc};
 
 use crate::audit::format_time;
-use crate::aws::{classify, AwsFailure};
+use crate::aws::{classify, AwsFailure, FailureKind};
 
 /// Every item of kind `due_pk` due at or before `now`: a query that reads only those items.
 pub(crate) async fn due_items(
@@ -35,5 +36,27 @@ pub(crate) async fn due_items(
             Some(k) => start = Some(k),
             None => return Ok(items),
         }
+    }
+}
+
+/// Puts a new item whose `sk` is fresh (a uuid in it). The "must not exist" condition keeps such
+/// items write-once; failing it can only mean an earlier attempt of this very write succeeded
+/// (its response was lost and the SDK retried), which is success.
+pub(crate) async fn put_new(
+    db: &aws_sdk_dynamodb::Client,
+    table: &str,
+    item: HashMap<String, AttributeValue>,
+) -> Result<(), AwsFailure> {
+    let result = db
+        .put_item()
+        .table_name(table)
+        .set_item(Some(item))
+        .condition_expression("attribute_not_exists(sk)")
+        .send()
+        .await;
+    match result.map_err(classify) {
+        Ok(_) => Ok(()),
+        Err(f) if f.kind == FailureKind::ConditionFailed => Ok(()),
+        Err(f) => Err(f),
     }
 }

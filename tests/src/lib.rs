@@ -53,15 +53,29 @@ pub fn event(name: &str) -> serde_json::Value {
     serde_json::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }
 
-/// Writes new rotation policies straight into the state table with `BatchWriteItem` (25 a call),
-/// in the layout `PolicyStore` writes: for large test and benchmark data sets.
-pub async fn seed_policies(
+/// Writes `count` rotation policies that are not due at `now` (due two hours on) straight into
+/// the state table with `BatchWriteItem` (25 a call), in the layout `PolicyStore` writes: large
+/// test and benchmark data sets. Their secret need not exist.
+pub async fn seed_not_due_policies(
     sdk: &aws_config::SdkConfig,
     table: &str,
-    policies: &[keysmith::rotation::policy::Policy],
+    count: usize,
     now: chrono::DateTime<chrono::Utc>,
 ) {
     use aws_sdk_dynamodb::types::{PutRequest, WriteRequest};
+    use chrono::Timelike;
+    use keysmith::rotation::policy::Policy;
+    let later_hour = u8::try_from((now.hour() + 2) % 24).unwrap();
+    let policies: Vec<Policy> = (0..count)
+        .map(|i| {
+            let name =
+                keysmith::names::ProfileName::parse("name", &format!("later-{i:04}")).unwrap();
+            let body = serde_json::json!({"secret_id": "keysmith/unused", "interval_days": 30});
+            let mut p = Policy::parse(name, body.to_string().as_bytes()).unwrap();
+            p.rotation_hour_utc = Some(later_hour);
+            p
+        })
+        .collect();
     let db = aws_sdk_dynamodb::Client::new(sdk);
     for chunk in policies.chunks(25) {
         let writes = chunk

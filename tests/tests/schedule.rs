@@ -6,8 +6,6 @@ use std::sync::Arc;
 
 use chrono::{Duration, Timelike, Utc};
 use keysmith::audit::Origin;
-use keysmith::names::ProfileName;
-use keysmith::rotation::policy::Policy;
 use keysmith::schedule;
 use keysmith_tests::api::{assert_error, TestApp, ADMIN, DEPLOYER};
 use keysmith_tests::aws::caller_arn;
@@ -303,7 +301,6 @@ async fn expired_leases_are_ended_by_a_run_and_live_ones_are_not() {
 async fn a_run_reads_only_the_due_policies_of_a_thousand() {
     let t = TestApp::new().await;
     let now = Utc::now();
-    let later_hour = u8::try_from((now.hour() + 2) % 24).unwrap();
     for i in 0..10 {
         let (secret, _, _) = rotatable(&t).await;
         put_policy(
@@ -313,22 +310,8 @@ async fn a_run_reads_only_the_due_policies_of_a_thousand() {
         )
         .await;
     }
-    // 990 policies that are not due yet, written in batches (their secrets need not exist).
-    let policies: Vec<Policy> = (0..990)
-        .map(|i| {
-            let name = ProfileName::parse("name", &format!("later-{i:04}")).unwrap();
-            let mut p = Policy::parse(
-                name,
-                json!({"secret_id": "keysmith/unused", "interval_days": 30})
-                    .to_string()
-                    .as_bytes(),
-            )
-            .unwrap();
-            p.rotation_hour_utc = Some(later_hour);
-            p
-        })
-        .collect();
-    keysmith_tests::seed_policies(&t.sdk, &t.state_table, &policies, now).await;
+    // 990 policies that are not due yet, written in batches.
+    keysmith_tests::seed_not_due_policies(&t.sdk, &t.state_table, 990, now).await;
     let report = schedule::run(&t.app, Utc::now(), &origin()).await.unwrap();
     assert_eq!(report.rotated.len(), 10, "{:?}", report.failed);
     assert_eq!(

@@ -8,16 +8,14 @@
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use chrono::{Timelike, Utc};
+use chrono::Utc;
 use keysmith::audit::Origin;
-use keysmith::names::ProfileName;
-use keysmith::rotation::policy::Policy;
 use keysmith_tests::api::{TestApp, ADMIN, DEPLOYER};
 use keysmith_tests::aws::{allow_all, assumable_role, user_with_key};
 use keysmith_tests::moto::{Moto, REGION};
 use keysmith_tests::rotation::{rotation_lambda, start_rotation};
 use keysmith_tests::runtime::FunctionProcess;
-use keysmith_tests::{event, repo_root, seed_policies, venv};
+use keysmith_tests::{event, repo_root, seed_not_due_policies, venv};
 use serde_json::{json, Value};
 
 const COLD_STARTS: usize = 10;
@@ -241,7 +239,6 @@ async fn main() {
         eprintln!("scheduled run with {n} policies…");
         let tn = TestApp::on(&moto, root.clone()).await;
         let now = Utc::now();
-        let later = u8::try_from((now.hour() + 2) % 24).unwrap_or(0);
         for i in 0..10 {
             let user = format!("bench-{n}-{i}");
             let (k, s) = user_with_key(&root, &user, &allow_all()).await;
@@ -260,21 +257,7 @@ async fn main() {
             )
             .await;
         }
-        let rest: Vec<Policy> = (10..n)
-            .map(|i| {
-                let name = ProfileName::parse("name", &format!("later-{i:04}")).unwrap();
-                let mut p = Policy::parse(
-                    name,
-                    json!({"secret_id": "keysmith/unused", "interval_days": 30})
-                        .to_string()
-                        .as_bytes(),
-                )
-                .unwrap();
-                p.rotation_hour_utc = Some(later);
-                p
-            })
-            .collect();
-        seed_policies(&root, &tn.state_table, &rest, now).await;
+        seed_not_due_policies(&root, &tn.state_table, n - 10, now).await;
         let origin = Origin {
             principal: "keysmith:bench".into(),
             ..Origin::default()
