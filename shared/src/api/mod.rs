@@ -68,7 +68,9 @@ impl Reply {
 }
 
 pub async fn handle(app: &App, event: ApiGatewayV2httpRequest) -> ApiGatewayV2httpResponse {
-    let reply = match route(app, event).await {
+    // Boxed: the routes' nested futures are deep enough that a function's `main`, which awaits
+    // this one, exceeds rustc's query depth when laying them out inline.
+    let reply = match Box::pin(route(app, event)).await {
         Ok(reply) => reply,
         Err(e) => {
             if e.status() >= 500 {
