@@ -66,16 +66,21 @@ impl Config {
             .map(|p| PrincipalPattern::parse("KEYSMITH_ADMINS", p))
             .collect::<Result<Vec<_>, _>>()
             .map_err(malformed("KEYSMITH_ADMINS"))?;
-        let sts = StsTarget {
-            endpoint: get("KEYSMITH_STS_ENDPOINT")
-                .map(|e| parse_endpoint("KEYSMITH_STS_ENDPOINT", &e))
-                .transpose()
-                .map_err(malformed("KEYSMITH_STS_ENDPOINT"))?,
-            region: get("KEYSMITH_STS_REGION")
-                .map(|r| parse_region("KEYSMITH_STS_REGION", &r))
-                .transpose()
-                .map_err(malformed("KEYSMITH_STS_REGION"))?,
-        };
+        let sts = parse_sts_target(
+            (
+                "KEYSMITH_STS_ENDPOINT",
+                get("KEYSMITH_STS_ENDPOINT").as_deref(),
+            ),
+            ("KEYSMITH_STS_REGION", get("KEYSMITH_STS_REGION").as_deref()),
+        )
+        .map_err(|e| ConfigError::Malformed {
+            name: if e.field == "KEYSMITH_STS_REGION" {
+                "KEYSMITH_STS_REGION"
+            } else {
+                "KEYSMITH_STS_ENDPOINT"
+            },
+            reason: e.message,
+        })?;
         let max_key_age_days = get("KEYSMITH_MAX_KEY_AGE_DAYS")
             .map(|v| match v.parse::<u32>() {
                 Ok(d) if (1..=3650).contains(&d) => Ok(d),
@@ -112,26 +117,82 @@ impl Config {
     }
 }
 
-/// An STS endpoint URL. Plain `http` is accepted only for loopback (the local emulator): anything
-/// else would send signed requests and issued secrets in clear text.
+/// An STS endpoint URL (SPEC §5), parsed with a real URL parser: `https`, or plain `http` only for
+/// a literal loopback host (the local emulator) — anything else would send the signed request and
+/// the issued secrets in clear text; no user-info (`http://localhost:80@evil.example` is a request
+/// to `evil.example`), query or fragment.
 pub fn parse_endpoint(field: &str, s: &str) -> Result<String, Invalid> {
-    let rest = s
-        .strip_prefix("https://")
-        .or_else(|| s.strip_prefix("http://"))
-        .ok_or_else(|| Invalid::new(field, "must be an https:// URL"))?;
-    let host = rest.split(['/', '?', '#']).next().unwrap_or_default();
-    let host_only = host.rsplit_once(':').map_or(host, |(h, _)| h);
-    if host.is_empty() || s.len() > 512 || s.chars().any(|c| c.is_whitespace() || c.is_control()) {
-        return Err(Invalid::new(field, "must be an https:// URL"));
+    let bad = |why: &str| Invalid::new(field, why.to_owned());
+    if s.len() > 512 {
+        return Err(bad("must be at most 512 characters"));
     }
-    let loopback = matches!(host_only, "127.0.0.1" | "localhost" | "[::1]");
-    if s.starts_with("http://") && !loopback {
-        return Err(Invalid::new(
-            field,
-            "must use https:// (http is allowed only for loopback)",
-        ));
+    let url = url::Url::parse(s).map_err(|_| bad("must be an https:// URL"))?;
+    if !url.username().is_empty() || url.password().is_some() {
+        return Err(bad("must not contain user information (user@host)"));
     }
-    Ok(s.trim_end_matches('/').to_owned())
+    if url.query().is_some() || url.fragment().is_some() {
+        return Err(bad("must not have a query or a fragment"));
+    }
+    let loopback = match url.host() {
+        Some(url::Host::Ipv4(ip)) => ip == std::net::Ipv4Addr::LOCALHOST,
+        Some(url::Host::Ipv6(ip)) => ip == std::net::Ipv6Addr::LOCALHOST,
+        Some(url::Host::Domain(d)) => d == "localhost",
+        None => return Err(bad("must be an https:// URL with a host")),
+    };
+    match url.scheme() {
+        "https" => {}
+        "http" if loopback => {}
+        "http" => {
+            return Err(bad(
+                "must use https:// (http is allowed only for 127.0.0.1, [::1] and localhost)",
+            ))
+        }
+        _ => return Err(bad("must be an https:// URL")),
+    }
+    Ok(url.as_str().trim_end_matches('/').to_owned())
+}
+
+/// Whether `endpoint` is one of STS's own names, `sts.amazonaws.com` or
+/// `sts.<region>.amazonaws.com[.cn]`, from which the SDK knows the signing region. Any other host
+/// (a VPC endpoint, a proxy, the emulator) needs an explicit region.
+pub fn is_sts_host(endpoint: &str) -> bool {
+    let Ok(url) = url::Url::parse(endpoint) else {
+        return false;
+    };
+    let Some(url::Host::Domain(host)) = url.host() else {
+        return false;
+    };
+    if host == "sts.amazonaws.com" {
+        return true;
+    }
+    host.strip_prefix("sts.")
+        .and_then(|h| {
+            h.strip_suffix(".amazonaws.com")
+                .or_else(|| h.strip_suffix(".amazonaws.com.cn"))
+        })
+        .is_some_and(|region| parse_region("", region).is_ok())
+}
+
+/// An endpoint and its region, checked together: a host that is not STS's own needs the region.
+pub fn parse_sts_target(
+    (endpoint_field, endpoint): (&str, Option<&str>),
+    (region_field, region): (&str, Option<&str>),
+) -> Result<StsTarget, Invalid> {
+    let endpoint = endpoint
+        .map(|e| parse_endpoint(endpoint_field, e))
+        .transpose()?;
+    let region = region.map(|r| parse_region(region_field, r)).transpose()?;
+    if let (Some(e), None) = (&endpoint, &region) {
+        if !is_sts_host(e) {
+            return Err(Invalid::new(
+                region_field,
+                format!(
+                    "is required with {endpoint_field} {e}: only sts.amazonaws.com and sts.<region>.amazonaws.com name their signing region"
+                ),
+            ));
+        }
+    }
+    Ok(StsTarget { endpoint, region })
 }
 
 /// An AWS region name such as `eu-west-1` or `us-gov-west-1`.
@@ -173,7 +234,10 @@ mod tests {
     const BASE: [(&str, &str); 3] = [
         ("KEYSMITH_STATE_TABLE", "state"),
         ("KEYSMITH_AUDIT_TABLE", "audit"),
-        ("KEYSMITH_ADMINS", "arn:aws:iam::1:user/admin, group:ops*"),
+        (
+            "KEYSMITH_ADMINS",
+            "arn:aws:iam::123456789012:user/admin, group:ops*",
+        ),
     ];
 
     #[test]
@@ -182,7 +246,7 @@ mod tests {
         assert_eq!(c.state_table, "state");
         assert_eq!(c.admins.len(), 2);
         assert!(c.is_admin(&["group:ops-eu".into()]));
-        assert!(!c.is_admin(&["arn:aws:iam::1:user/bob".into()]));
+        assert!(!c.is_admin(&["arn:aws:iam::123456789012:user/bob".into()]));
         assert_eq!(c.sts, StsTarget::default());
     }
 
@@ -212,10 +276,72 @@ mod tests {
     }
 
     #[test]
+    fn admins_that_reach_too_far_stop_the_start() {
+        for admins in [
+            "*",
+            "arn:aws:iam::*:user/admin",
+            "arn:*:user/admin",
+            "arn:aws:iam::123456789012:user/admin,*",
+        ] {
+            let mut vars = BASE.to_vec();
+            vars[2] = ("KEYSMITH_ADMINS", admins);
+            let err = Config::from_lookup(env(&vars)).unwrap_err().to_string();
+            assert!(
+                err.starts_with("environment variable KEYSMITH_ADMINS is malformed"),
+                "{admins}: {err}"
+            );
+        }
+    }
+
+    #[test]
+    fn endpoints_that_leave_loopback_or_hide_their_host_are_refused() {
+        for bad in [
+            "http://localhost:80@evil.example",
+            "http://127.0.0.1:80@evil.example",
+            "https://user@sts.amazonaws.com",
+            "https://user:pw@sts.amazonaws.com",
+            "http://127.0.0.1.evil.example",
+            "http://localhost.evil.example:5000",
+            "http://sts.example.com",
+            "https://sts.amazonaws.com/?x=1",
+            "https://sts.amazonaws.com/#f",
+            "ftp://127.0.0.1",
+            "https://",
+            "sts.amazonaws.com",
+        ] {
+            assert_eq!(
+                parse_endpoint("sts_endpoint", bad).unwrap_err().field,
+                "sts_endpoint",
+                "{bad}"
+            );
+        }
+        for ok in [
+            "https://sts.eu-west-1.amazonaws.com",
+            "http://127.0.0.1:5000",
+            "http://[::1]:5000",
+            "http://localhost:5000",
+            "https://vpce-1.sts.eu-west-1.vpce.amazonaws.com",
+        ] {
+            assert!(parse_endpoint("sts_endpoint", ok).is_ok(), "{ok}");
+        }
+        assert!(is_sts_host("https://sts.amazonaws.com"));
+        assert!(is_sts_host("https://sts.cn-north-1.amazonaws.com.cn"));
+        assert!(!is_sts_host("https://sts.evil.com"));
+        assert!(!is_sts_host("http://127.0.0.1:5000"));
+        let region_needed = parse_sts_target(
+            ("sts_endpoint", Some("http://127.0.0.1:5000")),
+            ("sts_region", None),
+        )
+        .unwrap_err();
+        assert_eq!(region_needed.field, "sts_region");
+        let mut vars = BASE.to_vec();
+        vars.push(("KEYSMITH_STS_ENDPOINT", "http://127.0.0.1:5000"));
+        let err = Config::from_lookup(env(&vars)).unwrap_err().to_string();
+        assert!(err.contains("KEYSMITH_STS_REGION"), "{err}");
+    }
+
+    #[test]
     fn endpoints_and_regions() {
-        assert!(parse_endpoint("e", "https://sts.eu-west-1.amazonaws.com").is_ok());
-        assert!(parse_endpoint("e", "http://127.0.0.1:5000").is_ok());
-        assert!(parse_endpoint("e", "http://sts.example.com").is_err());
         assert!(parse_endpoint("e", "https://").is_err());
         assert!(parse_region("r", "eu-west-1").is_ok());
         assert!(parse_region("r", "us-gov-west-1").is_ok());

@@ -96,15 +96,9 @@ impl Issuance {
         };
         let session_name = match (ty, raw.session_name.as_deref()) {
             (_, None) => None,
-            (CredentialType::AssumedRole, Some(s)) => Some(SessionName::parse("session_name", s)?),
-            (CredentialType::FederationToken, Some(s)) if s.len() <= 32 => {
+            // Appended to the caller's own name, never used alone (SPEC §3).
+            (CredentialType::AssumedRole | CredentialType::FederationToken, Some(s)) => {
                 Some(SessionName::parse("session_name", s)?)
-            }
-            (CredentialType::FederationToken, Some(_)) => {
-                return Err(Invalid::new(
-                    "session_name",
-                    "must be 2 to 32 characters for federation_token",
-                ))
             }
             (_, Some(_)) => {
                 return Err(Invalid::new(
@@ -224,14 +218,12 @@ impl Issuer {
                 session_tags,
             } => {
                 let base = self.base_key(source_secret_id).await?;
-                let name = req
-                    .session_name
-                    .as_ref()
-                    .map_or_else(|| federated_name(principal), ToString::to_string);
+                // GetFederationToken's `Name` is 2–32 characters.
+                let name = SessionName::owned_by(principal, req.session_name.as_ref(), 32);
                 self.clients
                     .sts
                     .get_federation_token()
-                    .name(name)
+                    .name(name.as_str())
                     .duration_seconds(req.duration.as_i32())
                     .set_policy(policies.document.clone())
                     .set_policy_arns(policy_arns(policies))
@@ -255,10 +247,7 @@ impl Issuer {
                     Some(id) => Some(self.base_key(id).await?),
                     None => None,
                 };
-                let session_name = req
-                    .session_name
-                    .clone()
-                    .unwrap_or_else(|| SessionName::for_caller(principal));
+                let session_name = SessionName::owned_by(principal, req.session_name.as_ref(), 64);
                 self.clients
                     .sts
                     .assume_role()
@@ -320,6 +309,7 @@ impl Issuer {
             iam_groups,
             permissions_boundary_arn,
             user_path,
+            max_active_leases,
         } = &profile.kind
         else {
             return Err(IssueError::Sts(AwsFailure::other(
@@ -338,8 +328,11 @@ impl Issuer {
             expires_at: now + chrono::Duration::seconds(i64::from(req.duration.get())),
             status: LeaseStatus::Pending,
             revoked_at: None,
+            counted: true,
         };
-        self.leases.record(&lease).await?;
+        self.leases
+            .record_counted(&lease, *max_active_leases)
+            .await?;
         let spec = UserSpec {
             user_name: lease.user_name.clone(),
             path: user_path.clone(),
@@ -517,13 +510,6 @@ fn tag_value(s: &str) -> String {
         .collect()
 }
 
-/// GetFederationToken's `Name` is 2–32 characters.
-fn federated_name(principal: &str) -> String {
-    let mut name = SessionName::for_caller(principal).to_string();
-    name.truncate(32);
-    name
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -603,7 +589,6 @@ mod tests {
             source_identity("arn:aws:iam::1:user/bob"),
             "arn-aws-iam--1-user-bob"
         );
-        assert_eq!(federated_name(&format!("jwt:{}", "x".repeat(40))).len(), 32);
         let name = user_name(
             &"p".repeat(64),
             &format!("jwt:{}", "é".repeat(40)),

@@ -4,10 +4,18 @@
 //! Item: `pk = "lease"`, `sk = <lease id>`. While a lease is live it carries `due_pk = "lease"` and
 //! `due_at = <expiry>` — the `due` index then lists exactly the leases to end, without a scan. A
 //! revoked lease loses those two attributes and gets a TTL (`expires_at`) so the record ages out.
+//!
+//! Live leases per caller and profile are counted in `pk = "lease-count"`, `sk = <profile>#<principal>`,
+//! changed in the same transaction as the lease's birth and its revocation, so `max_active_leases`
+//! holds under concurrent requests (a count over an index would be eventually consistent). The GSI
+//! `by_owner` (`principal`, `sk`) lists one caller's leases without reading anybody else's.
 
 use std::collections::HashMap;
 
-use aws_sdk_dynamodb::types::AttributeValue;
+use aws_sdk_dynamodb::error::SdkError;
+use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
+use aws_sdk_dynamodb::types::{AttributeValue, Put, TransactWriteItem, Update};
+use aws_smithy_runtime_api::client::orchestrator::HttpResponse;
 use chrono::{DateTime, Duration, Utc};
 use serde_json::{json, Value};
 
@@ -17,6 +25,8 @@ use crate::iam_user::{Deleted, IamError, IamUsers};
 use crate::state::{due_items, put_new};
 
 const PK: &str = "lease";
+const COUNT_PK: &str = "lease-count";
+const BY_OWNER: &str = "by_owner";
 pub const EVENT_LEASE_REVOKED: &str = "Lease Revoked";
 /// How long a revoked lease record stays readable before DynamoDB's TTL removes it.
 pub const REVOKED_RETENTION_DAYS: i64 = 90;
@@ -61,6 +71,8 @@ pub struct Lease {
     pub expires_at: DateTime<Utc>,
     pub status: LeaseStatus,
     pub revoked_at: Option<DateTime<Utc>>,
+    /// Whether the lease is in its caller's live-lease count (leases of older versions are not).
+    pub counted: bool,
 }
 
 impl Lease {
@@ -117,7 +129,14 @@ impl Lease {
         if let Some(k) = &self.access_key_id {
             item.insert("access_key_id".into(), s(k));
         }
+        if self.counted {
+            item.insert("counted".into(), AttributeValue::Bool(true));
+        }
         item
+    }
+
+    fn count_key(&self) -> HashMap<String, AttributeValue> {
+        count_key(&self.profile, &self.principal)
     }
 
     fn from_item(item: &HashMap<String, AttributeValue>) -> Option<Self> {
@@ -136,6 +155,7 @@ impl Lease {
             expires_at: t("lease_expires_at")?,
             status: LeaseStatus::parse(&s("status")?)?,
             revoked_at: t("revoked_at"),
+            counted: item.get("counted").and_then(|v| v.as_bool().ok()) == Some(&true),
         })
     }
 }
@@ -150,6 +170,14 @@ pub enum LeaseError {
     Corrupt(String),
     #[error(transparent)]
     Iam(#[from] IamError),
+    #[error("{principal} already holds {max} live leases of profile {profile}")]
+    Limit {
+        profile: String,
+        principal: String,
+        max: u32,
+        /// Seconds until the first of those leases ends.
+        retry_after: u64,
+    },
 }
 
 impl LeaseError {
@@ -175,6 +203,37 @@ fn key(id: &str) -> HashMap<String, AttributeValue> {
     ])
 }
 
+/// Profile names cannot contain `#`, so the key is unambiguous.
+fn count_key(profile: &str, principal: &str) -> HashMap<String, AttributeValue> {
+    HashMap::from([
+        ("pk".to_owned(), AttributeValue::S(COUNT_PK.to_owned())),
+        (
+            "sk".to_owned(),
+            AttributeValue::S(format!("{profile}#{principal}")),
+        ),
+    ])
+}
+
+/// For each item of a cancelled transaction, in order, whether its condition failed.
+fn failed_conditions(e: &SdkError<TransactWriteItemsError, HttpResponse>) -> Option<Vec<bool>> {
+    let SdkError::ServiceError(ctx) = e else {
+        return None;
+    };
+    let TransactWriteItemsError::TransactionCanceledException(t) = ctx.err() else {
+        return None;
+    };
+    Some(
+        t.cancellation_reasons()
+            .iter()
+            .map(|r| r.code() == Some("ConditionalCheckFailed"))
+            .collect(),
+    )
+}
+
+fn build_err(e: impl std::fmt::Display) -> LeaseError {
+    LeaseError::Store(AwsFailure::other(e.to_string()))
+}
+
 /// The outcome of ending a batch of expired leases.
 #[derive(Debug, Default, PartialEq, Eq)]
 pub struct RevokeReport {
@@ -196,6 +255,68 @@ impl Leases {
         put_new(&self.db, &self.table, lease.to_item())
             .await
             .map_err(LeaseError::Store)
+    }
+
+    /// Records a new lease and counts it against its caller's `max` live leases of the profile,
+    /// in one transaction: over the cap, nothing is written and the answer is `Limit`.
+    pub async fn record_counted(&self, lease: &Lease, max: u32) -> Result<(), LeaseError> {
+        let mut lease = lease.clone();
+        lease.counted = true;
+        let put = Put::builder()
+            .table_name(&self.table)
+            .set_item(Some(lease.to_item()))
+            .condition_expression("attribute_not_exists(sk)")
+            .build()
+            .map_err(build_err)?;
+        let count = Update::builder()
+            .table_name(&self.table)
+            .set_key(Some(lease.count_key()))
+            .update_expression("SET live = if_not_exists(live, :zero) + :one")
+            .condition_expression("attribute_not_exists(live) OR live < :max")
+            .expression_attribute_values(":zero", AttributeValue::N("0".into()))
+            .expression_attribute_values(":one", AttributeValue::N("1".into()))
+            .expression_attribute_values(":max", AttributeValue::N(max.to_string()))
+            .build()
+            .map_err(build_err)?;
+        let result = self
+            .db
+            .transact_write_items()
+            .transact_items(TransactWriteItem::builder().put(put).build())
+            .transact_items(TransactWriteItem::builder().update(count).build())
+            .send()
+            .await;
+        let Err(e) = result else { return Ok(()) };
+        match failed_conditions(&e).as_deref() {
+            // The lease id is fresh: it exists only if an earlier attempt of this very
+            // transaction committed (its response was lost and the SDK retried).
+            Some([true, ..]) => Ok(()),
+            Some([false, true]) => Err(LeaseError::Limit {
+                retry_after: self.seconds_until_a_lease_ends(&lease).await,
+                profile: lease.profile,
+                principal: lease.principal,
+                max,
+            }),
+            _ => Err(LeaseError::Store(classify(e))),
+        }
+    }
+
+    /// For `Retry-After`: when the caller's first live lease of the profile ends (best effort).
+    async fn seconds_until_a_lease_ends(&self, lease: &Lease) -> u64 {
+        let now = Utc::now();
+        let first_end = self
+            .list(Some(&lease.profile), Some(&lease.principal), 100, None)
+            .await
+            .ok()
+            .and_then(|(leases, _)| {
+                leases
+                    .iter()
+                    .filter(|l| l.status != LeaseStatus::Revoked)
+                    .map(|l| l.expires_at)
+                    .min()
+            });
+        first_end.map_or(60, |t| {
+            u64::try_from((t - now).num_seconds()).unwrap_or(0).max(1)
+        })
     }
 
     /// Marks a pending lease active with its key id (unless it was revoked meanwhile). Repeating
@@ -241,19 +362,45 @@ impl Leases {
         }
         let now = Utc::now();
         let ttl = (now + Duration::days(REVOKED_RETENTION_DAYS)).timestamp();
-        self.db
-            .update_item()
+        let values = HashMap::from([
+            (":revoked".to_owned(), AttributeValue::S("revoked".into())),
+            (":now".to_owned(), AttributeValue::S(format_time(now))),
+            (":ttl".to_owned(), AttributeValue::N(ttl.to_string())),
+        ]);
+        let update = Update::builder()
             .table_name(&self.table)
             .set_key(Some(key(&lease.id)))
             .update_expression("SET #s = :revoked, revoked_at = if_not_exists(revoked_at, :now), expires_at = :ttl REMOVE due_pk, due_at")
-            .condition_expression("attribute_exists(sk)")
+            .condition_expression("attribute_exists(sk) AND #s <> :revoked")
             .expression_attribute_names("#s", "status")
-            .expression_attribute_values(":revoked", AttributeValue::S("revoked".into()))
-            .expression_attribute_values(":now", AttributeValue::S(format_time(now)))
-            .expression_attribute_values(":ttl", AttributeValue::N(ttl.to_string()))
-            .send()
-            .await
-            .map_err(|e| LeaseError::Store(classify(e)))?;
+            .set_expression_attribute_values(Some(values))
+            .build()
+            .map_err(build_err)?;
+        // The count goes down in the same transaction as the status goes to revoked, which
+        // happens once: a repeated or concurrent revocation changes nothing.
+        let mut tx = self
+            .db
+            .transact_write_items()
+            .transact_items(TransactWriteItem::builder().update(update).build());
+        if lease.counted {
+            let count = Update::builder()
+                .table_name(&self.table)
+                .set_key(Some(lease.count_key()))
+                .update_expression("SET live = live - :one")
+                .condition_expression("live > :zero")
+                .expression_attribute_values(":zero", AttributeValue::N("0".into()))
+                .expression_attribute_values(":one", AttributeValue::N("1".into()))
+                .build()
+                .map_err(build_err)?;
+            tx = tx.transact_items(TransactWriteItem::builder().update(count).build());
+        }
+        if let Err(e) = tx.send().await {
+            match failed_conditions(&e).as_deref() {
+                // Already revoked (by another call, or by this one before a lost response).
+                Some([true, ..]) => {}
+                _ => return Err(LeaseError::Store(classify(e))),
+            }
+        }
         let mut revoked = lease.clone();
         revoked.status = LeaseStatus::Revoked;
         revoked.revoked_at = Some(now);
@@ -261,7 +408,8 @@ impl Leases {
     }
 
     /// Leases (live and recently revoked), optionally of one profile and/or one principal; `next`
-    /// is the last lease id of the previous page.
+    /// is the last lease id of the previous page. One principal's leases are read through the
+    /// `by_owner` index: nobody else's lease is read to answer them.
     pub async fn list(
         &self,
         profile: Option<&str>,
@@ -269,29 +417,36 @@ impl Leases {
         limit: usize,
         next: Option<&str>,
     ) -> Result<(Vec<Lease>, Option<String>), LeaseError> {
-        let mut filters = Vec::new();
-        let mut values = HashMap::from([(":pk".to_owned(), AttributeValue::S(PK.to_owned()))]);
-        if let Some(p) = profile {
-            filters.push("profile = :profile");
-            values.insert(":profile".into(), AttributeValue::S(p.to_owned()));
-        }
-        if let Some(p) = principal {
-            filters.push("principal = :principal");
-            values.insert(":principal".into(), AttributeValue::S(p.to_owned()));
-        }
-        let filter = (!filters.is_empty()).then(|| filters.join(" AND "));
-        let mut leases = Vec::new();
+        let mut values = HashMap::new();
+        let mut query = self.db.query().table_name(&self.table);
         let mut start = next.map(key);
+        match principal {
+            Some(p) => {
+                values.insert(":owner".to_owned(), AttributeValue::S(p.to_owned()));
+                query = query
+                    .index_name(BY_OWNER)
+                    .key_condition_expression("principal = :owner");
+                if let Some(start) = &mut start {
+                    start.insert("principal".into(), AttributeValue::S(p.to_owned()));
+                }
+            }
+            None => {
+                values.insert(":pk".to_owned(), AttributeValue::S(PK.to_owned()));
+                query = query.key_condition_expression("pk = :pk");
+            }
+        }
+        if let Some(p) = profile {
+            values.insert(":profile".into(), AttributeValue::S(p.to_owned()));
+            query = query.filter_expression("profile = :profile");
+        }
+        let query = query
+            .set_expression_attribute_values(Some(values))
+            .limit(i32::try_from(limit).unwrap_or(i32::MAX));
+        let mut leases = Vec::new();
         loop {
-            let out = self
-                .db
-                .query()
-                .table_name(&self.table)
-                .key_condition_expression("pk = :pk")
-                .set_filter_expression(filter.clone())
-                .set_expression_attribute_values(Some(values.clone()))
+            let out = query
+                .clone()
                 .set_exclusive_start_key(start.take())
-                .limit(i32::try_from(limit).unwrap_or(i32::MAX))
                 .send()
                 .await
                 .map_err(|e| LeaseError::Store(classify(e)))?;

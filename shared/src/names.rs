@@ -154,36 +154,89 @@ fn iam_arn(field: &str, s: &str, resource: &str, aws_owned: bool) -> Result<(), 
     }
 }
 
-/// A principal pattern from `allowed_principals` or `KEYSMITH_ADMINS`: `*` matches any run of
-/// characters (including `/` and `:`); everything else matches itself.
+/// A principal pattern from `allowed_principals` or `KEYSMITH_ADMINS` (SPEC §3): `arn:…`, `jwt:…` or
+/// `group:…`. Matched component by component like IAM's `ArnLike`: an ARN has six colon-separated
+/// components (the sixth, the resource, is everything after the fifth colon), `jwt:`/`group:` two;
+/// `*` (any run) and `?` (one character) match within one component and never across one.
+/// The account of an ARN pattern is a literal 12-digit id and the kind (`arn`, `jwt`, `group`) is
+/// literal too, so no pattern can reach into another account or from one kind of identity into
+/// another; a bare `*` is refused.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PrincipalPattern(String);
 string_newtype!(PrincipalPattern);
+
+/// How many components a principal of each kind has.
+fn components_of(kind: &str) -> Option<usize> {
+    match kind {
+        "arn" => Some(6),
+        "jwt" | "group" => Some(2),
+        _ => None,
+    }
+}
 
 impl PrincipalPattern {
     pub fn parse(field: &str, s: &str) -> Result<Self, Invalid> {
         let s = s.trim();
         check_len(field, s, 1, 512)?;
-        if s.chars().any(char::is_control) {
-            return Err(Invalid::new(field, "must not contain control characters"));
+        if s.chars().any(|c| c.is_control() || c.is_whitespace()) {
+            return Err(Invalid::new(
+                field,
+                "must not contain spaces or control characters",
+            ));
+        }
+        let bad = |why: &str| Invalid::new(field, format!("{why} (pattern {s:?})"));
+        let kind = s.split(':').next().unwrap_or_default();
+        let n = components_of(kind).ok_or_else(|| {
+            bad("must start with arn:, jwt: or group: (a bare * or a wildcard kind is not a pattern)")
+        })?;
+        let parts: Vec<&str> = s.splitn(n, ':').collect();
+        if parts.len() != n {
+            return Err(bad(
+                "an ARN pattern has six colon-separated components: arn:partition:service:region:account:resource",
+            ));
+        }
+        if kind == "arn" {
+            let account = parts[4];
+            if account.len() != 12 || !account.chars().all(|c| c.is_ascii_digit()) {
+                return Err(bad(
+                    "the account component must be a literal 12-digit account id, without wildcards",
+                ));
+            }
+            if [parts[1], parts[2], parts[5]].iter().any(|p| p.is_empty()) {
+                return Err(bad("partition, service and resource must not be empty"));
+            }
+        }
+        if parts[n - 1].is_empty() {
+            return Err(bad("must name something after the colon"));
         }
         Ok(Self(s.to_owned()))
     }
 
     pub fn matches(&self, principal: &str) -> bool {
-        glob(self.0.as_bytes(), principal.as_bytes())
+        let kind = self.0.split(':').next().unwrap_or_default();
+        let Some(n) = components_of(kind) else {
+            return false;
+        };
+        let pattern: Vec<&str> = self.0.splitn(n, ':').collect();
+        let text: Vec<&str> = principal.splitn(n, ':').collect();
+        pattern.len() == text.len()
+            && pattern.iter().zip(&text).all(|(p, t)| {
+                let (p, t): (Vec<char>, Vec<char>) = (p.chars().collect(), t.chars().collect());
+                glob(&p, &t)
+            })
     }
 }
 
-/// Iterative wildcard match with back-tracking to the last `*`: linear in practice, no recursion.
-fn glob(pattern: &[u8], text: &[u8]) -> bool {
+/// Wildcard match of one component (`*` any run, `?` one character), iterative with
+/// back-tracking to the last `*`: linear in practice, no recursion.
+fn glob(pattern: &[char], text: &[char]) -> bool {
     let (mut p, mut t) = (0, 0);
     let mut star: Option<(usize, usize)> = None;
     while t < text.len() {
-        if p < pattern.len() && pattern[p] == b'*' {
+        if p < pattern.len() && pattern[p] == '*' {
             star = Some((p, t));
             p += 1;
-        } else if p < pattern.len() && pattern[p] == text[t] {
+        } else if p < pattern.len() && (pattern[p] == '?' || pattern[p] == text[t]) {
             p += 1;
             t += 1;
         } else if let Some((sp, st)) = star {
@@ -194,7 +247,7 @@ fn glob(pattern: &[u8], text: &[u8]) -> bool {
             return false;
         }
     }
-    pattern[p..].iter().all(|&c| c == b'*')
+    pattern[p..].iter().all(|&c| c == '*')
 }
 
 /// Characters IAM and STS accept in session names, source identities and user names.
@@ -230,6 +283,22 @@ impl SessionName {
             name = format!("keysmith-{name}");
         }
         name.truncate(64);
+        Self(name)
+    }
+
+    /// The name a session of `principal` gets (SPEC §3): always the caller's own name first, a
+    /// requested name only after a `.`, the whole at most `max` characters, cut from the requested
+    /// end, so no caller can obtain a session named like somebody else. (`for_caller` is ASCII.)
+    pub fn owned_by(principal: &str, requested: Option<&SessionName>, max: usize) -> Self {
+        let mut name = Self::for_caller(principal).0;
+        name.truncate(max);
+        if let Some(requested) = requested {
+            let room = max.saturating_sub(name.len() + 1);
+            if room > 0 {
+                name.push('.');
+                name.extend(requested.0.chars().take(room));
+            }
+        }
         Self(name)
     }
 }
@@ -329,14 +398,43 @@ mod tests {
         assert!(p.matches("arn:aws:iam::123456789012:role/Deployers"));
         assert!(p.matches("arn:aws:iam::123456789012:role/Deployers-ci/x"));
         assert!(!p.matches("arn:aws:iam::123456789012:role/Admins"));
-        let p = PrincipalPattern::parse("p", "arn:*:assumed-role/*/alice").unwrap();
-        assert!(p.matches("arn:aws:sts::1:assumed-role/Dev/alice"));
-        assert!(!p.matches("arn:aws:sts::1:assumed-role/Dev/alice2"));
-        assert!(PrincipalPattern::parse("p", "*")
-            .unwrap()
-            .matches("anything"));
+        assert!(!p.matches("arn:aws:iam::999999999999:role/Deployers"));
+        let p =
+            PrincipalPattern::parse("p", "arn:aws:sts::123456789012:assumed-role/*/alice").unwrap();
+        assert!(p.matches("arn:aws:sts::123456789012:assumed-role/Dev/alice"));
+        assert!(!p.matches("arn:aws:sts::123456789012:assumed-role/Dev/alice2"));
+        let q = PrincipalPattern::parse("p", "arn:aws:iam::123456789012:user/b?b").unwrap();
+        assert!(q.matches("arn:aws:iam::123456789012:user/bob"));
+        assert!(!q.matches("arn:aws:iam::123456789012:user/bb"));
         let exact = PrincipalPattern::parse("p", "group:admins").unwrap();
         assert!(exact.matches("group:admins") && !exact.matches("group:admins2"));
+        // `*` never crosses a component: the service, region and account stay where they are.
+        let p = PrincipalPattern::parse("p", "arn:a*:iam::123456789012:user/alice").unwrap();
+        assert!(p.matches("arn:aws:iam::123456789012:user/alice"));
+        assert!(!p.matches("arn:aws:sts:x:iam::123456789012:user/alice"));
+        let g = PrincipalPattern::parse("p", "group:ops*").unwrap();
+        assert!(g.matches("group:ops-eu") && !g.matches("jwt:ops"));
+    }
+
+    #[test]
+    fn patterns_that_reach_too_far_are_refused() {
+        for bad in [
+            "*",
+            "**",
+            "*:alice",
+            "arn:aws:iam::*:user/alice",
+            "arn:aws:iam::12345678901*:user/alice",
+            "arn:aws:iam::1:user/alice",
+            "arn:*:user/alice",
+            "arn:aws:iam:::user/alice",
+            "arn:aws:iam::123456789012:",
+            "jwt:",
+            "user/alice",
+            "group:a b",
+        ] {
+            let err = PrincipalPattern::parse("allowed_principals[0]", bad).unwrap_err();
+            assert_eq!(err.field, "allowed_principals[0]", "{bad}");
+        }
     }
 
     #[test]
@@ -348,6 +446,32 @@ mod tests {
         assert_eq!(SessionName::for_caller("x").as_str(), "keysmith-x");
         assert!(SessionName::parse("session_name", "a").is_err());
         assert!(SessionName::parse("session_name", "alice/deploy").is_err());
+    }
+
+    #[test]
+    fn requested_session_names_follow_the_callers() {
+        let alice = "arn:aws:sts::123456789012:assumed-role/Deployers-ci/alice";
+        let bob = SessionName::parse("s", "bob").unwrap();
+        assert_eq!(
+            SessionName::owned_by(alice, Some(&bob), 64).as_str(),
+            "alice.bob"
+        );
+        assert_eq!(SessionName::owned_by(alice, None, 64).as_str(), "alice");
+        let long = SessionName::parse("s", &"x".repeat(64)).unwrap();
+        let n = SessionName::owned_by(alice, Some(&long), 64);
+        assert_eq!(n.as_str().len(), 64);
+        assert!(n.as_str().starts_with("alice.xxx"));
+        assert_eq!(
+            SessionName::owned_by(alice, Some(&long), 32).as_str().len(),
+            32
+        );
+        let caller = format!("jwt:{}", "c".repeat(70));
+        let n = SessionName::owned_by(&caller, Some(&bob), 64);
+        assert_eq!(
+            n.as_str(),
+            "c".repeat(64),
+            "the caller's part is kept whole"
+        );
     }
 
     #[test]

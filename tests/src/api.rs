@@ -63,7 +63,18 @@ impl TestApp {
         body: Option<&str>,
         caller: Option<&str>,
     ) -> (u16, Value) {
-        let response = keysmith::api::handle(&self.app, request(method, path, body, caller)).await;
+        let (status, body, _) = self
+            .call_event(request(method, path, body, caller).into())
+            .await;
+        (status, body)
+    }
+
+    /// Sends any event (say, one with a JWT authorizer); returns status, JSON body and headers.
+    pub async fn call_event(
+        &self,
+        event: keysmith::api::HttpEvent,
+    ) -> (u16, Value, aws_lambda_events::http::HeaderMap) {
+        let response = keysmith::api::handle(&self.app, event).await;
         let body = match response.body {
             Some(Body::Text(t)) => {
                 serde_json::from_str(&t).unwrap_or_else(|_| panic!("not JSON: {t}"))
@@ -77,7 +88,7 @@ impl TestApp {
         } else {
             crate::leaks::check(&body.to_string(), "an error body");
         }
-        (status, body)
+        (status, body, response.headers)
     }
 
     pub async fn put_profile(&self, name: &str, profile: Value) {
@@ -156,6 +167,19 @@ pub fn request(
     if let Some(b) = body {
         event["body"] = json!(b);
     }
+    serde_json::from_value(event).unwrap()
+}
+
+/// An HTTP API payload v2 event from a JWT authorizer with these `claims` (any JSON, as API
+/// Gateway may send them).
+pub fn jwt_request(
+    method: &str,
+    path: &str,
+    body: Option<&str>,
+    claims: Value,
+) -> keysmith::api::HttpEvent {
+    let mut event = serde_json::to_value(request(method, path, body, None)).unwrap();
+    event["requestContext"]["authorizer"] = json!({"jwt": {"claims": claims, "scopes": null}});
     serde_json::from_value(event).unwrap()
 }
 

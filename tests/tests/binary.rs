@@ -105,20 +105,20 @@ async fn serves_the_sample_events_without_leaking_secrets() {
     assert!(!trail_text.contains(creds["secret_access_key"].as_str().unwrap()));
 }
 
-#[tokio::test]
-async fn missing_configuration_stops_the_function_at_start_up() {
+/// One clear ERROR line naming `KEYSMITH_ADMINS`, and a failed start, for each value.
+async fn admins_stop_the_start(admins: Option<&str>) {
     let moto = Moto::shared();
-    let mut f = FunctionProcess::start(
-        &function_binary("issue-credentials"),
-        &[
-            ("AWS_ENDPOINT_URL", moto.endpoint.as_str()),
-            ("AWS_REGION", REGION),
-            ("KEYSMITH_STATE_TABLE", "s"),
-            ("KEYSMITH_AUDIT_TABLE", "a"),
-        ],
-    )
-    .await;
-    assert_ne!(f.wait_exit().await, Some(0));
+    let mut env = vec![
+        ("AWS_ENDPOINT_URL", moto.endpoint.as_str()),
+        ("AWS_REGION", REGION),
+        ("KEYSMITH_STATE_TABLE", "s"),
+        ("KEYSMITH_AUDIT_TABLE", "a"),
+    ];
+    if let Some(a) = admins {
+        env.push(("KEYSMITH_ADMINS", a));
+    }
+    let mut f = FunctionProcess::start(&function_binary("issue-credentials"), &env).await;
+    assert_ne!(f.wait_exit().await, Some(0), "{admins:?}");
     let logs = f.logs();
     let lines: Vec<&str> = logs
         .lines()
@@ -130,6 +130,18 @@ async fn missing_configuration_stops_the_function_at_start_up() {
         "one clear line naming the variable:\n{logs}"
     );
     assert!(lines[0].contains("ERROR"), "{logs}");
+}
+
+#[tokio::test]
+async fn missing_configuration_stops_the_function_at_start_up() {
+    admins_stop_the_start(None).await;
+}
+
+#[tokio::test]
+async fn admin_patterns_that_reach_too_far_stop_the_function_at_start_up() {
+    for admins in ["*", "arn:aws:iam::*:user/admin", "arn:*:user/admin"] {
+        admins_stop_the_start(Some(admins)).await;
+    }
 }
 
 #[tokio::test]

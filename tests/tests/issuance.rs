@@ -132,7 +132,8 @@ async fn assumed_role_credentials_work_under_auth_enforcement() {
     // The session is named after the caller, so CloudTrail names the person.
     assert_eq!(arn, "arn:aws:sts::123456789012:assumed-role/deploy/alice");
 
-    let named = issue(&t, "deploy", json!({"session_name": "alice-deploy"})).await;
+    // A requested name is appended to the caller's, never used alone: alice cannot pass as bob.
+    let named = issue(&t, "deploy", json!({"session_name": "bob"})).await;
     let arn = caller_arn(
         &moto,
         named["access_key_id"].as_str().unwrap(),
@@ -142,7 +143,7 @@ async fn assumed_role_credentials_work_under_auth_enforcement() {
     .await;
     assert_eq!(
         arn.unwrap(),
-        "arn:aws:sts::123456789012:assumed-role/deploy/alice-deploy"
+        "arn:aws:sts::123456789012:assumed-role/deploy/alice.bob"
     );
     check_audit(&t.audit_items().await, &issued, "assumed_role", 900);
 }
@@ -225,12 +226,19 @@ async fn federation_token_is_signed_with_the_base_key_and_carries_the_policy() {
     let proxy = CaptureProxy::start(&Moto::shared().endpoint).await;
     let base = base_key(&t, ("aws_access_key_id", "aws_secret_access_key")).await;
     let policy = json!({"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "s3:GetObject", "Resource": "*"}]});
-    t.put_profile("fed", json!({
-        "credential_type": "federation_token", "source_secret_id": base.secret_id,
-        "policy_document": policy, "policy_arns": ["arn:aws:iam::aws:policy/ReadOnlyAccess"],
-        "sts_endpoint": proxy.endpoint, "allowed_principals": ["arn:aws:iam::123456789012:role/Deployers-ci"]
-    })).await;
+    t.put_profile(
+        "fed",
+        json!({
+            "credential_type": "federation_token", "source_secret_id": base.secret_id,
+            "policy_document": policy, "policy_arns": ["arn:aws:iam::aws:policy/ReadOnlyAccess"],
+            "sts_endpoint": proxy.endpoint, "sts_region": "us-east-1",
+            "allowed_principals": ["arn:aws:iam::123456789012:role/Deployers-ci"]
+        }),
+    )
+    .await;
     let issued = issue(&t, "fed", json!({"duration_seconds": 129_600})).await;
+    // The federated user's name begins with the caller's, whatever the request says.
+    issue(&t, "fed", json!({"session_name": "bob"})).await;
     assert_eq!(issued["credential_type"], "federation_token");
     assert_eq!(issued["lease_duration"], 129_600);
 
@@ -240,6 +248,7 @@ async fn federation_token_is_signed_with_the_base_key_and_carries_the_policy() {
     assert_eq!(r.signing_key_id(), Some(base.key_id.as_str()));
     assert_eq!(r.form("DurationSeconds").as_deref(), Some("129600"));
     assert_eq!(r.form("Name").as_deref(), Some("alice"));
+    assert_eq!(sent[1].form("Name").as_deref(), Some("alice.bob"));
     let sent_policy: Value = serde_json::from_str(&r.form("Policy").unwrap()).unwrap();
     assert_eq!(sent_policy, policy);
     assert_eq!(
@@ -257,7 +266,7 @@ async fn assumed_role_request_carries_source_identity_tags_and_external_id() {
     t.put_profile("role", json!({
         "credential_type": "assumed_role", "role_arn": "arn:aws:iam::123456789012:role/keysmith/deploy",
         "source_secret_id": base.secret_id, "external_id": "ext-42", "session_tags": {"team": "payments"},
-        "sts_endpoint": proxy.endpoint, "allowed_principals": [DEPLOYER]
+        "sts_endpoint": proxy.endpoint, "sts_region": "us-east-1", "allowed_principals": [DEPLOYER]
     })).await;
     issue(&t, "role", json!({})).await;
     let r = &proxy.requests()[0];

@@ -436,6 +436,7 @@ fn pending_lease(user_name: &str, expires_in: i64) -> Lease {
         expires_at: now + chrono::Duration::seconds(expires_in),
         status: LeaseStatus::Pending,
         revoked_at: None,
+        counted: false,
     }
 }
 

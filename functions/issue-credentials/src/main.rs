@@ -1,6 +1,7 @@
 //! issue-credentials: the HTTP API (API Gateway HTTP API, payload v2) in front of `keysmith`.
 
-use aws_lambda_events::apigw::{ApiGatewayV2httpRequest, ApiGatewayV2httpResponse};
+use aws_lambda_events::apigw::ApiGatewayV2httpResponse;
+use keysmith::api::HttpEvent;
 use lambda_runtime::{service_fn, Error, LambdaEvent};
 
 #[tokio::main(flavor = "current_thread")]
@@ -8,7 +9,7 @@ async fn main() -> Result<(), Error> {
     lambda_runtime::tracing::init_default_subscriber();
     let app = &keysmith::App::from_env_or_exit().await;
     lambda_runtime::run(service_fn(
-        move |event: LambdaEvent<ApiGatewayV2httpRequest>| async move {
+        move |event: LambdaEvent<HttpEvent>| async move {
             Ok::<ApiGatewayV2httpResponse, Error>(keysmith::api::handle(app, event.payload).await)
         },
     ))

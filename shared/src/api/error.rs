@@ -30,6 +30,12 @@ pub enum ApiError {
     PayloadTooLarge,
     #[error("AWS is throttling requests; retry with backoff")]
     Throttled,
+    #[error("you hold {max} live leases of profile {profile}, its max_active_leases; revoke one or wait until one ends")]
+    LeaseLimit {
+        profile: String,
+        max: u32,
+        retry_after: u64,
+    },
     #[error("{0}")]
     Upstream(String),
     #[error("the audit trail is unavailable, so nothing was done or returned")]
@@ -46,7 +52,7 @@ impl ApiError {
             Self::MethodNotAllowed { .. } => 405,
             Self::Conflict(_) => 409,
             Self::PayloadTooLarge => 413,
-            Self::Throttled => 429,
+            Self::Throttled | Self::LeaseLimit { .. } => 429,
             Self::Upstream(_) => 502,
             Self::AuditUnavailable => 503,
         }
@@ -62,8 +68,18 @@ impl ApiError {
             Self::Conflict(_) => "conflict",
             Self::PayloadTooLarge => "payload_too_large",
             Self::Throttled => "throttled",
+            Self::LeaseLimit { .. } => "lease_limit",
             Self::Upstream(_) => "upstream_error",
             Self::AuditUnavailable => "audit_unavailable",
+        }
+    }
+
+    /// Seconds for the `Retry-After` header every `429` carries (SPEC §4).
+    pub fn retry_after(&self) -> Option<u64> {
+        match self {
+            Self::Throttled => Some(1),
+            Self::LeaseLimit { retry_after, .. } => Some((*retry_after).max(1)),
+            _ => None,
         }
     }
 
@@ -103,6 +119,7 @@ impl From<StoreError> for ApiError {
             StoreError::Audit(_) => Self::AuditUnavailable,
             StoreError::Aws(f) => upstream(&f),
             StoreError::Corrupt(_) => Self::Upstream(e.to_string()),
+            StoreError::Outdated(_) => Self::Conflict(e.to_string()),
         }
     }
 }
@@ -118,6 +135,9 @@ impl From<AuditError> for ApiError {
 
 impl From<IssueError> for ApiError {
     fn from(e: IssueError) -> Self {
+        if let IssueError::Lease(l @ LeaseError::Limit { .. }) = e {
+            return l.into();
+        }
         match e.failure_kind() {
             FailureKind::Throttled => Self::Throttled,
             _ => Self::Upstream(e.to_string()),
@@ -129,6 +149,19 @@ impl From<LeaseError> for ApiError {
     fn from(e: LeaseError) -> Self {
         match (&e, e.failure_kind()) {
             (LeaseError::NotFound, _) => Self::NotFound("lease not found".into()),
+            (
+                LeaseError::Limit {
+                    profile,
+                    max,
+                    retry_after,
+                    ..
+                },
+                _,
+            ) => Self::LeaseLimit {
+                profile: profile.clone(),
+                max: *max,
+                retry_after: *retry_after,
+            },
             (_, FailureKind::Throttled) => Self::Throttled,
             _ => Self::Upstream(e.to_string()),
         }

@@ -4,14 +4,14 @@
 
 mod store;
 
-pub use store::{ProfileStore, Saved, StoreError};
+pub use store::{Listed, Outdated, ProfileStore, Saved, StoreError};
 
 use std::collections::BTreeMap;
 
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
 
-use crate::config::{parse_endpoint, parse_region, StsTarget};
+use crate::config::{parse_sts_target, StsTarget};
 use crate::names::{
     aws_id, DurationSeconds, Invalid, PolicyArn, PrincipalPattern, ProfileName, RoleArn,
 };
@@ -102,6 +102,8 @@ pub enum Kind {
         iam_groups: Vec<String>,
         permissions_boundary_arn: Option<PolicyArn>,
         user_path: String,
+        /// Live leases one caller may hold on this profile at once (SPEC §5).
+        max_active_leases: u32,
     },
 }
 
@@ -139,10 +141,13 @@ struct RawProfile {
     sts_endpoint: Option<String>,
     sts_region: Option<String>,
     allowed_principals: Option<Vec<String>>,
+    max_active_leases: Option<i64>,
 }
 
 pub const DEFAULT_DURATION: u32 = 3600;
 pub const DEFAULT_USER_PATH: &str = "/keysmith/";
+pub const DEFAULT_MAX_ACTIVE_LEASES: u32 = 10;
+pub const MAX_ACTIVE_LEASES_LIMIT: u32 = 100;
 
 /// Parses a JSON body into a value of type `T`, naming the offending field on failure. Shared by
 /// every JSON body the API accepts.
@@ -291,6 +296,18 @@ impl Profile {
                 forbid("session_tags", !tags.is_empty())?;
                 forbid("mfa_serial_number", mfa.is_some())?;
                 forbid("source_secret_id", raw.source_secret_id.is_some())?;
+                let max_active_leases = match raw.max_active_leases {
+                    None => DEFAULT_MAX_ACTIVE_LEASES,
+                    Some(n) => u32::try_from(n)
+                        .ok()
+                        .filter(|n| (1..=MAX_ACTIVE_LEASES_LIMIT).contains(n))
+                        .ok_or_else(|| {
+                            Invalid::new(
+                                "max_active_leases",
+                                format!("must be an integer from 1 to {MAX_ACTIVE_LEASES_LIMIT}"),
+                            )
+                        })?,
+                };
                 if policies.is_empty() && !groups_given && raw.permissions_boundary_arn.is_none() {
                     return Err(Invalid::new(
                         "policy_document",
@@ -308,6 +325,7 @@ impl Profile {
                         .map(|a| PolicyArn::parse("permissions_boundary_arn", a))
                         .transpose()?,
                     user_path: user_path(raw.user_path.as_deref())?,
+                    max_active_leases,
                 }
             }
         };
@@ -342,18 +360,10 @@ impl Profile {
             description,
             default_duration,
             max_duration,
-            sts: StsTarget {
-                endpoint: raw
-                    .sts_endpoint
-                    .as_deref()
-                    .map(|e| parse_endpoint("sts_endpoint", e))
-                    .transpose()?,
-                region: raw
-                    .sts_region
-                    .as_deref()
-                    .map(|r| parse_region("sts_region", r))
-                    .transpose()?,
-            },
+            sts: parse_sts_target(
+                ("sts_endpoint", raw.sts_endpoint.as_deref()),
+                ("sts_region", raw.sts_region.as_deref()),
+            )?,
             allowed_principals: parse_list(
                 "allowed_principals",
                 raw.allowed_principals.as_deref(),
@@ -447,6 +457,7 @@ impl Profile {
                 iam_groups,
                 permissions_boundary_arn,
                 user_path,
+                max_active_leases,
             } => {
                 let (doc, arns) = policies_json(policies);
                 put("policy_document", doc);
@@ -459,6 +470,7 @@ impl Profile {
                     json!(permissions_boundary_arn.as_ref().map(PolicyArn::as_str)),
                 );
                 put("user_path", json!(user_path));
+                put("max_active_leases", json!(max_active_leases));
             }
         }
         put(
@@ -481,6 +493,7 @@ impl Profile {
 fn forbid_iam_user_fields(raw: &RawProfile, ty: CredentialType) -> Result<(), Invalid> {
     let present = [
         ("iam_groups", raw.iam_groups.is_some()),
+        ("max_active_leases", raw.max_active_leases.is_some()),
         (
             "permissions_boundary_arn",
             raw.permissions_boundary_arn.is_some(),

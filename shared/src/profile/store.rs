@@ -25,7 +25,36 @@ pub enum StoreError {
     Aws(AwsFailure),
     #[error("stored profile {0} is unreadable")]
     Corrupt(String),
+    #[error("stored profile {} breaks a rule of this version ({}); an admin must PUT it again", .0.name, .0.reason)]
+    Outdated(Box<Outdated>),
 }
+
+/// A stored profile that an older version accepted and this one refuses (say, an account
+/// wildcard in `allowed_principals`). It is never used — no silent widening, and no silent
+/// narrowing either — until an admin saves it again; admins can still read it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Outdated {
+    pub name: ProfileName,
+    pub doc: serde_json::Value,
+    pub reason: crate::names::Invalid,
+}
+
+impl Outdated {
+    /// The stored document as admins read it, with what must change.
+    pub fn to_json(&self) -> serde_json::Value {
+        let mut doc = self.doc.clone();
+        if let Some(m) = doc.as_object_mut() {
+            m.insert(
+                "invalid".into(),
+                serde_json::json!({"field": self.reason.field, "message": self.reason.message}),
+            );
+        }
+        doc
+    }
+}
+
+/// A profile as listed: usable, or outdated.
+pub type Listed = Result<Profile, Outdated>;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Saved {
@@ -75,9 +104,10 @@ impl ProfileStore {
         profile: &Profile,
         audit: impl FnOnce(Saved) -> AuditRecord,
     ) -> Result<Saved, StoreError> {
-        let saved = match self.get(&profile.name).await? {
-            Some(_) => Saved::Replaced,
-            None => Saved::Created,
+        let saved = match self.get(&profile.name).await {
+            Ok(Some(_)) | Err(StoreError::Outdated(_)) => Saved::Replaced,
+            Ok(None) => Saved::Created,
+            Err(e) => return Err(e),
         };
         let mut item = key(&profile.name);
         item.insert(
@@ -100,8 +130,10 @@ impl ProfileStore {
     }
 
     pub async fn delete(&self, name: &ProfileName, audit: &AuditRecord) -> Result<(), StoreError> {
-        if self.get(name).await?.is_none() {
-            return Err(StoreError::NotFound);
+        match self.get(name).await {
+            Ok(Some(_)) | Err(StoreError::Outdated(_)) => {}
+            Ok(None) => return Err(StoreError::NotFound),
+            Err(e) => return Err(e),
         }
         let delete = Delete::builder()
             .table_name(&self.table)
@@ -133,7 +165,7 @@ impl ProfileStore {
         &self,
         limit: usize,
         next: Option<&ProfileName>,
-    ) -> Result<(Vec<Profile>, Option<String>), StoreError> {
+    ) -> Result<(Vec<Listed>, Option<String>), StoreError> {
         let out = self
             .db
             .query()
@@ -155,9 +187,13 @@ impl ProfileStore {
                     .and_then(|v| v.as_s().ok())
                     .and_then(|s| ProfileName::parse("name", s).ok())
                     .ok_or_else(|| StoreError::Corrupt("(unnamed)".into()))?;
-                decode(name, item)
+                match decode(name, item) {
+                    Ok(p) => Ok(Ok(p)),
+                    Err(StoreError::Outdated(o)) => Ok(Err(*o)),
+                    Err(e) => Err(e),
+                }
             })
-            .collect::<Result<Vec<_>, _>>()?;
+            .collect::<Result<Vec<_>, StoreError>>()?;
         let next = out
             .last_evaluated_key
             .and_then(|k| k.get("sk").and_then(|v| v.as_s().ok()).cloned());
@@ -173,5 +209,13 @@ fn decode(
         .get("doc")
         .and_then(|v| v.as_s().ok())
         .ok_or_else(|| StoreError::Corrupt(name.to_string()))?;
-    Profile::parse(name.clone(), doc.as_bytes()).map_err(|_| StoreError::Corrupt(name.to_string()))
+    let json: serde_json::Value =
+        serde_json::from_str(doc).map_err(|_| StoreError::Corrupt(name.to_string()))?;
+    Profile::parse(name.clone(), doc.as_bytes()).map_err(|reason| {
+        StoreError::Outdated(Box::new(Outdated {
+            name,
+            doc: json,
+            reason,
+        }))
+    })
 }
