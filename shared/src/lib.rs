@@ -52,7 +52,12 @@ impl App {
             &config.state_table,
             IamUsers::new(clients.iam.clone()),
         );
-        let issuer = Issuer::new(clients.clone(), config.sts.clone(), leases.clone());
+        let issuer = Issuer::new(
+            clients.clone(),
+            config.sts.clone(),
+            leases.clone(),
+            config.lease_boundary_arns.clone(),
+        );
         let rotator = Rotator::new(clients.clone(), audit.clone());
         let policies =
             PolicyStore::new(clients.dynamodb.clone(), &config.state_table, audit.clone());

@@ -281,6 +281,7 @@ async fn put_profile(app: &App, req: &Request, name: ProfileName) -> Result<Repl
     no_query(req)?;
     require_admin(app, req, "change profiles").await?;
     let profile = Profile::parse(name, &req.body)?;
+    profile.check_lease_boundary(&app.config.lease_boundary_arns)?;
     let ty = profile.credential_type().as_str();
     let saved = app
         .profiles
