@@ -235,7 +235,7 @@ async fn old_keys(
 }
 
 /// Which job an EventBridge event asks for. The hourly schedule's standard event (empty `detail`)
-/// runs everything; the lease sweep's own schedule (every 5 minutes) says `{"job": "sweep"}` and
+/// runs everything; the lease sweep's own schedule (every 3 minutes) says `{"job": "sweep"}` and
 /// only ends due leases, so rotations and the old-key report stay hourly.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Job {

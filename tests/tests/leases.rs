@@ -759,7 +759,7 @@ async fn an_issuance_killed_after_create_user_is_cleaned_by_the_next_sweep() {
     assert!(early.leases.revoked.is_empty(), "{early:?}");
     assert_eq!(users().await, 1);
 
-    // The next 5-minute sweep after the grace ends it, an hour before the lease would expire.
+    // The first sweep after the grace ends it, long before the lease would expire.
     let next = started + lease_grace() + chrono::Duration::minutes(5);
     let report = keysmith::schedule::sweep(&t.app, next, &origin)
         .await
@@ -782,4 +782,76 @@ async fn an_issuance_killed_after_create_user_is_cleaned_by_the_next_sweep() {
 
 fn lease_grace() -> chrono::Duration {
     keysmith::lease::PENDING_GRACE
+}
+
+/// The built scheduled-rotation binary, driven with both schedules' events: the sweep's event ends
+/// due leases and touches no rotation; the standard hourly event does everything.
+#[tokio::test]
+async fn the_scheduled_binary_only_sweeps_on_the_sweep_event() {
+    let t = TestApp::new().await;
+    let moto = Moto::shared();
+    let path = format!("/keysmith/{}/", uuid::Uuid::new_v4().simple());
+    let iam = Iam::new(&t.sdk);
+    let user = format!(
+        "ks-sweep-{}",
+        &uuid::Uuid::new_v4().simple().to_string()[..12]
+    );
+    iam.create_user()
+        .user_name(&user)
+        .path(&path)
+        .send()
+        .await
+        .unwrap();
+    let mut expired = pending_lease(&user, -60);
+    expired.status = LeaseStatus::Active;
+    t.app.leases.record(&expired).await.unwrap();
+    // A rotation policy that is due (never rotated), for a user that does not exist.
+    let secret_id = format!("keysmith/sweep-{}", uuid::Uuid::new_v4().simple());
+    keysmith_tests::aws::secret(&t.sdk, &secret_id, &json!({"user_name": "nobody"})).await;
+    let (s, b) = t
+        .call(
+            "PUT",
+            "/v1/rotations/nightly",
+            Some(&json!({"secret_id": secret_id, "interval_days": 30}).to_string()),
+            Some(ADMIN),
+        )
+        .await;
+    assert!(s == 200 || s == 201, "{s} {b}");
+
+    let f = keysmith_tests::runtime::FunctionProcess::start(
+        &keysmith_tests::function_binary("scheduled-rotation"),
+        &[
+            ("AWS_ENDPOINT_URL", moto.endpoint.as_str()),
+            ("AWS_REGION", keysmith_tests::moto::REGION),
+            ("AWS_ACCESS_KEY_ID", "test"),
+            ("AWS_SECRET_ACCESS_KEY", "test"),
+            ("KEYSMITH_STATE_TABLE", &t.state_table),
+            ("KEYSMITH_AUDIT_TABLE", &t.audit_table),
+            ("KEYSMITH_ADMINS", ADMIN),
+        ],
+    )
+    .await;
+    let sweep = f
+        .invoke(&keysmith_tests::event("sweep.json"))
+        .await
+        .unwrap();
+    assert_eq!(sweep["leases_revoked"], json!([expired.id]), "{sweep}");
+    assert_eq!(sweep["policies_read"], 0, "{sweep}");
+    assert_eq!(sweep["failed"], json!([]), "{sweep}");
+    assert!(iam
+        .list_users()
+        .path_prefix(&path)
+        .send()
+        .await
+        .unwrap()
+        .users
+        .is_empty());
+
+    let hourly = f
+        .invoke(&keysmith_tests::event("scheduled.json"))
+        .await
+        .unwrap();
+    assert_eq!(hourly["policies_read"], 1, "{hourly}");
+    assert_eq!(hourly["failed"][0]["policy"], "nightly", "{hourly}");
+    assert_eq!(hourly["leases_revoked"], json!([]), "{hourly}");
 }

@@ -513,7 +513,7 @@ fn the_api_function_may_only_start_rotations_and_knows_the_lease_boundaries() {
 }
 
 #[test]
-fn the_sweep_runs_every_five_minutes_on_its_own_event_and_rotations_hourly() {
+fn the_sweep_cleans_abandoned_leases_within_five_minutes_on_its_own_event_and_rotations_hourly() {
     let t = template();
     let events = &resource(&t, "ScheduledRotationFunction")["Properties"]["Events"];
     let hourly = &events["Hourly"]["Properties"];
@@ -527,7 +527,19 @@ fn the_sweep_runs_every_five_minutes_on_its_own_event_and_rotations_hourly() {
     assert_eq!(Job::of(&sample.detail), Job::Full);
 
     let sweep = &events["LeaseSweep"]["Properties"];
-    assert_eq!(text(&sweep["Schedule"]), "rate(5 minutes)");
+    // SPEC §5: an abandoned issuance is cleaned up within 5 minutes of its start: the pending
+    // grace plus at most one sweep interval.
+    let schedule = text(&sweep["Schedule"]);
+    let minutes: i64 = schedule
+        .strip_prefix("rate(")
+        .and_then(|r| r.strip_suffix(" minutes)"))
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("{schedule}"));
+    assert!(
+        keysmith::lease::PENDING_GRACE + chrono::Duration::minutes(minutes)
+            <= chrono::Duration::minutes(5),
+        "{schedule}"
+    );
     let input: aws_lambda_events::eventbridge::EventBridgeEvent =
         serde_json::from_str(&text(&sweep["Input"])).unwrap();
     assert_eq!(Job::of(&input.detail), Job::Sweep);

@@ -1,4 +1,4 @@
-//! scheduled-rotation: the hourly EventBridge job and the 5-minute lease sweep in front of
+//! scheduled-rotation: the hourly EventBridge job and the 3-minute lease sweep in front of
 //! `keysmith::schedule`.
 
 use aws_lambda_events::eventbridge::EventBridgeEvent;
