@@ -540,6 +540,17 @@ fn the_sweep_cleans_abandoned_leases_within_five_minutes_on_its_own_event_and_ro
             <= chrono::Duration::minutes(5),
         "{schedule}"
     );
+    // A pending lease is swept after the grace: an issuance must be over by then, or the sweep
+    // would delete the user of an issuance still running.
+    let timeout = resource(&t, API_FUNCTION)["Properties"]
+        .get("Timeout")
+        .unwrap_or(&t["Globals"]["Function"]["Timeout"])
+        .as_i64()
+        .unwrap();
+    assert!(
+        chrono::Duration::seconds(timeout) < keysmith::lease::PENDING_GRACE,
+        "{timeout}"
+    );
     let input: aws_lambda_events::eventbridge::EventBridgeEvent =
         serde_json::from_str(&text(&sweep["Input"])).unwrap();
     assert_eq!(Job::of(&input.detail), Job::Sweep);
