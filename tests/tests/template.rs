@@ -273,6 +273,31 @@ fn violations(template: &Value) -> Vec<String> {
                 )),
             }
         }
+        // Groups have no boundary key: the resource is the only limit.
+        if s.grants("iam:AddUserToGroup")
+            && !s
+                .resources
+                .iter()
+                .all(|r| r.contains(":group${LeaseGroupPath}"))
+        {
+            v.push(format!(
+                "{}: AddUserToGroup beyond the groups under LeaseGroupPath: {:?}",
+                s.name(),
+                s.resources
+            ));
+        }
+        // Tagging a user with the binding tag would point a rotation at it.
+        if s.grants("iam:TagUser") {
+            match s.condition_on("aws:tagkeys") {
+                Some((op, _, values))
+                    if op == "ForAllValues:StringEquals"
+                        && !values.contains("keysmith:rotation-secret") => {}
+                _ => v.push(format!(
+                    "{}: TagUser without a ForAllValues:StringEquals aws:TagKeys limit that excludes keysmith:rotation-secret",
+                    s.name()
+                )),
+            }
+        }
         if s.grants("iam:DeleteUserPermissionsBoundary") {
             v.push(format!("{}: may remove a permissions boundary", s.name()));
         }
@@ -434,6 +459,29 @@ fn the_checker_flags_lease_user_actions_without_the_boundary_condition() {
     clean(
         "AnyFunction",
         "- Sid: Good\n  Effect: Allow\n  Action: [iam:CreateUser, iam:AttachUserPolicy]\n  Resource: \"*\"\n  Condition:\n    StringEquals:\n      iam:PermissionsBoundary: [!Ref LeaseBoundaryPolicy]",
+    );
+}
+
+#[test]
+fn the_checker_flags_any_group_and_binding_tags() {
+    flagged(
+        "AnyFunction",
+        "- Sid: Bad\n  Effect: Allow\n  Action: iam:AddUserToGroup\n  Resource: !Sub \"arn:${AWS::Partition}:iam::${AWS::AccountId}:group/*\"",
+        "AddUserToGroup beyond the groups under LeaseGroupPath",
+    );
+    flagged(
+        "AnyFunction",
+        "- Sid: Bad\n  Effect: Allow\n  Action: iam:TagUser\n  Resource: \"*\"",
+        "TagUser without",
+    );
+    flagged(
+        "AnyFunction",
+        "- Sid: Bad\n  Effect: Allow\n  Action: iam:TagUser\n  Resource: \"*\"\n  Condition:\n    ForAllValues:StringEquals:\n      aws:TagKeys: [keysmith:lease-id, keysmith:rotation-secret]",
+        "TagUser without",
+    );
+    clean(
+        "AnyFunction",
+        "- Sid: Good\n  Effect: Allow\n  Action: [iam:AddUserToGroup, iam:RemoveUserFromGroup]\n  Resource: !Sub \"arn:${AWS::Partition}:iam::${AWS::AccountId}:group${LeaseGroupPath}*\"\n- Sid: Tags\n  Effect: Allow\n  Action: iam:TagUser\n  Resource: \"*\"\n  Condition:\n    ForAllValues:StringEquals:\n      aws:TagKeys: [keysmith:lease-id]",
     );
 }
 
