@@ -195,6 +195,7 @@ export AWS_EC2_METADATA_DISABLED=true
 export KEYSMITH_STATE_TABLE={args.state_table}
 export KEYSMITH_AUDIT_TABLE={args.audit_table}
 export KEYSMITH_ADMINS=arn:aws:iam::123456789012:user/admin
+export KEYSMITH_LEASE_BOUNDARY_ARNS=arn:aws:iam::123456789012:policy/keysmith/lease-boundary
 # Ctrl-C stops moto.""", flush=True)
         code = proc.wait()
         raise StackError(f"moto_server exited with status {code}")

@@ -1,6 +1,6 @@
 //! Process configuration, read once at start-up (SPEC §2).
 
-use crate::names::{Invalid, PrincipalPattern};
+use crate::names::{Invalid, PolicyArn, PrincipalPattern};
 
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -12,6 +12,9 @@ pub struct Config {
     pub max_key_age_days: Option<u32>,
     /// `KEYSMITH_KEY_AGE_DRY_RUN` (default `true`): only report old keys; `false` deactivates them.
     pub key_age_dry_run: bool,
+    /// `KEYSMITH_LEASE_BOUNDARY_ARNS`: the permissions boundaries an `iam_user` profile may name
+    /// (SPEC §5). Empty (unset) means no `iam_user` profile can be saved or used.
+    pub lease_boundary_arns: Vec<PolicyArn>,
 }
 
 /// Where STS calls go. Empty means the SDK's own resolution (region's endpoint, `AWS_ENDPOINT_URL`).
@@ -100,7 +103,16 @@ impl Config {
                 })
             }
         };
+        let lease_boundary_arns = get("KEYSMITH_LEASE_BOUNDARY_ARNS")
+            .unwrap_or_default()
+            .split(',')
+            .map(str::trim)
+            .filter(|a| !a.is_empty())
+            .map(|a| PolicyArn::parse("KEYSMITH_LEASE_BOUNDARY_ARNS", a))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(malformed("KEYSMITH_LEASE_BOUNDARY_ARNS"))?;
         Ok(Self {
+            lease_boundary_arns,
             max_key_age_days,
             key_age_dry_run,
             state_table: required("KEYSMITH_STATE_TABLE")?,
@@ -248,6 +260,36 @@ mod tests {
         assert!(c.is_admin(&["group:ops-eu".into()]));
         assert!(!c.is_admin(&["arn:aws:iam::123456789012:user/bob".into()]));
         assert_eq!(c.sts, StsTarget::default());
+        assert!(c.lease_boundary_arns.is_empty());
+    }
+
+    #[test]
+    fn lease_boundaries_are_policy_arns() {
+        let mut vars = BASE.to_vec();
+        vars.push((
+            "KEYSMITH_LEASE_BOUNDARY_ARNS",
+            "arn:aws:iam::123456789012:policy/keysmith/lease-boundary, arn:aws:iam::123456789012:policy/b",
+        ));
+        let c = Config::from_lookup(env(&vars)).unwrap();
+        let arns: Vec<&str> = c
+            .lease_boundary_arns
+            .iter()
+            .map(PolicyArn::as_str)
+            .collect();
+        assert_eq!(
+            arns,
+            [
+                "arn:aws:iam::123456789012:policy/keysmith/lease-boundary",
+                "arn:aws:iam::123456789012:policy/b"
+            ]
+        );
+        vars.pop();
+        vars.push((
+            "KEYSMITH_LEASE_BOUNDARY_ARNS",
+            "arn:aws:iam::123456789012:role/x",
+        ));
+        let err = Config::from_lookup(env(&vars)).unwrap_err().to_string();
+        assert!(err.contains("KEYSMITH_LEASE_BOUNDARY_ARNS"), "{err}");
     }
 
     #[test]

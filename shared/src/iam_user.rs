@@ -4,6 +4,7 @@
 use aws_sdk_iam::config::retry::RetryConfig;
 use aws_sdk_iam::types::Tag;
 use aws_sdk_iam::Client;
+use chrono::{DateTime, Utc};
 
 use crate::aws::{classify, AwsFailure, FailureKind};
 use crate::names::PolicyArn;
@@ -12,6 +13,9 @@ use crate::secret::{AccessKeyPair, Secret};
 
 /// The inline policy's name on users Keysmith creates.
 const INLINE_POLICY: &str = "keysmith-session";
+/// The inline policy that makes a lease user's key useless after the lease's expiration, even if
+/// revocation is late or never happens (SPEC §5).
+pub const EXPIRY_POLICY: &str = "keysmith-lease-expiry";
 
 #[derive(Debug, Clone)]
 pub struct UserSpec {
@@ -19,8 +23,28 @@ pub struct UserSpec {
     pub path: String,
     pub policies: Policies,
     pub groups: Vec<String>,
-    pub permissions_boundary: Option<PolicyArn>,
+    pub permissions_boundary: PolicyArn,
     pub tags: Vec<(String, String)>,
+    /// The lease's expiration (whole seconds): the expiry policy denies everything after it.
+    pub expires_at: DateTime<Utc>,
+}
+
+/// `Deny *` once `aws:CurrentTime` is past `expires_at` (IAM compares ISO 8601 times; whole seconds,
+/// as IAM's own examples write them).
+pub fn expiry_policy(expires_at: DateTime<Utc>) -> String {
+    serde_json::json!({
+        "Version": "2012-10-17",
+        "Statement": [{
+            "Sid": "KeysmithLeaseExpiry",
+            "Effect": "Deny",
+            "Action": "*",
+            "Resource": "*",
+            "Condition": {"DateGreaterThan": {
+                "aws:CurrentTime": expires_at.format("%Y-%m-%dT%H:%M:%SZ").to_string()
+            }}
+        }]
+    })
+    .to_string()
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -63,7 +87,8 @@ impl IamUsers {
         Self { iam }
     }
 
-    /// Creates the user, attaches what the profile grants, and gives it one access key. On error
+    /// Creates the user, puts the expiry policy on it, attaches what the profile grants, and gives
+    /// it one access key. The expiry policy comes first: no key ever exists without it. On error
     /// the caller deletes the user (`delete` copes with any partial state).
     pub async fn create(&self, spec: &UserSpec) -> Result<AccessKeyPair, IamError> {
         let tags = spec
@@ -79,11 +104,19 @@ impl IamUsers {
             .create_user()
             .user_name(&spec.user_name)
             .path(&spec.path)
-            .set_permissions_boundary(spec.permissions_boundary.as_ref().map(|a| a.to_string()))
+            .permissions_boundary(spec.permissions_boundary.as_str())
             .set_tags(Some(tags))
             .send()
             .await
             .map_err(step("CreateUser"))?;
+        self.iam
+            .put_user_policy()
+            .user_name(&spec.user_name)
+            .policy_name(EXPIRY_POLICY)
+            .policy_document(expiry_policy(spec.expires_at))
+            .send()
+            .await
+            .map_err(step("PutUserPolicy"))?;
         if let Some(doc) = &spec.policies.document {
             self.iam
                 .put_user_policy()
@@ -343,5 +376,26 @@ fn ignore_gone<T>(r: Result<T, IamError>) -> Result<(), IamError> {
         Ok(_) => Ok(()),
         Err(e) if gone(&e) => Ok(()),
         Err(e) => Err(e),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_expiry_policy_denies_everything_after_the_expiration() {
+        let at = DateTime::parse_from_rfc3339("2026-11-21T15:04:05Z")
+            .unwrap()
+            .with_timezone(&Utc);
+        let doc: serde_json::Value = serde_json::from_str(&expiry_policy(at)).unwrap();
+        let st = &doc["Statement"][0];
+        assert_eq!(st["Effect"], "Deny");
+        assert_eq!(st["Action"], "*");
+        assert_eq!(st["Resource"], "*");
+        assert_eq!(
+            st["Condition"]["DateGreaterThan"]["aws:CurrentTime"],
+            "2026-11-21T15:04:05Z"
+        );
     }
 }

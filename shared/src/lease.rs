@@ -2,8 +2,10 @@
 //! exists, so every user Keysmith creates is findable and revocable whatever happens next.
 //!
 //! Item: `pk = "lease"`, `sk = <lease id>`. While a lease is live it carries `due_pk = "lease"` and
-//! `due_at = <expiry>` — the `due` index then lists exactly the leases to end, without a scan. A
-//! revoked lease loses those two attributes and gets a TTL (`expires_at`) so the record ages out.
+//! `due_at` — the `due` index then lists exactly the leases to end, without a scan. An active
+//! lease is due at its expiry; a pending one [`PENDING_GRACE`] after it started, so a killed
+//! issuance is cleaned up by the next sweep, long before its lease would have expired. A revoked
+//! lease loses those two attributes and gets a TTL (`expires_at`) so the record ages out.
 //!
 //! Live leases per caller and profile are counted in `pk = "lease-count"`, `sk = <profile>#<principal>`,
 //! changed in the same transaction as the lease's birth and its revocation, so `max_active_leases`
@@ -30,6 +32,9 @@ const BY_OWNER: &str = "by_owner";
 pub const EVENT_LEASE_REVOKED: &str = "Lease Revoked";
 /// How long a revoked lease record stays readable before DynamoDB's TTL removes it.
 pub const REVOKED_RETENTION_DAYS: i64 = 90;
+/// An issuance finishes within the API function's 29 s timeout, so a lease still pending after
+/// this long belongs to an issuance that died (its user, if any, has no recorded key).
+pub const PENDING_GRACE: Duration = Duration::minutes(2);
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum LeaseStatus {
@@ -122,9 +127,9 @@ impl Lease {
             ),
             ("status".to_owned(), s(self.status.as_str())),
         ]);
-        if self.status != LeaseStatus::Revoked {
+        if let Some(due) = self.due_at() {
             item.insert("due_pk".into(), s(PK));
-            item.insert("due_at".into(), s(&format_time(self.expires_at)));
+            item.insert("due_at".into(), s(&format_time(due)));
         }
         if let Some(k) = &self.access_key_id {
             item.insert("access_key_id".into(), s(k));
@@ -137,6 +142,15 @@ impl Lease {
 
     fn count_key(&self) -> HashMap<String, AttributeValue> {
         count_key(&self.profile, &self.principal)
+    }
+
+    /// When the sweep must end this lease (none once revoked).
+    pub fn due_at(&self) -> Option<DateTime<Utc>> {
+        match self.status {
+            LeaseStatus::Pending => Some((self.created_at + PENDING_GRACE).min(self.expires_at)),
+            LeaseStatus::Active => Some(self.expires_at),
+            LeaseStatus::Revoked => None,
+        }
     }
 
     fn from_item(item: &HashMap<String, AttributeValue>) -> Option<Self> {
@@ -319,14 +333,15 @@ impl Leases {
         })
     }
 
-    /// Marks a pending lease active with its key id (unless it was revoked meanwhile). Repeating
-    /// it with the same key is a no-op, so a retried call after a lost response succeeds.
+    /// Marks a pending lease active with its key id (unless it was revoked meanwhile), and makes it
+    /// due at its expiry instead of at the end of the pending grace. Repeating it with the same key
+    /// is a no-op, so a retried call after a lost response succeeds.
     pub async fn activate(&self, id: &str, access_key_id: &str) -> Result<(), LeaseError> {
         self.db
             .update_item()
             .table_name(&self.table)
             .set_key(Some(key(id)))
-            .update_expression("SET #s = :active, access_key_id = :k")
+            .update_expression("SET #s = :active, access_key_id = :k, due_at = lease_expires_at")
             .condition_expression("#s = :pending OR (#s = :active AND access_key_id = :k)")
             .expression_attribute_names("#s", "status")
             .expression_attribute_values(":active", AttributeValue::S("active".into()))
@@ -467,7 +482,8 @@ impl Leases {
         }
     }
 
-    /// Live leases whose expiry is at or before `now`, from the `due` index (no scan).
+    /// Live leases due at or before `now` (expired, or pending past the grace), from the `due`
+    /// index (no scan).
     pub async fn expired(&self, now: DateTime<Utc>) -> Result<Vec<Lease>, LeaseError> {
         let items = due_items(&self.db, &self.table, PK, now)
             .await
@@ -488,10 +504,14 @@ impl Leases {
             let (outcome, message) = match self.revoke(&lease).await {
                 Ok(_) => {
                     report.revoked.push(lease.id.clone());
+                    let what = match lease.status {
+                        LeaseStatus::Pending => "Unfinished",
+                        _ => "Expired",
+                    };
                     (
                         Outcome::Success,
                         format!(
-                            "Expired lease {} revoked; IAM user {} deleted.",
+                            "{what} lease {} revoked; IAM user {} deleted.",
                             lease.id, lease.user_name
                         ),
                     )

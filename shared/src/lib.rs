@@ -27,7 +27,8 @@ use crate::profile::ProfileStore;
 use crate::rotation::policy::PolicyStore;
 use crate::rotation::Rotator;
 
-/// Everything a request needs, built once per process (cold start), shared by every invocation.
+/// What issue-credentials and scheduled-rotation need, built once per process (cold start),
+/// shared by every invocation. The secret-rotation hook builds only a [`RotationHook`].
 #[derive(Clone, Debug)]
 pub struct App {
     pub config: Config,
@@ -52,7 +53,12 @@ impl App {
             &config.state_table,
             IamUsers::new(clients.iam.clone()),
         );
-        let issuer = Issuer::new(clients.clone(), config.sts.clone(), leases.clone());
+        let issuer = Issuer::new(
+            clients.clone(),
+            config.sts.clone(),
+            leases.clone(),
+            config.lease_boundary_arns.clone(),
+        );
         let rotator = Rotator::new(clients.clone(), audit.clone());
         let policies =
             PolicyStore::new(clients.dynamodb.clone(), &config.state_table, audit.clone());
@@ -72,20 +78,52 @@ impl App {
     /// For the functions' `main`: the app, or one clear log line naming the missing or malformed
     /// variable and exit status 1 (Lambda reports it as an init error).
     pub async fn from_env_or_exit() -> Self {
-        match Self::from_env().await {
-            Ok(app) => app,
-            Err(e) => {
-                tracing::error!("{e}");
-                std::process::exit(1);
-            }
-        }
+        or_exit(Self::from_env().await)
     }
 
     /// Reads the configuration from the environment and the SDK's settings (region, credentials,
     /// `AWS_ENDPOINT_URL`) once.
     pub async fn from_env() -> Result<Self, config::ConfigError> {
-        let config = Config::from_env()?;
-        let sdk = aws::sdk_config_loader().load().await;
+        let (config, sdk) = load().await?;
         Ok(Self::new(config, &sdk))
+    }
+}
+
+/// The secret-rotation hook's services: the rotation engine and the audit trail it writes, with
+/// none of the API's profile, issuance, lease or policy services.
+#[derive(Clone, Debug)]
+pub struct RotationHook {
+    pub rotator: Rotator,
+    pub region: String,
+}
+
+impl RotationHook {
+    pub fn new(config: &Config, sdk: &SdkConfig) -> Self {
+        let clients = Clients::new(sdk);
+        let audit = AuditLog::new(clients.dynamodb.clone(), &config.audit_table);
+        Self {
+            region: clients.region.clone(),
+            rotator: Rotator::new(clients, audit),
+        }
+    }
+
+    /// As [`App::from_env_or_exit`]: the same variables, checked the same way.
+    pub async fn from_env_or_exit() -> Self {
+        or_exit(load().await.map(|(config, sdk)| Self::new(&config, &sdk)))
+    }
+}
+
+async fn load() -> Result<(Config, SdkConfig), config::ConfigError> {
+    let config = Config::from_env()?;
+    Ok((config, aws::sdk_config_loader().load().await))
+}
+
+fn or_exit<T>(built: Result<T, config::ConfigError>) -> T {
+    match built {
+        Ok(app) => app,
+        Err(e) => {
+            tracing::error!("{e}");
+            std::process::exit(1);
+        }
     }
 }

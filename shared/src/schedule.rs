@@ -233,3 +233,46 @@ async fn old_keys(
     }
     Ok(found)
 }
+
+/// Which job an EventBridge event asks for. The hourly schedule's standard event (empty `detail`)
+/// runs everything; the lease sweep's own schedule (every 3 minutes) says `{"job": "sweep"}` and
+/// only ends due leases, so rotations and the old-key report stay hourly.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Job {
+    Full,
+    Sweep,
+}
+
+impl Job {
+    pub fn of(detail: &Value) -> Self {
+        match detail.get("job").and_then(Value::as_str) {
+            Some("sweep") => Self::Sweep,
+            _ => Self::Full,
+        }
+    }
+}
+
+/// The lease sweep alone: ends expired leases and those of issuances that died.
+pub async fn sweep(
+    app: &App,
+    now: DateTime<Utc>,
+    origin: &Origin,
+) -> Result<RunReport, ScheduleError> {
+    Ok(RunReport {
+        leases: app.leases.revoke_expired(now, &app.audit, origin).await?,
+        ..RunReport::default()
+    })
+}
+
+#[cfg(test)]
+mod job_tests {
+    use super::*;
+
+    #[test]
+    fn only_the_sweep_schedule_asks_for_the_sweep_alone() {
+        assert_eq!(Job::of(&json!({})), Job::Full);
+        assert_eq!(Job::of(&Value::Null), Job::Full);
+        assert_eq!(Job::of(&json!({"job": "rotate"})), Job::Full);
+        assert_eq!(Job::of(&json!({"job": "sweep"})), Job::Sweep);
+    }
+}

@@ -8,7 +8,7 @@ use aws_lambda_events::apigw::ApiGatewayV2httpRequest;
 use aws_lambda_events::encodings::Body;
 use aws_sdk_dynamodb::types::AttributeValue;
 use keysmith::config::{Config, StsTarget};
-use keysmith::names::PrincipalPattern;
+use keysmith::names::{PolicyArn, PrincipalPattern};
 use serde_json::{json, Value};
 
 use crate::moto::Moto;
@@ -16,6 +16,9 @@ use crate::moto::Moto;
 pub const ADMIN: &str = "arn:aws:iam::123456789012:user/admin";
 pub const DEPLOYER: &str = "arn:aws:sts::123456789012:assumed-role/Deployers-ci/alice";
 pub const STRANGER: &str = "arn:aws:iam::123456789012:user/mallory";
+/// The one lease boundary test apps allow (`KEYSMITH_LEASE_BOUNDARY_ARNS`); moto needs no such
+/// policy to exist.
+pub const LEASE_BOUNDARY: &str = "arn:aws:iam::123456789012:policy/keysmith/lease-boundary";
 
 pub struct TestApp {
     pub app: keysmith::App,
@@ -46,6 +49,7 @@ impl TestApp {
             sts: StsTarget::default(),
             max_key_age_days: None,
             key_age_dry_run: true,
+            lease_boundary_arns: vec![PolicyArn::parse("boundary", LEASE_BOUNDARY).unwrap()],
         };
         TestApp {
             app: keysmith::App::new(config, &sdk),

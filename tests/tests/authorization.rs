@@ -2,8 +2,9 @@
 //! worked before, against moto.
 
 use aws_sdk_dynamodb::types::AttributeValue;
-use keysmith_tests::api::{assert_error, jwt_request, TestApp, ADMIN, DEPLOYER, STRANGER};
-use keysmith_tests::aws::allow_all;
+use keysmith_tests::api::{
+    assert_error, jwt_request, TestApp, ADMIN, DEPLOYER, LEASE_BOUNDARY, STRANGER,
+};
 use serde_json::{json, Value};
 
 fn role_profile(extra: Value) -> Value {
@@ -227,18 +228,7 @@ async fn jwt_groups_are_read_exactly_as_api_gateway_sends_them() {
 #[tokio::test]
 async fn one_caller_cannot_hold_more_than_max_active_leases() {
     let t = TestApp::new().await;
-    let iam = aws_sdk_iam::Client::new(&t.sdk);
-    let boundary = iam
-        .create_policy()
-        .policy_name(format!("cap-boundary-{}", uuid::Uuid::new_v4().simple()))
-        .policy_document(allow_all().to_string())
-        .send()
-        .await
-        .unwrap()
-        .policy
-        .unwrap()
-        .arn
-        .unwrap();
+    let boundary = LEASE_BOUNDARY;
     let profile = json!({
         "credential_type": "iam_user",
         "policy_document": {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "sts:GetCallerIdentity", "Resource": "*"}]},
@@ -307,7 +297,7 @@ async fn one_caller_cannot_hold_more_than_max_active_leases() {
 async fn max_active_leases_is_bounded_and_only_for_iam_user() {
     let t = TestApp::new().await;
     for n in [0, 101, -1] {
-        let p = json!({"credential_type": "iam_user", "permissions_boundary_arn": "arn:aws:iam::123456789012:policy/b",
+        let p = json!({"credential_type": "iam_user", "permissions_boundary_arn": LEASE_BOUNDARY,
             "policy_arns": ["arn:aws:iam::aws:policy/ReadOnlyAccess"], "max_active_leases": n});
         let (s, b) = put(&t, "p", &p).await;
         assert_error(s, &b, 400, "invalid_request", Some("max_active_leases"));

@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use keysmith_tests::api::{TestApp, ADMIN, DEPLOYER};
+use keysmith_tests::api::{TestApp, ADMIN, DEPLOYER, LEASE_BOUNDARY};
 use keysmith_tests::aws::{allow_all, caller_arn, secret, user_with_key};
 use keysmith_tests::moto::Moto;
 use keysmith_tests::proxy::{CaptureProxy, Fault, FaultRule};
@@ -211,7 +211,7 @@ async fn iam_user_issuance_and_revocation_under_faults_leave_nothing_behind() {
         .unwrap();
     t.put_profile("temp", json!({"credential_type": "iam_user", "user_path": path,
         "policy_document": {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "s3:ListBucket", "Resource": "*"}]},
-        "policy_arns": [policy], "iam_groups": [format!("fault-{id}")], "permissions_boundary_arn": policy,
+        "policy_arns": [policy], "iam_groups": [format!("fault-{id}")], "permissions_boundary_arn": LEASE_BOUNDARY,
         "allowed_principals": [DEPLOYER]})).await;
     let users = || {
         let (iam, path) = (iam.clone(), path.clone());

@@ -5,14 +5,14 @@ use aws_sdk_iam::Client as Iam;
 use chrono::Utc;
 use keysmith::audit::Origin;
 use keysmith::lease::{Lease, LeaseStatus};
-use keysmith_tests::api::{assert_error, TestApp, ADMIN, DEPLOYER, STRANGER};
+use keysmith_tests::api::{assert_error, TestApp, ADMIN, DEPLOYER, LEASE_BOUNDARY, STRANGER};
 use keysmith_tests::aws::{allow_all, caller_arn, user_with_key};
 use keysmith_tests::moto::Moto;
 use keysmith_tests::proxy::CaptureProxy;
 use serde_json::{json, Value};
 
-/// A group, a managed policy and a boundary for profiles to use; returns (policy arn, boundary arn).
-async fn iam_fixtures(iam: &Iam) -> (String, String) {
+/// A group and a managed policy for profiles to use; returns the policy's arn.
+async fn iam_fixtures(iam: &Iam) -> String {
     iam.create_group()
         .group_name("deployers")
         .send()
@@ -26,26 +26,16 @@ async fn iam_fixtures(iam: &Iam) -> (String, String) {
         .send()
         .await
         .unwrap();
-    let boundary = iam
-        .create_policy()
-        .policy_name("keysmith-boundary")
-        .policy_document(&doc)
-        .send()
-        .await
-        .unwrap();
-    (
-        policy.policy.unwrap().arn.unwrap(),
-        boundary.policy.unwrap().arn.unwrap(),
-    )
+    policy.policy.unwrap().arn.unwrap()
 }
 
-fn profile(policy_arn: &str, boundary: &str) -> Value {
+fn profile(policy_arn: &str) -> Value {
     json!({
         "credential_type": "iam_user",
         "policy_document": {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "sts:GetCallerIdentity", "Resource": "*"}]},
         "policy_arns": [policy_arn],
         "iam_groups": ["deployers"],
-        "permissions_boundary_arn": boundary,
+        "permissions_boundary_arn": LEASE_BOUNDARY,
         "user_path": "/keysmith/ci/",
         "allowed_principals": [DEPLOYER],
     })
@@ -83,14 +73,14 @@ async fn iam_user_credentials_work_and_revocation_leaves_nothing() {
     let creds = aws_sdk_sts::config::Credentials::new(&fn_key, &fn_secret, None, None, "t");
     let sdk = moto.sdk_config_with(creds.clone()).await;
     let iam = Iam::new(&sdk);
-    let (policy_arn, boundary) = iam_fixtures(&iam).await;
+    let policy_arn = iam_fixtures(&iam).await;
     // The function talks to moto through a recording proxy: moto keeps no permissions
     // boundaries on users, so the boundary is checked on the wire.
     let proxy = CaptureProxy::start(&moto.endpoint).await;
     let t = TestApp::on(&moto, Moto::sdk_config_at(&proxy.endpoint, creds).await).await;
     moto.enable_auth().await;
 
-    t.put_profile("temp", profile(&policy_arn, &boundary)).await;
+    t.put_profile("temp", profile(&policy_arn)).await;
     let issued = issue(&t, "temp", 900).await;
     assert_eq!(issued["credential_type"], "iam_user");
     assert_eq!(issued["lease_duration"], 900);
@@ -127,7 +117,10 @@ async fn iam_user_credentials_work_and_revocation_leaves_nothing() {
         .find(|r| r.form("Action").as_deref() == Some("CreateUser"))
         .unwrap();
     assert_eq!(create.form("UserName").as_deref(), Some(user.as_str()));
-    assert_eq!(create.form("PermissionsBoundary"), Some(boundary.clone()));
+    assert_eq!(
+        create.form("PermissionsBoundary").as_deref(),
+        Some(LEASE_BOUNDARY)
+    );
     let tags: Vec<(String, String)> = got
         .tags
         .unwrap_or_default()
@@ -149,7 +142,9 @@ async fn iam_user_credentials_work_and_revocation_leaves_nothing() {
         .await
         .unwrap()
         .policy_names;
-    assert_eq!(inline, ["keysmith-session"]);
+    let mut inline = inline;
+    inline.sort();
+    assert_eq!(inline, ["keysmith-lease-expiry", "keysmith-session"]);
     let attached = iam
         .list_attached_user_policies()
         .user_name(user)
@@ -278,7 +273,7 @@ async fn revocation_also_removes_login_profile_mfa_and_ssh_keys() {
     let path = format!("/keysmith/{}/", uuid::Uuid::new_v4().simple());
     t.put_profile("temp", json!({"credential_type": "iam_user",
         "policy_document": {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "s3:ListBucket", "Resource": "*"}]},
-        "user_path": path, "allowed_principals": [DEPLOYER]})).await;
+        "user_path": path, "permissions_boundary_arn": LEASE_BOUNDARY, "allowed_principals": [DEPLOYER]})).await;
     let lease_id = issue(&t, "temp", 900).await["lease_id"]
         .as_str()
         .unwrap()
@@ -359,7 +354,7 @@ async fn an_unaudited_user_is_deleted_and_a_failed_issuance_cleans_up() {
     t.put_profile(
         "temp",
         json!({"credential_type": "iam_user", "iam_groups": [group], "user_path": path,
-        "allowed_principals": [DEPLOYER]}),
+        "permissions_boundary_arn": LEASE_BOUNDARY, "allowed_principals": [DEPLOYER]}),
     )
     .await;
     let users = |iam: &Iam, path: String| {
@@ -447,7 +442,7 @@ async fn expired_leases_are_all_revoked_even_when_one_user_is_already_gone() {
     let path = format!("/keysmith/{}/", uuid::Uuid::new_v4().simple());
     t.put_profile("temp", json!({"credential_type": "iam_user",
         "policy_document": {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "s3:ListBucket", "Resource": "*"}]},
-        "user_path": path, "allowed_principals": [DEPLOYER]})).await;
+        "user_path": path, "permissions_boundary_arn": LEASE_BOUNDARY, "allowed_principals": [DEPLOYER]})).await;
     let mut ids = Vec::new();
     for _ in 0..3 {
         ids.push(
@@ -531,4 +526,333 @@ async fn expired_leases_are_all_revoked_even_when_one_user_is_already_gone() {
         })
         .count();
     assert_eq!(swept, 4);
+}
+
+fn temp_profile(path: &str, boundary: Option<&str>) -> Value {
+    let mut p = json!({"credential_type": "iam_user",
+        "policy_document": {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "s3:ListBucket", "Resource": "*"}]},
+        "user_path": path, "allowed_principals": [DEPLOYER]});
+    if let Some(b) = boundary {
+        p["permissions_boundary_arn"] = json!(b);
+    }
+    p
+}
+
+/// The attack: an admin's typo (or a hijacked admin) puts `AdministratorAccess` on a profile, or no
+/// ceiling at all, and every lease user becomes an administrator.
+#[tokio::test]
+async fn an_iam_user_profile_needs_one_of_the_deployments_lease_boundaries() {
+    let t = TestApp::new().await;
+    let path = format!("/keysmith/{}/", uuid::Uuid::new_v4().simple());
+    for boundary in [
+        None,
+        Some("arn:aws:iam::aws:policy/AdministratorAccess"),
+        Some("arn:aws:iam::123456789012:policy/keysmith/lease-boundary-typo"),
+    ] {
+        let (s, b) = t
+            .call(
+                "PUT",
+                "/v1/profiles/temp",
+                Some(&temp_profile(&path, boundary).to_string()),
+                Some(ADMIN),
+            )
+            .await;
+        assert_error(
+            s,
+            &b,
+            400,
+            "invalid_request",
+            Some("permissions_boundary_arn"),
+        );
+    }
+    let (s, _) = t.call("GET", "/v1/profiles/temp", None, Some(ADMIN)).await;
+    assert_eq!(s, 404, "nothing was saved");
+
+    // A profile saved while its boundary was allowed, used after the deployment dropped it: no
+    // lease, no user (on AWS the template's iam:PermissionsBoundary condition refuses it too).
+    t.put_profile("temp", temp_profile(&path, Some(LEASE_BOUNDARY)))
+        .await;
+    let mut narrowed = TestApp::with_tables(t.sdk.clone(), &t.state_table, &t.audit_table);
+    narrowed.app = {
+        let mut config = narrowed.app.config.clone();
+        config.lease_boundary_arns.clear();
+        keysmith::App::new(config, &t.sdk)
+    };
+    let (s, b) = narrowed
+        .call(
+            "POST",
+            "/v1/profiles/temp/credentials",
+            Some("{}"),
+            Some(DEPLOYER),
+        )
+        .await;
+    assert_error(s, &b, 502, "upstream_error", None);
+    assert!(
+        b["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("permissions_boundary_arn"),
+        "{b}"
+    );
+    let iam = Iam::new(&t.sdk);
+    assert!(iam
+        .list_users()
+        .path_prefix(&path)
+        .send()
+        .await
+        .unwrap()
+        .users
+        .is_empty());
+    let (_, leases) = t
+        .call("GET", "/v1/leases?profile=temp", None, Some(ADMIN))
+        .await;
+    assert_eq!(leases["leases"], json!([]), "{leases}");
+}
+
+/// The attack: revocation is late (the sweep failed, or runs later), and the lease user's key
+/// keeps working past its expiration. IAM ends it by itself: the key never exists without a
+/// `Deny *` after the lease's expiration.
+#[tokio::test]
+async fn lease_users_carry_the_expiry_policy_before_their_key_exists() {
+    let moto = Moto::shared();
+    let proxy = CaptureProxy::start(&moto.endpoint).await;
+    let creds = aws_sdk_sts::config::Credentials::new("test", "test", None, None, "t");
+    let t = TestApp::on(moto, Moto::sdk_config_at(&proxy.endpoint, creds).await).await;
+    let path = format!("/keysmith/{}/", uuid::Uuid::new_v4().simple());
+    t.put_profile("temp", temp_profile(&path, Some(LEASE_BOUNDARY)))
+        .await;
+    let issued = issue(&t, "temp", 5400).await;
+    let lease = t
+        .app
+        .leases
+        .get(issued["lease_id"].as_str().unwrap())
+        .await
+        .unwrap();
+
+    let iam = Iam::new(&moto.sdk_config().await);
+    let doc = iam
+        .get_user_policy()
+        .user_name(&lease.user_name)
+        .policy_name("keysmith-lease-expiry")
+        .send()
+        .await
+        .unwrap()
+        .policy_document;
+    // IAM hands policy documents back URL-encoded.
+    let doc: Value = serde_json::from_str(&keysmith_tests::proxy::percent_decode(&doc))
+        .unwrap_or_else(|e| {
+            panic!("{doc}: {e}");
+        });
+    let statements = doc["Statement"].as_array().unwrap();
+    assert_eq!(statements.len(), 1, "{doc}");
+    let deny = &statements[0];
+    assert_eq!(deny["Effect"], "Deny");
+    assert_eq!(deny["Action"], "*");
+    assert_eq!(deny["Resource"], "*");
+    let cut_off = deny["Condition"]["DateGreaterThan"]["aws:CurrentTime"]
+        .as_str()
+        .unwrap();
+    assert_eq!(cut_off, issued["expiration"].as_str().unwrap(), "{doc}");
+    let expected = Utc::now() + chrono::Duration::seconds(5400);
+    let cut_off = chrono::DateTime::parse_from_rfc3339(cut_off).unwrap();
+    assert!(
+        (expected - cut_off.with_timezone(&Utc)).num_seconds().abs() < 30,
+        "{cut_off} vs {expected}"
+    );
+    assert_eq!(lease.expires_at, cut_off.with_timezone(&Utc));
+
+    // Written before the key: an issuance that dies in between leaves no key without it.
+    let calls: Vec<(String, Option<String>)> = proxy
+        .requests()
+        .iter()
+        .map(|r| (r.operation(), r.form("PolicyName")))
+        .collect();
+    let expiry_at = calls
+        .iter()
+        .position(|(op, name)| {
+            op == "PutUserPolicy" && name.as_deref() == Some("keysmith-lease-expiry")
+        })
+        .expect("the expiry policy was put");
+    let key_at = calls
+        .iter()
+        .position(|(op, _)| op == "CreateAccessKey")
+        .unwrap();
+    let user_at = calls.iter().position(|(op, _)| op == "CreateUser").unwrap();
+    assert!(user_at < expiry_at && expiry_at < key_at, "{calls:?}");
+}
+
+/// The attack: the issuing function is killed right after `CreateUser` (timeout, crash, out of
+/// memory). The lease stays pending with a user behind it; before, nothing removed that user until
+/// the lease's expiry (up to 36 hours).
+#[tokio::test]
+async fn an_issuance_killed_after_create_user_is_cleaned_by_the_next_sweep() {
+    let moto = Moto::shared();
+    let proxy = CaptureProxy::start(&moto.endpoint).await;
+    let creds = aws_sdk_sts::config::Credentials::new("test", "test", None, None, "t");
+    let t = std::sync::Arc::new(
+        TestApp::on(moto, Moto::sdk_config_at(&proxy.endpoint, creds).await).await,
+    );
+    let path = format!("/keysmith/{}/", uuid::Uuid::new_v4().simple());
+    t.put_profile("temp", temp_profile(&path, Some(LEASE_BOUNDARY)))
+        .await;
+    // The call after CreateUser hangs; the issuance is killed while it waits.
+    proxy.set_faults(Some(std::sync::Arc::new(|r| {
+        if r.operation() == "PutUserPolicy" {
+            keysmith_tests::proxy::Fault::Delay(std::time::Duration::from_secs(20))
+        } else {
+            keysmith_tests::proxy::Fault::Pass
+        }
+    })));
+    let started = Utc::now();
+    let issuing = {
+        let t = t.clone();
+        tokio::spawn(async move {
+            t.call(
+                "POST",
+                "/v1/profiles/temp/credentials",
+                Some(&json!({"duration_seconds": 3600}).to_string()),
+                Some(DEPLOYER),
+            )
+            .await
+        })
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while !proxy
+        .requests()
+        .iter()
+        .any(|r| r.operation() == "PutUserPolicy")
+    {
+        assert!(std::time::Instant::now() < deadline, "no PutUserPolicy");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    issuing.abort();
+    assert!(issuing.await.unwrap_err().is_cancelled());
+    proxy.set_faults(None);
+
+    let iam = Iam::new(&moto.sdk_config().await);
+    let users = || {
+        let (iam, path) = (iam.clone(), path.clone());
+        async move {
+            iam.list_users()
+                .path_prefix(path)
+                .send()
+                .await
+                .unwrap()
+                .users
+                .len()
+        }
+    };
+    assert_eq!(users().await, 1, "the killed issuance left its user");
+    let (_, listed) = t
+        .call("GET", "/v1/leases?profile=temp", None, Some(ADMIN))
+        .await;
+    assert_eq!(listed["leases"][0]["status"], "pending", "{listed}");
+    let lease_id = listed["leases"][0]["lease_id"].as_str().unwrap().to_owned();
+
+    let origin = Origin {
+        principal: "keysmith:scheduled-rotation".into(),
+        ..Origin::default()
+    };
+    // A sweep inside the grace leaves an issuance that may still be running alone.
+    let early = keysmith::schedule::sweep(&t.app, started + chrono::Duration::seconds(60), &origin)
+        .await
+        .unwrap();
+    assert!(early.leases.revoked.is_empty(), "{early:?}");
+    assert_eq!(users().await, 1);
+
+    // The first sweep after the grace ends it, long before the lease would expire.
+    let next = started + lease_grace() + chrono::Duration::minutes(5);
+    let report = keysmith::schedule::sweep(&t.app, next, &origin)
+        .await
+        .unwrap();
+    assert_eq!(
+        report.leases.revoked,
+        std::slice::from_ref(&lease_id),
+        "{report:?}"
+    );
+    assert_eq!(users().await, 0, "the user is gone");
+    let lease = t.app.leases.get(&lease_id).await.unwrap();
+    assert_eq!(lease.status, LeaseStatus::Revoked);
+    assert!(next < lease.expires_at - chrono::Duration::minutes(50));
+    assert!(t.audit_items().await.iter().any(|i| {
+        i["event"].as_s().unwrap() == "Lease Revoked"
+            && i["lease_id"].as_s().unwrap() == &lease_id
+            && i["message"].as_s().unwrap().starts_with("Unfinished lease")
+    }));
+}
+
+fn lease_grace() -> chrono::Duration {
+    keysmith::lease::PENDING_GRACE
+}
+
+/// The built scheduled-rotation binary, driven with both schedules' events: the sweep's event ends
+/// due leases and touches no rotation; the standard hourly event does everything.
+#[tokio::test]
+async fn the_scheduled_binary_only_sweeps_on_the_sweep_event() {
+    let t = TestApp::new().await;
+    let moto = Moto::shared();
+    let path = format!("/keysmith/{}/", uuid::Uuid::new_v4().simple());
+    let iam = Iam::new(&t.sdk);
+    let user = format!(
+        "ks-sweep-{}",
+        &uuid::Uuid::new_v4().simple().to_string()[..12]
+    );
+    iam.create_user()
+        .user_name(&user)
+        .path(&path)
+        .send()
+        .await
+        .unwrap();
+    let mut expired = pending_lease(&user, -60);
+    expired.status = LeaseStatus::Active;
+    t.app.leases.record(&expired).await.unwrap();
+    // A rotation policy that is due (never rotated), for a user that does not exist.
+    let secret_id = format!("keysmith/sweep-{}", uuid::Uuid::new_v4().simple());
+    keysmith_tests::aws::secret(&t.sdk, &secret_id, &json!({"user_name": "nobody"})).await;
+    let (s, b) = t
+        .call(
+            "PUT",
+            "/v1/rotations/nightly",
+            Some(&json!({"secret_id": secret_id, "interval_days": 30}).to_string()),
+            Some(ADMIN),
+        )
+        .await;
+    assert!(s == 200 || s == 201, "{s} {b}");
+
+    let f = keysmith_tests::runtime::FunctionProcess::start(
+        &keysmith_tests::function_binary("scheduled-rotation"),
+        &[
+            ("AWS_ENDPOINT_URL", moto.endpoint.as_str()),
+            ("AWS_REGION", keysmith_tests::moto::REGION),
+            ("AWS_ACCESS_KEY_ID", "test"),
+            ("AWS_SECRET_ACCESS_KEY", "test"),
+            ("KEYSMITH_STATE_TABLE", &t.state_table),
+            ("KEYSMITH_AUDIT_TABLE", &t.audit_table),
+            ("KEYSMITH_ADMINS", ADMIN),
+        ],
+    )
+    .await;
+    let sweep = f
+        .invoke(&keysmith_tests::event("sweep.json"))
+        .await
+        .unwrap();
+    assert_eq!(sweep["leases_revoked"], json!([expired.id]), "{sweep}");
+    assert_eq!(sweep["policies_read"], 0, "{sweep}");
+    assert_eq!(sweep["failed"], json!([]), "{sweep}");
+    assert!(iam
+        .list_users()
+        .path_prefix(&path)
+        .send()
+        .await
+        .unwrap()
+        .users
+        .is_empty());
+
+    let hourly = f
+        .invoke(&keysmith_tests::event("scheduled.json"))
+        .await
+        .unwrap();
+    assert_eq!(hourly["policies_read"], 1, "{hourly}");
+    assert_eq!(hourly["failed"][0]["policy"], "nightly", "{hourly}");
+    assert_eq!(hourly["leases_revoked"], json!([]), "{hourly}");
 }

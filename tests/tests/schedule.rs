@@ -258,7 +258,7 @@ async fn expired_leases_are_ended_by_a_run_and_live_ones_are_not() {
     let path = format!("/keysmith/{}/", uuid::Uuid::new_v4().simple());
     t.put_profile("temp", json!({"credential_type": "iam_user",
         "policy_document": {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "s3:ListBucket", "Resource": "*"}]},
-        "user_path": path, "allowed_principals": [DEPLOYER]})).await;
+        "user_path": path, "permissions_boundary_arn": keysmith_tests::api::LEASE_BOUNDARY, "allowed_principals": [DEPLOYER]})).await;
     let issue = |d: u32| {
         let t = &t;
         async move {

@@ -1,4 +1,5 @@
-//! scheduled-rotation: the hourly EventBridge job in front of `keysmith::schedule`.
+//! scheduled-rotation: the hourly EventBridge job and the 3-minute lease sweep in front of
+//! `keysmith::schedule`.
 
 use aws_lambda_events::eventbridge::EventBridgeEvent;
 use keysmith::audit::Origin;
@@ -17,7 +18,13 @@ async fn main() -> Result<(), Error> {
                 region: app.region.clone(),
                 ..Origin::default()
             };
-            let report = keysmith::schedule::run(app, chrono::Utc::now(), &origin).await?;
+            let now = chrono::Utc::now();
+            let report = match keysmith::schedule::Job::of(&event.payload.detail) {
+                keysmith::schedule::Job::Full => keysmith::schedule::run(app, now, &origin).await?,
+                keysmith::schedule::Job::Sweep => {
+                    keysmith::schedule::sweep(app, now, &origin).await?
+                }
+            };
             let report = report.to_json();
             tracing::info!(report = %report, "scheduled run done");
             Ok::<Value, Error>(report)

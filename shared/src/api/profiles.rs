@@ -13,6 +13,7 @@ pub(super) async fn put(app: &App, req: &Request, name: ProfileName) -> Result<R
     req.no_query()?;
     req.require_admin(app, "change profiles").await?;
     let profile = Profile::parse(name, &req.body)?;
+    profile.check_lease_boundary(&app.config.lease_boundary_arns)?;
     let ty = profile.credential_type().as_str();
     let saved = app
         .profiles

@@ -100,7 +100,8 @@ pub enum Kind {
     IamUser {
         policies: Policies,
         iam_groups: Vec<String>,
-        permissions_boundary_arn: Option<PolicyArn>,
+        /// Required (SPEC §5): the ceiling of every lease user.
+        permissions_boundary_arn: PolicyArn,
         user_path: String,
         /// Live leases one caller may hold on this profile at once (SPEC §5).
         max_active_leases: u32,
@@ -308,10 +309,11 @@ impl Profile {
                             )
                         })?,
                 };
-                if policies.is_empty() && !groups_given && raw.permissions_boundary_arn.is_none() {
+                // A boundary only caps permissions: without a policy or group the user has none.
+                if policies.is_empty() && !groups_given {
                     return Err(Invalid::new(
                         "policy_document",
-                        "iam_user profiles need a policy_document, policy_arns, iam_groups or permissions_boundary_arn",
+                        "iam_user profiles need a policy_document, policy_arns or iam_groups",
                     ));
                 }
                 Kind::IamUser {
@@ -322,8 +324,13 @@ impl Profile {
                     permissions_boundary_arn: raw
                         .permissions_boundary_arn
                         .as_deref()
-                        .map(|a| PolicyArn::parse("permissions_boundary_arn", a))
-                        .transpose()?,
+                        .ok_or_else(|| {
+                            Invalid::new(
+                                "permissions_boundary_arn",
+                                "is required for iam_user profiles: one of the deployment's lease boundaries",
+                            )
+                        })
+                        .and_then(|a| PolicyArn::parse("permissions_boundary_arn", a))?,
                     user_path: user_path(raw.user_path.as_deref())?,
                     max_active_leases,
                 }
@@ -379,6 +386,33 @@ impl Profile {
             Kind::FederationToken { .. } => CredentialType::FederationToken,
             Kind::AssumedRole { .. } => CredentialType::AssumedRole,
             Kind::IamUser { .. } => CredentialType::IamUser,
+        }
+    }
+
+    /// An `iam_user` profile's boundary must be one the deployment allows
+    /// (`KEYSMITH_LEASE_BOUNDARY_ARNS`): the template's IAM conditions refuse any other, so a
+    /// profile naming one could never issue. Other types have no boundary.
+    pub fn check_lease_boundary(&self, allowed: &[PolicyArn]) -> Result<(), Invalid> {
+        match &self.kind {
+            Kind::IamUser {
+                permissions_boundary_arn,
+                ..
+            } if !allowed.contains(permissions_boundary_arn) => Err(Invalid::new(
+                "permissions_boundary_arn",
+                if allowed.is_empty() {
+                    "names no allowed lease boundary: this deployment allows none (KEYSMITH_LEASE_BOUNDARY_ARNS is empty)".to_owned()
+                } else {
+                    format!(
+                        "must be one of the deployment's lease boundaries: {}",
+                        allowed
+                            .iter()
+                            .map(PolicyArn::as_str)
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    )
+                },
+            )),
+            _ => Ok(()),
         }
     }
 
@@ -467,7 +501,7 @@ impl Profile {
                 }
                 put(
                     "permissions_boundary_arn",
-                    json!(permissions_boundary_arn.as_ref().map(PolicyArn::as_str)),
+                    json!(permissions_boundary_arn.as_str()),
                 );
                 put("user_path", json!(user_path));
                 put("max_active_leases", json!(max_active_leases));
@@ -647,6 +681,28 @@ mod tests {
         assert_eq!(
             field(json!({"credential_type": "iam_user"})),
             "policy_document"
+        );
+        let boundary = "arn:aws:iam::123456789012:policy/keysmith/lease-boundary";
+        let no_boundary = json!({"credential_type": "iam_user", "iam_groups": ["g"]});
+        assert_eq!(field(no_boundary), "permissions_boundary_arn");
+        assert_eq!(
+            field(json!({"credential_type": "iam_user", "permissions_boundary_arn": boundary})),
+            "policy_document",
+            "a boundary alone grants nothing"
+        );
+        let p = parse(json!({"credential_type": "iam_user", "iam_groups": ["g"],
+                             "permissions_boundary_arn": boundary}))
+        .unwrap();
+        let allowed = [PolicyArn::parse("a", boundary).unwrap()];
+        assert!(p.check_lease_boundary(&allowed).is_ok());
+        let other = [PolicyArn::parse("a", "arn:aws:iam::aws:policy/AdministratorAccess").unwrap()];
+        assert_eq!(
+            p.check_lease_boundary(&other).unwrap_err().field,
+            "permissions_boundary_arn"
+        );
+        assert_eq!(
+            p.check_lease_boundary(&[]).unwrap_err().field,
+            "permissions_boundary_arn"
         );
         assert_eq!(field(json!({"credential_type": "root"})), "credential_type");
     }

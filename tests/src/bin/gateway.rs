@@ -40,6 +40,11 @@ async fn main() {
             ("KEYSMITH_STATE_TABLE", "keysmith-state"),
             ("KEYSMITH_AUDIT_TABLE", "keysmith-audit"),
             ("KEYSMITH_ADMINS", &admins),
+            // iam_user profiles must name it (moto needs no such policy to exist).
+            (
+                "KEYSMITH_LEASE_BOUNDARY_ARNS",
+                keysmith_tests::api::LEASE_BOUNDARY,
+            ),
         ],
     )
     .await;

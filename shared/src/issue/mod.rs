@@ -1,0 +1,283 @@
+//! Issuing temporary credentials (SPEC §4–5): the request checked against its profile, then
+//! STS issuance ([`sts`]) or a short-lived IAM user ([`iam_user`]).
+
+mod iam_user;
+mod sts;
+
+pub use iam_user::IAM_USER_READY_TIMEOUT;
+
+use chrono::{DateTime, Utc};
+use serde::Deserialize;
+
+use crate::aws::{AwsFailure, Clients, FailureKind};
+use crate::config::StsTarget;
+use crate::iam_user::IamError;
+use crate::lease::{Lease, LeaseError, Leases};
+use crate::names::{DurationSeconds, Invalid, PolicyArn, SessionName, TokenCode};
+use crate::profile::{parse_json, CredentialType, Kind, Profile};
+use crate::secret::AccessKeyPair;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRequest {
+    duration_seconds: Option<i64>,
+    token_code: Option<String>,
+    session_name: Option<String>,
+}
+
+/// A credentials request, checked against its profile.
+#[derive(Debug, Clone)]
+pub struct Issuance {
+    pub duration: DurationSeconds,
+    pub token_code: Option<TokenCode>,
+    pub session_name: Option<SessionName>,
+}
+
+impl Issuance {
+    /// An empty body asks for the profile's defaults.
+    pub fn parse(profile: &Profile, body: &[u8]) -> Result<Self, Invalid> {
+        let raw: RawRequest = if body.iter().all(u8::is_ascii_whitespace) {
+            RawRequest {
+                duration_seconds: None,
+                token_code: None,
+                session_name: None,
+            }
+        } else {
+            parse_json(body)?
+        };
+        let ty = profile.credential_type();
+        let duration = match raw.duration_seconds {
+            None => profile.default_duration,
+            Some(d) => {
+                let d = DurationSeconds::parse(
+                    "duration_seconds",
+                    d,
+                    DurationSeconds::MIN,
+                    ty.max_seconds(),
+                )?;
+                if d > profile.max_duration {
+                    return Err(Invalid::new(
+                        "duration_seconds",
+                        format!(
+                            "must not exceed the profile's max_duration_seconds ({})",
+                            profile.max_duration.get()
+                        ),
+                    ));
+                }
+                d
+            }
+        };
+        let mfa_serial = match &profile.kind {
+            Kind::SessionToken {
+                mfa_serial_number, ..
+            }
+            | Kind::AssumedRole {
+                mfa_serial_number, ..
+            } => mfa_serial_number.as_ref(),
+            _ => None,
+        };
+        let token_code = match (mfa_serial, raw.token_code.as_deref()) {
+            (Some(_), None) => {
+                return Err(Invalid::new(
+                    "token_code",
+                    "is required: this profile requires MFA",
+                ))
+            }
+            (None, Some(_)) => {
+                return Err(Invalid::new(
+                    "token_code",
+                    "is not used: this profile has no MFA device",
+                ))
+            }
+            (_, code) => code
+                .map(|c| TokenCode::parse("token_code", c))
+                .transpose()?,
+        };
+        let session_name = match (ty, raw.session_name.as_deref()) {
+            (_, None) => None,
+            // Appended to the caller's own name, never used alone (SPEC §3).
+            (CredentialType::AssumedRole | CredentialType::FederationToken, Some(s)) => {
+                Some(SessionName::parse("session_name", s)?)
+            }
+            (_, Some(_)) => {
+                return Err(Invalid::new(
+                    "session_name",
+                    format!("is not used by {} profiles", ty.as_str()),
+                ))
+            }
+        };
+        Ok(Self {
+            duration,
+            token_code,
+            session_name,
+        })
+    }
+}
+
+/// Credentials handed out, and where they came from.
+#[derive(Debug)]
+pub struct Issued {
+    pub lease_id: String,
+    pub credentials: AccessKeyPair,
+    pub expiration: DateTime<Utc>,
+    /// The STS region that issued or checked them, for the audit trail.
+    pub region: String,
+    /// The revocable lease behind `iam_user` credentials.
+    pub lease: Option<Lease>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum IssueError {
+    #[error("the base key secret {id} {reason}")]
+    BaseKey {
+        id: String,
+        reason: String,
+        kind: FailureKind,
+    },
+    #[error("AWS STS refused: {0}")]
+    Sts(AwsFailure),
+    #[error(transparent)]
+    Iam(#[from] IamError),
+    #[error("the lease could not be recorded: {0}")]
+    Lease(#[from] LeaseError),
+    #[error("the new IAM user's key was not accepted by STS within the wait")]
+    NotReady,
+    #[error("the profile's permissions_boundary_arn {0}")]
+    BoundaryNotAllowed(String),
+}
+
+impl IssueError {
+    pub fn failure_kind(&self) -> FailureKind {
+        match self {
+            Self::Sts(f) | Self::Iam(IamError { failure: f, .. }) => f.kind,
+            Self::Lease(e) => e.failure_kind(),
+            Self::BaseKey { kind, .. } => *kind,
+            Self::NotReady => FailureKind::Other,
+            Self::BoundaryNotAllowed(_) => FailureKind::Denied,
+        }
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct Issuer {
+    clients: Clients,
+    sts: StsTarget,
+    leases: Leases,
+    lease_boundaries: Vec<PolicyArn>,
+    ready_timeout: std::time::Duration,
+}
+
+impl Issuer {
+    pub fn new(
+        clients: Clients,
+        global_sts: StsTarget,
+        leases: Leases,
+        lease_boundaries: Vec<PolicyArn>,
+    ) -> Self {
+        Self {
+            clients,
+            sts: global_sts,
+            leases,
+            lease_boundaries,
+            ready_timeout: IAM_USER_READY_TIMEOUT,
+        }
+    }
+
+    /// Tests shorten the wait for a new IAM user's key.
+    pub fn with_ready_timeout(mut self, timeout: std::time::Duration) -> Self {
+        self.ready_timeout = timeout;
+        self
+    }
+
+    /// Issues credentials of `profile`'s type for `principal` (the caller, recorded by AWS as
+    /// `SourceIdentity` and in the session name).
+    pub async fn issue(
+        &self,
+        profile: &Profile,
+        req: &Issuance,
+        principal: &str,
+    ) -> Result<Issued, IssueError> {
+        let target = profile.sts.or(&self.sts);
+        let region = target
+            .region
+            .clone()
+            .unwrap_or_else(|| self.clients.region.clone());
+        match &profile.kind {
+            Kind::IamUser { .. } => {
+                self.issue_iam_user(profile, req, principal, &target, region)
+                    .await
+            }
+            _ => {
+                self.issue_sts(profile, req, principal, &target, region)
+                    .await
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::names::ProfileName;
+    use serde_json::json;
+
+    fn profile(body: serde_json::Value) -> Profile {
+        Profile::parse(
+            ProfileName::parse("n", "deploy").unwrap(),
+            body.to_string().as_bytes(),
+        )
+        .unwrap()
+    }
+
+    fn field(p: &Profile, body: serde_json::Value) -> String {
+        Issuance::parse(p, body.to_string().as_bytes())
+            .unwrap_err()
+            .field
+    }
+
+    #[test]
+    fn durations() {
+        let p = profile(
+            json!({"credential_type": "session_token", "source_secret_id": "s",
+                               "max_duration_seconds": 7200}),
+        );
+        assert_eq!(
+            field(&p, json!({"duration_seconds": 899})),
+            "duration_seconds"
+        );
+        assert_eq!(
+            field(&p, json!({"duration_seconds": 129_601})),
+            "duration_seconds"
+        );
+        assert_eq!(
+            field(&p, json!({"duration_seconds": 7201})),
+            "duration_seconds"
+        );
+        assert_eq!(Issuance::parse(&p, b"").unwrap().duration.get(), 3600);
+        assert_eq!(Issuance::parse(&p, b"{}").unwrap().duration.get(), 3600);
+        let r = profile(json!({"credential_type": "assumed_role",
+                               "role_arn": "arn:aws:iam::123456789012:role/r"}));
+        let err = Issuance::parse(&r, br#"{"duration_seconds": 43201}"#).unwrap_err();
+        assert_eq!(err.field, "duration_seconds");
+        assert!(err.message.contains("43200"), "{}", err.message);
+    }
+
+    #[test]
+    fn mfa() {
+        let p = profile(
+            json!({"credential_type": "session_token", "source_secret_id": "s",
+                               "mfa_serial_number": "arn:aws:iam::123456789012:mfa/alice"}),
+        );
+        assert_eq!(field(&p, json!({})), "token_code");
+        assert_eq!(field(&p, json!({"token_code": "12345"})), "token_code");
+        assert!(Issuance::parse(&p, br#"{"token_code": "123456"}"#).is_ok());
+        let q = profile(json!({"credential_type": "session_token", "source_secret_id": "s"}));
+        assert_eq!(field(&q, json!({"token_code": "123456"})), "token_code");
+        assert_eq!(field(&q, json!({"session_name": "abc"})), "session_name");
+        assert_eq!(field(&q, json!({"extra": 1})), "extra");
+        assert_eq!(
+            field(&q, json!({"duration_seconds": "1"})),
+            "duration_seconds"
+        );
+    }
+}

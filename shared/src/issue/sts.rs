@@ -1,0 +1,227 @@
+//! STS issuance (`session_token`, `federation_token`, `assumed_role`): one STS call with the
+//! profile's policies, tags and MFA, signed with the base key from Secrets Manager or the
+//! function's own role.
+
+use aws_sdk_sts::config::Region;
+use aws_sdk_sts::types::{PolicyDescriptorType, Tag};
+use chrono::DateTime;
+
+use super::{Issuance, IssueError, Issued, Issuer};
+use crate::aws::{classify, AwsFailure, FailureKind};
+use crate::config::StsTarget;
+use crate::names::{sanitize_iam_name, SessionName};
+use crate::profile::{Kind, Policies, Profile};
+use crate::secret::{AccessKeyPair, Secret};
+
+impl Issuer {
+    pub(super) async fn issue_sts(
+        &self,
+        profile: &Profile,
+        req: &Issuance,
+        principal: &str,
+        target: &StsTarget,
+        region: String,
+    ) -> Result<Issued, IssueError> {
+        let credentials = match &profile.kind {
+            Kind::SessionToken {
+                source_secret_id,
+                mfa_serial_number,
+            } => {
+                let base = self.base_key(source_secret_id).await?;
+                self.clients
+                    .sts
+                    .get_session_token()
+                    .duration_seconds(req.duration.as_i32())
+                    .set_serial_number(mfa_serial_number.clone())
+                    .set_token_code(req.token_code.as_ref().map(ToString::to_string))
+                    .customize()
+                    .config_override(overrides(target, Some(&base)))
+                    .send()
+                    .await
+                    .map_err(|e| IssueError::Sts(classify(e)))?
+                    .credentials
+            }
+            Kind::FederationToken {
+                source_secret_id,
+                policies,
+                session_tags,
+            } => {
+                let base = self.base_key(source_secret_id).await?;
+                // GetFederationToken's `Name` is 2–32 characters.
+                let name = SessionName::owned_by(principal, req.session_name.as_ref(), 32);
+                self.clients
+                    .sts
+                    .get_federation_token()
+                    .name(name.as_str())
+                    .duration_seconds(req.duration.as_i32())
+                    .set_policy(policies.document.clone())
+                    .set_policy_arns(policy_arns(policies))
+                    .set_tags(tags(session_tags)?)
+                    .customize()
+                    .config_override(overrides(target, Some(&base)))
+                    .send()
+                    .await
+                    .map_err(|e| IssueError::Sts(classify(e)))?
+                    .credentials
+            }
+            Kind::AssumedRole {
+                role_arn,
+                source_secret_id,
+                external_id,
+                policies,
+                session_tags,
+                mfa_serial_number,
+            } => {
+                let base = match source_secret_id {
+                    Some(id) => Some(self.base_key(id).await?),
+                    None => None,
+                };
+                let session_name = SessionName::owned_by(principal, req.session_name.as_ref(), 64);
+                self.clients
+                    .sts
+                    .assume_role()
+                    .role_arn(role_arn.as_str())
+                    .role_session_name(session_name.as_str())
+                    .duration_seconds(req.duration.as_i32())
+                    .source_identity(source_identity(principal))
+                    .set_external_id(external_id.clone())
+                    .set_policy(policies.document.clone())
+                    .set_policy_arns(policy_arns(policies))
+                    .set_tags(tags(session_tags)?)
+                    .set_serial_number(mfa_serial_number.clone())
+                    .set_token_code(req.token_code.as_ref().map(ToString::to_string))
+                    .customize()
+                    .config_override(overrides(target, base.as_ref()))
+                    .send()
+                    .await
+                    .map_err(|e| IssueError::Sts(classify(e)))?
+                    .credentials
+            }
+            Kind::IamUser { .. } => {
+                return Err(IssueError::Sts(AwsFailure::other("not an STS profile")))
+            }
+        };
+        let c = credentials
+            .ok_or_else(|| IssueError::Sts(AwsFailure::other("STS returned no credentials")))?;
+        let expiration = DateTime::from_timestamp(c.expiration.secs(), c.expiration.subsec_nanos())
+            .ok_or_else(|| {
+                IssueError::Sts(AwsFailure::other("STS returned an invalid expiration"))
+            })?;
+        Ok(Issued {
+            lease_id: uuid::Uuid::new_v4().to_string(),
+            credentials: AccessKeyPair {
+                access_key_id: c.access_key_id,
+                secret_access_key: Secret::new(c.secret_access_key),
+                session_token: Some(Secret::new(c.session_token)),
+            },
+            expiration,
+            region,
+            lease: None,
+        })
+    }
+
+    async fn base_key(&self, secret_id: &str) -> Result<AccessKeyPair, IssueError> {
+        let fail = |reason: &str, kind: FailureKind| IssueError::BaseKey {
+            id: secret_id.to_owned(),
+            reason: reason.to_owned(),
+            kind,
+        };
+        let out = self
+            .clients
+            .secrets
+            .get_secret_value()
+            .secret_id(secret_id)
+            .version_stage("AWSCURRENT")
+            .send()
+            .await
+            .map_err(|e| {
+                let f = classify(e);
+                match f.kind {
+                    FailureKind::NotFound => fail("does not exist", f.kind),
+                    FailureKind::Denied => fail("cannot be read: access denied", f.kind),
+                    _ => fail(&format!("cannot be read: {f}"), f.kind),
+                }
+            })?;
+        let text = out
+            .secret_string
+            .ok_or_else(|| fail("holds no secret string", FailureKind::Other))?;
+        AccessKeyPair::from_secret_json(&text)
+            .map_err(|reason| fail(&format!("is unusable: {reason}"), FailureKind::Other))
+    }
+}
+
+/// Per-call STS settings: the profile's (or global) endpoint and region, and the base key.
+pub(super) fn overrides(
+    target: &StsTarget,
+    base: Option<&AccessKeyPair>,
+) -> aws_sdk_sts::config::Builder {
+    let mut b = aws_sdk_sts::config::Builder::default();
+    if let Some(endpoint) = &target.endpoint {
+        b = b.endpoint_url(endpoint);
+    }
+    if let Some(region) = &target.region {
+        b = b.region(Region::new(region.clone()));
+    }
+    if let Some(base) = base {
+        b = b.credentials_provider(base.provider());
+    }
+    b
+}
+
+fn policy_arns(p: &Policies) -> Option<Vec<PolicyDescriptorType>> {
+    (!p.arns.is_empty()).then(|| {
+        p.arns
+            .iter()
+            .map(|a| PolicyDescriptorType::builder().arn(a.as_str()).build())
+            .collect()
+    })
+}
+
+fn tags(t: &std::collections::BTreeMap<String, String>) -> Result<Option<Vec<Tag>>, IssueError> {
+    if t.is_empty() {
+        return Ok(None);
+    }
+    t.iter()
+        .map(|(k, v)| {
+            Tag::builder()
+                .key(k)
+                .value(v)
+                .build()
+                .map_err(|e| IssueError::Sts(AwsFailure::other(e.to_string())))
+        })
+        .collect::<Result<Vec<_>, _>>()
+        .map(Some)
+}
+
+/// `SourceIdentity` allows 2–64 characters of `[\w+=,.@-]`: the caller's principal with other
+/// characters replaced, keeping the end (the person's name) when it is too long.
+fn source_identity(principal: &str) -> String {
+    let s = sanitize_iam_name(principal);
+    let start = s.len().saturating_sub(64);
+    let s = &s[start..];
+    if s.len() < 2 {
+        format!("keysmith-{s}")
+    } else {
+        s.to_owned()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_derived_from_callers_fit_sts() {
+        let long = format!(
+            "arn:aws:sts::123456789012:assumed-role/{}/alice",
+            "R".repeat(80)
+        );
+        let id = source_identity(&long);
+        assert_eq!(id.len(), 64);
+        assert!(id.ends_with("-alice"));
+        assert_eq!(
+            source_identity("arn:aws:iam::1:user/bob"),
+            "arn-aws-iam--1-user-bob"
+        );
+    }
+}

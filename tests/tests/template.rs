@@ -1,0 +1,620 @@
+//! template.yaml's IAM policies, checked statically. moto never evaluates IAM conditions, so this
+//! is what stands between the template and a stack that is too broad, or that fails, on AWS: a
+//! condition on a key an action does not have never matches, and the `Allow` silently grants
+//! nothing.
+
+use keysmith::schedule::Job;
+use serde_yaml::Value;
+
+/// Condition keys and the IAM actions that support them, from the IAM Service Authorization
+/// Reference, "Actions, resources, and condition keys for AWS Identity and Access Management
+/// (IAM)" (docs.aws.amazon.com/service-authorization/latest/reference/list_awsidentityandaccessmanagementiam.html):
+/// `iam:PermissionsBoundary` is listed on the actions below only (`AddUserToGroup`, whose resource
+/// is the group, and `DeleteUser` do not have it); `iam:ResourceTag/${TagKey}` belongs to the
+/// `user` resource type, so to actions on a user; `aws:TagKeys` to the tagging actions. A key not
+/// in this table (and not global) fails the test: add it with its source.
+const ACTION_KEYS: &[(&str, &[&str])] = &[
+    (
+        "iam:permissionsboundary",
+        &[
+            "iam:createuser",
+            "iam:putuserpolicy",
+            "iam:attachuserpolicy",
+            "iam:detachuserpolicy",
+            "iam:deleteuserpolicy",
+            "iam:putuserpermissionsboundary",
+            "iam:deleteuserpermissionsboundary",
+            "iam:createrole",
+            "iam:putrolepolicy",
+            "iam:attachrolepolicy",
+            "iam:detachrolepolicy",
+            "iam:deleterolepolicy",
+            "iam:putrolepermissionsboundary",
+            "iam:deleterolepermissionsboundary",
+        ],
+    ),
+    (
+        "iam:resourcetag/",
+        &[
+            "iam:createaccesskey",
+            "iam:deleteaccesskey",
+            "iam:updateaccesskey",
+            "iam:listaccesskeys",
+            "iam:listusertags",
+            "iam:getuser",
+            "iam:deleteuser",
+            "iam:taguser",
+            "iam:untaguser",
+        ],
+    ),
+    (
+        "aws:tagkeys",
+        &["iam:taguser", "iam:untaguser", "iam:createuser"],
+    ),
+];
+
+/// Global condition keys: present in every request's context (or absent alike for all actions).
+const GLOBAL_KEYS: &[&str] = &[
+    "aws:currenttime",
+    "aws:epochtime",
+    "aws:sourceaccount",
+    "aws:sourcearn",
+    "aws:principalarn",
+    "aws:principalaccount",
+    "aws:principalorgid",
+    "aws:principaltag/",
+    "aws:securetransport",
+    "aws:sourceip",
+    "aws:tokenissuetime",
+    "aws:multifactorauthpresent",
+    "aws:requestedregion",
+];
+
+/// The actions that can put permissions on a lease user, or change its ceiling.
+const BOUNDED: &[&str] = &[
+    "iam:CreateUser",
+    "iam:PutUserPolicy",
+    "iam:AttachUserPolicy",
+    "iam:DetachUserPolicy",
+    "iam:DeleteUserPolicy",
+    "iam:PutUserPermissionsBoundary",
+];
+const KEY_ACTIONS: &[&str] = &[
+    "iam:CreateAccessKey",
+    "iam:DeleteAccessKey",
+    "iam:UpdateAccessKey",
+];
+const API_FUNCTION: &str = "IssueCredentialsFunction";
+const ROTATION_FUNCTIONS: &[&str] = &["SecretRotationFunction", "ScheduledRotationFunction"];
+const LEASE_PATH: &str = ":user/keysmith/";
+const BINDING_KEY: &str = "iam:resourcetag/keysmith:rotation-secret";
+
+#[derive(Debug)]
+struct Statement {
+    owner: String,
+    /// Part of a function's own policy (a permission Keysmith holds), not a boundary (a ceiling
+    /// for lease users).
+    held: bool,
+    sid: String,
+    allow: bool,
+    actions: Vec<String>,
+    resources: Vec<String>,
+    /// (operator, key in lower case, values as text)
+    conditions: Vec<(String, String, String)>,
+    /// The CloudFormation condition an `!If` puts the statement under.
+    cfn_condition: Option<String>,
+}
+
+impl Statement {
+    fn grants(&self, action: &str) -> bool {
+        self.held && self.allow && self.actions.iter().any(|a| glob(a, action))
+    }
+
+    fn condition_on(&self, key: &str) -> Option<&(String, String, String)> {
+        self.conditions.iter().find(|(_, k, _)| k == key)
+    }
+
+    fn name(&self) -> String {
+        format!("{} statement {}", self.owner, self.sid)
+    }
+}
+
+/// IAM's action matching: case-insensitive, `*` and `?` wildcards.
+fn glob(pattern: &str, action: &str) -> bool {
+    fn go(p: &[u8], a: &[u8]) -> bool {
+        match (p.first(), a.first()) {
+            (None, None) => true,
+            (Some(b'*'), _) => go(&p[1..], a) || (!a.is_empty() && go(p, &a[1..])),
+            (Some(b'?'), Some(_)) => go(&p[1..], &a[1..]),
+            (Some(x), Some(y)) if x.eq_ignore_ascii_case(y) => go(&p[1..], &a[1..]),
+            _ => false,
+        }
+    }
+    go(pattern.as_bytes(), action.as_bytes())
+}
+
+/// Every scalar of a value, tags included (`!Sub arn:...`), as one string.
+fn text(v: &Value) -> String {
+    match v {
+        Value::Null => String::new(),
+        Value::Bool(b) => b.to_string(),
+        Value::Number(n) => n.to_string(),
+        Value::String(s) => s.clone(),
+        Value::Sequence(items) => items.iter().map(text).collect::<Vec<_>>().join(" "),
+        Value::Mapping(m) => m
+            .iter()
+            .map(|(k, v)| format!("{} {}", text(k), text(v)))
+            .collect::<Vec<_>>()
+            .join(" "),
+        Value::Tagged(t) => format!("{} {}", t.tag, text(&t.value)),
+    }
+}
+
+fn strings(v: Option<&Value>) -> Vec<String> {
+    match v {
+        None => Vec::new(),
+        Some(Value::Sequence(items)) => items.iter().map(text).collect(),
+        Some(other) => vec![text(other)],
+    }
+}
+
+/// `!If [cond, then, else]` in short or long form.
+fn as_if(v: &Value) -> Option<(String, &Value)> {
+    let args = match v {
+        Value::Tagged(t) if t.tag == "!If" => &t.value,
+        Value::Mapping(m) if m.len() == 1 => m.get("Fn::If")?,
+        _ => return None,
+    };
+    let args = args.as_sequence()?;
+    Some((text(args.first()?), args.get(1)?))
+}
+
+fn statement(owner: &str, held: bool, v: &Value) -> Statement {
+    let (cfn_condition, v) = match as_if(v) {
+        Some((cond, then)) => (Some(cond), then),
+        None => (None, v),
+    };
+    let mut conditions = Vec::new();
+    if let Some(Value::Mapping(ops)) = v.get("Condition") {
+        for (op, keys) in ops {
+            if let Value::Mapping(keys) = keys {
+                for (key, values) in keys {
+                    conditions.push((text(op), text(key).to_lowercase(), text(values)));
+                }
+            }
+        }
+    }
+    Statement {
+        owner: owner.to_owned(),
+        held,
+        sid: v.get("Sid").map(text).unwrap_or_default(),
+        allow: v.get("Effect").map(text).as_deref() == Some("Allow"),
+        actions: strings(v.get("Action")),
+        resources: strings(v.get("Resource")),
+        conditions,
+        cfn_condition,
+    }
+}
+
+/// The statements of every function's inline policies and of every managed policy.
+fn statements(template: &Value) -> Vec<Statement> {
+    let mut out = Vec::new();
+    let Some(Value::Mapping(resources)) = template.get("Resources") else {
+        return out;
+    };
+    for (name, resource) in resources {
+        let name = text(name);
+        let kind = resource.get("Type").map(text);
+        let held = kind.as_deref() == Some("AWS::Serverless::Function");
+        let documents: Vec<&Value> = match kind.as_deref() {
+            Some("AWS::Serverless::Function") => resource
+                .get("Properties")
+                .and_then(|p| p.get("Policies"))
+                .and_then(Value::as_sequence)
+                .map(|docs| docs.iter().collect())
+                .unwrap_or_default(),
+            Some("AWS::IAM::ManagedPolicy") => resource
+                .get("Properties")
+                .and_then(|p| p.get("PolicyDocument"))
+                .into_iter()
+                .collect(),
+            _ => Vec::new(),
+        };
+        for doc in documents {
+            for s in doc
+                .get("Statement")
+                .and_then(Value::as_sequence)
+                .into_iter()
+                .flatten()
+            {
+                out.push(statement(&name, held, s));
+            }
+        }
+    }
+    out
+}
+
+/// Everything wrong with the template's policies; empty when it is right.
+fn violations(template: &Value) -> Vec<String> {
+    let all = statements(template);
+    let mut v = Vec::new();
+    for s in &all {
+        // Condition keys the statement's actions do not have.
+        for (_, key, _) in &s.conditions {
+            if GLOBAL_KEYS.iter().any(|g| key.starts_with(g)) {
+                continue;
+            }
+            let Some((_, supported)) = ACTION_KEYS.iter().find(|(k, _)| key.starts_with(k)) else {
+                v.push(format!(
+                    "{}: condition key {key} is not in the table of supported keys",
+                    s.name()
+                ));
+                continue;
+            };
+            for action in &s.actions {
+                if !supported.contains(&action.to_lowercase().as_str()) {
+                    v.push(format!(
+                        "{}: {action} does not support the condition key {key}",
+                        s.name()
+                    ));
+                }
+            }
+        }
+        // Lease users stay under an allowed boundary, which nobody removes.
+        if BOUNDED.iter().any(|a| s.grants(a)) {
+            match s.condition_on("iam:permissionsboundary") {
+                Some((op, _, values))
+                    if ["StringEquals", "ArnEquals"].contains(&op.as_str())
+                        && values.contains("LeaseBoundaryPolicy") => {}
+                _ => v.push(format!(
+                    "{}: grants {:?} without an iam:PermissionsBoundary condition on the lease boundaries",
+                    s.name(),
+                    s.actions
+                )),
+            }
+        }
+        // Groups have no boundary key: the resource is the only limit.
+        if s.grants("iam:AddUserToGroup")
+            && !s
+                .resources
+                .iter()
+                .all(|r| r.contains(":group${LeaseGroupPath}"))
+        {
+            v.push(format!(
+                "{}: AddUserToGroup beyond the groups under LeaseGroupPath: {:?}",
+                s.name(),
+                s.resources
+            ));
+        }
+        // Tagging a user with the binding tag would point a rotation at it.
+        if s.grants("iam:TagUser") {
+            match s.condition_on("aws:tagkeys") {
+                Some((op, _, values))
+                    if op == "ForAllValues:StringEquals"
+                        && !values.contains("keysmith:rotation-secret") => {}
+                _ => v.push(format!(
+                    "{}: TagUser without a ForAllValues:StringEquals aws:TagKeys limit that excludes keysmith:rotation-secret",
+                    s.name()
+                )),
+            }
+        }
+        if s.grants("iam:DeleteUserPermissionsBoundary") {
+            v.push(format!("{}: may remove a permissions boundary", s.name()));
+        }
+        if s.owner == API_FUNCTION {
+            for a in &s.actions {
+                let lower = a.to_lowercase();
+                let write = lower.starts_with("secretsmanager:")
+                    && !["get", "describe", "list"]
+                        .iter()
+                        .any(|r| lower.starts_with(&format!("secretsmanager:{r}")));
+                if s.allow && (write || lower == "*") {
+                    v.push(format!(
+                        "{}: the API function can write secrets ({a})",
+                        s.name()
+                    ));
+                }
+            }
+            for a in KEY_ACTIONS {
+                let outside = s.resources.iter().any(|r| !r.contains(LEASE_PATH));
+                if s.grants(a) && (outside || *a == "iam:UpdateAccessKey") {
+                    v.push(format!(
+                        "{}: the API function can {a} outside the lease path: {:?}",
+                        s.name(),
+                        s.resources
+                    ));
+                }
+            }
+        }
+        if ROTATION_FUNCTIONS.contains(&s.owner.as_str()) && KEY_ACTIONS.iter().any(|a| s.grants(a))
+        {
+            let bound = s.condition_on(BINDING_KEY).is_some_and(|(op, _, values)| {
+                ["StringEquals", "StringLike"].contains(&op.as_str())
+                    && values.contains("SecretsPrefix")
+            });
+            let lease_revocation = !s.grants("iam:CreateAccessKey")
+                && !s.grants("iam:UpdateAccessKey")
+                && s.resources.iter().all(|r| r.contains(LEASE_PATH));
+            let old_key_report = s.actions.iter().all(|a| glob(a, "iam:UpdateAccessKey"))
+                && s.cfn_condition.as_deref() == Some("DeactivateOldKeys");
+            if !(bound || lease_revocation || old_key_report) {
+                v.push(format!(
+                    "{}: rotation key actions {:?} without the iam:ResourceTag/keysmith:rotation-secret condition",
+                    s.name(),
+                    s.actions
+                ));
+            }
+            if bound
+                && !all
+                    .iter()
+                    .any(|o| o.owner == s.owner && o.grants("iam:ListUserTags"))
+            {
+                v.push(format!(
+                    "{}: the binding tag cannot be checked without iam:ListUserTags",
+                    s.name()
+                ));
+            }
+        }
+    }
+    v
+}
+
+fn template() -> Value {
+    let path = keysmith_tests::repo_root().join("template.yaml");
+    let text = std::fs::read_to_string(&path).unwrap();
+    serde_yaml::from_str(&text).unwrap()
+}
+
+#[test]
+fn the_templates_policies_have_no_violation() {
+    let t = template();
+    let found = statements(&t);
+    assert!(found.len() > 20, "{found:?}");
+    assert!(
+        found.iter().any(|s| s.cfn_condition.is_some()),
+        "the conditional statement was read"
+    );
+    let v = violations(&t);
+    assert!(v.is_empty(), "{v:#?}");
+}
+
+fn one_statement(function: &str, statement: &str) -> Value {
+    let indented = statement
+        .lines()
+        .map(|l| format!("              {l}"))
+        .collect::<Vec<_>>()
+        .join("\n");
+    let doc = format!(
+        "Resources:\n  {function}:\n    Type: AWS::Serverless::Function\n    Properties:\n      Policies:\n        - Statement:\n{indented}\n"
+    );
+    serde_yaml::from_str(&doc).unwrap_or_else(|e| panic!("{doc}: {e}"))
+}
+
+fn flagged(function: &str, statement: &str, expect: &str) {
+    let v = violations(&one_statement(function, statement));
+    assert!(
+        v.iter().any(|m| m.contains(expect)),
+        "expected {expect:?} in {v:#?}"
+    );
+}
+
+fn clean(function: &str, statement: &str) {
+    let v = violations(&one_statement(function, statement));
+    assert!(v.is_empty(), "{v:#?}");
+}
+
+#[test]
+fn the_checker_flags_secret_writes_and_key_actions_of_the_api_function() {
+    flagged(
+        API_FUNCTION,
+        "- Sid: Bad\n  Effect: Allow\n  Action: [secretsmanager:GetSecretValue, secretsmanager:PutSecretValue]\n  Resource: !Sub \"arn:aws:secretsmanager:*:*:secret:${SecretsPrefix}*\"",
+        "can write secrets (secretsmanager:PutSecretValue)",
+    );
+    flagged(
+        API_FUNCTION,
+        "- Sid: Bad\n  Effect: Allow\n  Action: secretsmanager:UpdateSecretVersionStage\n  Resource: \"*\"",
+        "can write secrets",
+    );
+    flagged(
+        API_FUNCTION,
+        "- Sid: Bad\n  Effect: Allow\n  Action: \"*\"\n  Resource: \"*\"",
+        "can write secrets (*)",
+    );
+    flagged(
+        API_FUNCTION,
+        "- Sid: Bad\n  Effect: Allow\n  Action: [iam:CreateAccessKey, iam:DeleteAccessKey]\n  Resource: !Sub \"arn:${AWS::Partition}:iam::${AWS::AccountId}:user${RotatedUserPath}*\"",
+        "can iam:CreateAccessKey outside the lease path",
+    );
+    flagged(
+        API_FUNCTION,
+        "- Sid: Bad\n  Effect: Allow\n  Action: iam:*AccessKey\n  Resource: \"*\"",
+        "can iam:DeleteAccessKey outside the lease path",
+    );
+    clean(
+        API_FUNCTION,
+        "- Sid: Good\n  Effect: Allow\n  Action: [iam:CreateAccessKey, iam:DeleteAccessKey, secretsmanager:GetSecretValue]\n  Resource: !Sub \"arn:${AWS::Partition}:iam::${AWS::AccountId}:user/keysmith/*\"",
+    );
+}
+
+#[test]
+fn the_checker_flags_lease_user_actions_without_the_boundary_condition() {
+    for action in BOUNDED {
+        flagged(
+            "AnyFunction",
+            &format!("- Sid: Bad\n  Effect: Allow\n  Action: [{action}]\n  Resource: \"*\""),
+            "without an iam:PermissionsBoundary condition",
+        );
+    }
+    // A boundary anyone picks is no ceiling.
+    flagged(
+        "AnyFunction",
+        "- Sid: Bad\n  Effect: Allow\n  Action: iam:CreateUser\n  Resource: \"*\"\n  Condition:\n    StringLike:\n      iam:PermissionsBoundary: \"*\"",
+        "without an iam:PermissionsBoundary condition",
+    );
+    flagged(
+        "AnyFunction",
+        "- Sid: Bad\n  Effect: Allow\n  Action: iam:DeleteUserPermissionsBoundary\n  Resource: \"*\"",
+        "may remove a permissions boundary",
+    );
+    clean(
+        "AnyFunction",
+        "- Sid: Good\n  Effect: Allow\n  Action: [iam:CreateUser, iam:AttachUserPolicy]\n  Resource: \"*\"\n  Condition:\n    StringEquals:\n      iam:PermissionsBoundary: [!Ref LeaseBoundaryPolicy]",
+    );
+}
+
+#[test]
+fn the_checker_flags_any_group_and_binding_tags() {
+    flagged(
+        "AnyFunction",
+        "- Sid: Bad\n  Effect: Allow\n  Action: iam:AddUserToGroup\n  Resource: !Sub \"arn:${AWS::Partition}:iam::${AWS::AccountId}:group/*\"",
+        "AddUserToGroup beyond the groups under LeaseGroupPath",
+    );
+    flagged(
+        "AnyFunction",
+        "- Sid: Bad\n  Effect: Allow\n  Action: iam:TagUser\n  Resource: \"*\"",
+        "TagUser without",
+    );
+    flagged(
+        "AnyFunction",
+        "- Sid: Bad\n  Effect: Allow\n  Action: iam:TagUser\n  Resource: \"*\"\n  Condition:\n    ForAllValues:StringEquals:\n      aws:TagKeys: [keysmith:lease-id, keysmith:rotation-secret]",
+        "TagUser without",
+    );
+    clean(
+        "AnyFunction",
+        "- Sid: Good\n  Effect: Allow\n  Action: [iam:AddUserToGroup, iam:RemoveUserFromGroup]\n  Resource: !Sub \"arn:${AWS::Partition}:iam::${AWS::AccountId}:group${LeaseGroupPath}*\"\n- Sid: Tags\n  Effect: Allow\n  Action: iam:TagUser\n  Resource: \"*\"\n  Condition:\n    ForAllValues:StringEquals:\n      aws:TagKeys: [keysmith:lease-id]",
+    );
+}
+
+#[test]
+fn the_checker_flags_condition_keys_an_action_does_not_support() {
+    // AddUserToGroup acts on the group: on AWS this Allow would never match.
+    flagged(
+        "AnyFunction",
+        "- Sid: Bad\n  Effect: Allow\n  Action: [iam:CreateUser, iam:AddUserToGroup]\n  Resource: \"*\"\n  Condition:\n    StringEquals:\n      iam:PermissionsBoundary: !Ref LeaseBoundaryPolicy",
+        "iam:AddUserToGroup does not support the condition key iam:permissionsboundary",
+    );
+    flagged(
+        "AnyFunction",
+        "- Sid: Bad\n  Effect: Allow\n  Action: iam:AddUserToGroup\n  Resource: \"*\"\n  Condition:\n    StringLike:\n      iam:ResourceTag/team: a",
+        "iam:AddUserToGroup does not support the condition key iam:resourcetag/team",
+    );
+    flagged(
+        "AnyFunction",
+        "- Sid: Bad\n  Effect: Allow\n  Action: iam:ListUsers\n  Resource: \"*\"\n  Condition:\n    StringEquals:\n      iam:MadeUpKey: a",
+        "iam:madeupkey is not in the table",
+    );
+    clean(
+        "AnyFunction",
+        "- Sid: Good\n  Effect: Allow\n  Action: iam:ListUsers\n  Resource: \"*\"\n  Condition:\n    DateLessThan:\n      aws:CurrentTime: \"2030-01-01T00:00:00Z\"",
+    );
+}
+
+#[test]
+fn the_checker_flags_rotation_key_actions_without_the_binding_tag() {
+    for function in ROTATION_FUNCTIONS {
+        flagged(
+            function,
+            "- Sid: Bad\n  Effect: Allow\n  Action: [iam:ListAccessKeys, iam:CreateAccessKey, iam:DeleteAccessKey]\n  Resource: !Sub \"arn:${AWS::Partition}:iam::${AWS::AccountId}:user${RotatedUserPath}*\"",
+            "without the iam:ResourceTag/keysmith:rotation-secret condition",
+        );
+        flagged(
+            function,
+            "- Sid: Bad\n  Effect: Allow\n  Action: iam:UpdateAccessKey\n  Resource: \"*\"",
+            "without the iam:ResourceTag/keysmith:rotation-secret condition",
+        );
+        // Bound, but the tag cannot be read.
+        flagged(
+            function,
+            "- Sid: Bound\n  Effect: Allow\n  Action: iam:CreateAccessKey\n  Resource: \"*\"\n  Condition:\n    StringLike:\n      iam:ResourceTag/keysmith:rotation-secret: !Sub \"${SecretsPrefix}*\"",
+            "without iam:ListUserTags",
+        );
+        clean(
+            function,
+            "- Sid: Bound\n  Effect: Allow\n  Action: [iam:CreateAccessKey, iam:DeleteAccessKey]\n  Resource: \"*\"\n  Condition:\n    StringLike:\n      iam:ResourceTag/keysmith:rotation-secret: !Sub \"${SecretsPrefix}*\"\n- Sid: Tags\n  Effect: Allow\n  Action: iam:ListUserTags\n  Resource: \"*\"",
+        );
+    }
+}
+
+fn resource<'a>(t: &'a Value, name: &str) -> &'a Value {
+    t.get("Resources")
+        .and_then(|r| r.get(name))
+        .unwrap_or_else(|| panic!("no resource {name}"))
+}
+
+#[test]
+fn the_api_function_may_only_start_rotations_and_knows_the_lease_boundaries() {
+    let t = template();
+    let api = resource(&t, API_FUNCTION);
+    let env = &api["Properties"]["Environment"]["Variables"];
+    assert!(text(&env["KEYSMITH_ROTATION_FUNCTION"]).contains("ScheduledRotationFunction"));
+    assert!(text(&env["KEYSMITH_LEASE_BOUNDARY_ARNS"]).contains("LeaseBoundaryPolicy"));
+    let invoke: Vec<Statement> = statements(&t)
+        .into_iter()
+        .filter(|s| s.grants("lambda:InvokeFunction"))
+        .collect();
+    assert_eq!(invoke.len(), 1, "{invoke:?}");
+    assert_eq!(invoke[0].owner, API_FUNCTION);
+    assert_eq!(
+        invoke[0].resources,
+        ["!GetAtt ScheduledRotationFunction.Arn"]
+    );
+}
+
+#[test]
+fn the_sweep_cleans_abandoned_leases_within_five_minutes_on_its_own_event_and_rotations_hourly() {
+    let t = template();
+    let events = &resource(&t, "ScheduledRotationFunction")["Properties"]["Events"];
+    let hourly = &events["Hourly"]["Properties"];
+    assert_eq!(text(&hourly["Schedule"]), "rate(1 hour)");
+    assert!(
+        hourly.get("Input").is_none(),
+        "the standard scheduled event"
+    );
+    let sample: aws_lambda_events::eventbridge::EventBridgeEvent =
+        serde_json::from_value(keysmith_tests::event("scheduled.json")).unwrap();
+    assert_eq!(Job::of(&sample.detail), Job::Full);
+
+    let sweep = &events["LeaseSweep"]["Properties"];
+    // SPEC §5: an abandoned issuance is cleaned up within 5 minutes of its start: the pending
+    // grace plus at most one sweep interval.
+    let schedule = text(&sweep["Schedule"]);
+    let minutes: i64 = schedule
+        .strip_prefix("rate(")
+        .and_then(|r| r.strip_suffix(" minutes)"))
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("{schedule}"));
+    assert!(
+        keysmith::lease::PENDING_GRACE + chrono::Duration::minutes(minutes)
+            <= chrono::Duration::minutes(5),
+        "{schedule}"
+    );
+    // A pending lease is swept after the grace: an issuance must be over by then, or the sweep
+    // would delete the user of an issuance still running.
+    let timeout = resource(&t, API_FUNCTION)["Properties"]
+        .get("Timeout")
+        .unwrap_or(&t["Globals"]["Function"]["Timeout"])
+        .as_i64()
+        .unwrap();
+    assert!(
+        chrono::Duration::seconds(timeout) < keysmith::lease::PENDING_GRACE,
+        "{timeout}"
+    );
+    let input: aws_lambda_events::eventbridge::EventBridgeEvent =
+        serde_json::from_str(&text(&sweep["Input"])).unwrap();
+    assert_eq!(Job::of(&input.detail), Job::Sweep);
+    let sample: aws_lambda_events::eventbridge::EventBridgeEvent =
+        serde_json::from_value(keysmith_tests::event("sweep.json")).unwrap();
+    assert_eq!(Job::of(&sample.detail), Job::Sweep);
+}
+
+#[test]
+fn secrets_manager_may_invoke_the_hook_only_for_keysmiths_secrets_and_paths_are_explicit() {
+    let t = template();
+    let permission = &resource(&t, "SecretRotationPermission")["Properties"];
+    assert_eq!(text(&permission["SourceAccount"]), "!Ref AWS::AccountId");
+    assert!(text(&permission["SourceArn"]).contains(":secret:${SecretsPrefix}*"));
+    let path = &t["Parameters"]["RotatedUserPath"];
+    assert!(path.get("Default").is_none(), "{path:?}");
+    let pattern = text(&path["AllowedPattern"]);
+    assert!(pattern.contains("(?!keysmith/)"), "{pattern}");
+}
