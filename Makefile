@@ -12,8 +12,10 @@ export KEYSMITH_VENV := $(CURDIR)/$(VENV)
 
 .PHONY: demo test bench lint venv build clean dev fuzz
 
+# `build` compiles every binary of the workspace (demo included) with one feature resolution; a
+# separate `cargo run -p …` would resolve features per package and build the dependency graph again.
 demo: venv build
-	cargo run -p keysmith-tests --bin demo
+	target/debug/demo
 
 test: venv build
 	cargo test --workspace
@@ -26,7 +28,7 @@ bench: venv
 
 # The API on 127.0.0.1:8080 (a local HTTP gateway in front of the built function, against moto).
 dev: venv build
-	cargo run -p keysmith-tests --bin gateway -- $(ARGS)
+	target/debug/gateway $(ARGS)
 
 # schemathesis against the gateway with the OpenAPI document: at least 10 000 generated requests.
 fuzz: venv build
