@@ -11,6 +11,7 @@ use chrono::{DateTime, Days, NaiveDate, Utc};
 use serde_json::{Map, Value};
 
 use crate::aws::{classify, AwsFailure, FailureKind};
+use crate::ops::{self, Metric, Ops};
 use crate::state::put_new;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -175,6 +176,13 @@ impl AuditRecord {
     }
 }
 
+impl AuditRecord {
+    /// The item as JSON (EventBridge `detail`), exactly the fields the trail stores.
+    pub fn to_json(&self) -> Value {
+        item_to_json(self.to_item())
+    }
+}
+
 /// RFC 3339, UTC, fixed width (microseconds), so that string order is time order.
 pub fn format_time(t: DateTime<Utc>) -> String {
     t.format("%Y-%m-%dT%H:%M:%S%.6fZ").to_string()
@@ -201,6 +209,7 @@ pub enum AuditedWriteError {
 pub struct AuditLog {
     db: aws_sdk_dynamodb::Client,
     table: String,
+    ops: Ops,
 }
 
 /// A query over the trail. Built by the API layer from validated parameters.
@@ -232,14 +241,32 @@ impl AuditLog {
         Self {
             db,
             table: table.into(),
+            ops: Ops::default(),
         }
+    }
+
+    /// Also reports what is audited as metrics and events (SPEC §11).
+    pub fn reporting(mut self, ops: Ops) -> Self {
+        self.ops = ops;
+        self
     }
 
     /// Appends `record` (append-only: see `state::put_new`).
     pub async fn write(&self, record: &AuditRecord) -> Result<(), AuditError> {
-        put_new(&self.db, &self.table, record.to_item())
+        let written = put_new(&self.db, &self.table, record.to_item())
             .await
-            .map_err(AuditError::Unavailable)
+            .map_err(AuditError::Unavailable);
+        self.reported(record, written.is_ok()).await;
+        written
+    }
+
+    /// Metrics and events follow the record, never precede it: only a written item is reported.
+    async fn reported(&self, record: &AuditRecord, written: bool) {
+        if written {
+            self.ops.recorded(record).await;
+        } else {
+            ops::count(Metric::AuditWriteFailed, None);
+        }
     }
 
     /// Writes `change` (to the state table) and its audit item in one transaction: the change
@@ -263,12 +290,16 @@ impl AuditLog {
             .transact_items(TransactWriteItem::builder().put(put).build())
             .send()
             .await;
-        match result.map_err(classify) {
+        let written = match result.map_err(classify) {
             Ok(_) => Ok(()),
             Err(f) if f.kind == FailureKind::ConditionFailed => Err(AuditedWriteError::Conflict),
             Err(f) if f.kind == FailureKind::NotFound => Err(AuditedWriteError::Audit(f)),
             Err(f) => Err(AuditedWriteError::Store(f)),
+        };
+        if !matches!(written, Err(AuditedWriteError::Conflict)) {
+            self.reported(record, written.is_ok()).await;
         }
+        written
     }
 
     /// Newest first. Principal and profile queries use their index; a time-range query walks day

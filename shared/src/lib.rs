@@ -9,6 +9,7 @@ pub mod iam_user;
 pub mod issue;
 pub mod lease;
 pub mod names;
+pub mod ops;
 pub mod profile;
 pub mod rotation;
 pub mod schedule;
@@ -23,6 +24,7 @@ use crate::config::Config;
 use crate::iam_user::IamUsers;
 use crate::issue::Issuer;
 use crate::lease::Leases;
+use crate::ops::Ops;
 use crate::profile::ProfileStore;
 use crate::rotation::policy::PolicyStore;
 use crate::rotation::Rotator;
@@ -45,7 +47,8 @@ pub struct App {
 impl App {
     pub fn new(config: Config, sdk: &SdkConfig) -> Self {
         let clients = Clients::new(sdk);
-        let audit = AuditLog::new(clients.dynamodb.clone(), &config.audit_table);
+        let audit = AuditLog::new(clients.dynamodb.clone(), &config.audit_table)
+            .reporting(Ops::new(aws_sdk_eventbridge::Client::new(sdk)));
         let profiles =
             ProfileStore::new(clients.dynamodb.clone(), &config.state_table, audit.clone());
         let leases = Leases::new(
@@ -100,7 +103,8 @@ pub struct RotationHook {
 impl RotationHook {
     pub fn new(config: &Config, sdk: &SdkConfig) -> Self {
         let clients = Clients::new(sdk);
-        let audit = AuditLog::new(clients.dynamodb.clone(), &config.audit_table);
+        let audit = AuditLog::new(clients.dynamodb.clone(), &config.audit_table)
+            .reporting(Ops::new(aws_sdk_eventbridge::Client::new(sdk)));
         Self {
             region: clients.region.clone(),
             rotator: Rotator::new(clients, audit),

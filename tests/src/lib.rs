@@ -5,6 +5,7 @@
 
 pub mod api;
 pub mod aws;
+pub mod events;
 pub mod gateway;
 pub mod leaks;
 pub mod moto;

@@ -618,3 +618,61 @@ fn secrets_manager_may_invoke_the_hook_only_for_keysmiths_secrets_and_paths_are_
     let pattern = text(&path["AllowedPattern"]);
     assert!(pattern.contains("(?!keysmith/)"), "{pattern}");
 }
+
+/// SPEC §11: an alarm for each failure kind, to the alarm topic; the API function's concurrency
+/// is capped; asynchronous invocations that fail land somewhere.
+#[test]
+fn every_failure_kind_has_an_alarm_and_the_api_has_reserved_concurrency() {
+    let t = template();
+    let resources = t["Resources"].as_mapping().unwrap();
+    let alarms: Vec<(String, String, String)> = resources
+        .values()
+        .filter(|r| r["Type"].as_str() == Some("AWS::CloudWatch::Alarm"))
+        .map(|r| {
+            let p = &r["Properties"];
+            assert!(
+                text(&p["AlarmActions"]).contains("AlarmTopic"),
+                "an alarm nobody hears: {p:?}"
+            );
+            (
+                text(&p["Namespace"]),
+                text(&p["MetricName"]),
+                text(&p["Dimensions"]),
+            )
+        })
+        .collect();
+    let has = |ns: &str, metric: &str, dim: &str| {
+        alarms
+            .iter()
+            .any(|(n, m, d)| n == ns && m == metric && d.contains(dim))
+    };
+    // The metric names the functions emit (keysmith::ops), under the dimension the alarm names.
+    use keysmith::ops::Metric;
+    for m in [
+        Metric::RotationFailed,
+        Metric::SweepFailed,
+        Metric::AuditWriteFailed,
+    ] {
+        assert!(
+            has("Keysmith", m.name(), "Keysmith"),
+            "no alarm on {}: {alarms:?}",
+            m.name()
+        );
+    }
+    assert!(has("AWS/ApiGateway", "5xx", "HttpApi"), "{alarms:?}");
+    assert!(has("AWS/Lambda", "Throttles", API_FUNCTION), "{alarms:?}");
+    assert!(
+        has("AWS/Lambda", "Errors", "ScheduledRotationFunction"),
+        "{alarms:?}"
+    );
+    let api = resource(&t, API_FUNCTION);
+    assert_eq!(
+        text(&api["Properties"]["ReservedConcurrentExecutions"]),
+        "!Ref ApiReservedConcurrency"
+    );
+    for f in ["ScheduledRotationFunction", "SecretRotationFunction"] {
+        let on_failure =
+            &resource(&t, f)["Properties"]["EventInvokeConfig"]["DestinationConfig"]["OnFailure"];
+        assert_eq!(on_failure["Type"].as_str(), Some("SQS"), "{f}");
+    }
+}

@@ -1,0 +1,94 @@
+//! Operations (SPEC §11): one EventBridge event per issuance and revocation, with the audit
+//! fields and no secret; the metrics' EMF shape is unit-tested in `keysmith::ops`.
+
+use keysmith_tests::api::{TestApp, DEPLOYER, LEASE_BOUNDARY, STRANGER};
+use keysmith_tests::events::EventQueue;
+use keysmith_tests::moto::Moto;
+use serde_json::json;
+
+#[tokio::test]
+async fn issuances_and_revocations_put_one_event_each_on_the_default_bus() {
+    // A server of its own: the rule sees every event on the bus.
+    let moto = Moto::start();
+    let sdk = moto.sdk_config().await;
+    let queue = EventQueue::subscribe(&sdk).await;
+    let t = TestApp::on(&moto, sdk).await;
+    t.put_profile(
+        "deploy",
+        json!({"credential_type": "assumed_role",
+               "role_arn": "arn:aws:iam::123456789012:role/keysmith/deploy",
+               "allowed_principals": [DEPLOYER]}),
+    )
+    .await;
+    t.put_profile(
+        "temp",
+        json!({"credential_type": "iam_user", "permissions_boundary_arn": LEASE_BOUNDARY,
+               "policy_document": {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "sts:GetCallerIdentity", "Resource": "*"}]},
+               "allowed_principals": [DEPLOYER]}),
+    )
+    .await;
+    let (s, issued) = t
+        .call(
+            "POST",
+            "/v1/profiles/deploy/credentials",
+            None,
+            Some(DEPLOYER),
+        )
+        .await;
+    assert_eq!(s, 200, "{issued}");
+    let (s, _) = t
+        .call(
+            "POST",
+            "/v1/profiles/deploy/credentials",
+            None,
+            Some(STRANGER),
+        )
+        .await;
+    assert_eq!(s, 403);
+    let (s, lease) = t
+        .call(
+            "POST",
+            "/v1/profiles/temp/credentials",
+            Some(r#"{"duration_seconds": 900}"#),
+            Some(DEPLOYER),
+        )
+        .await;
+    assert_eq!(s, 200, "{lease}");
+    let id = lease["lease_id"].as_str().unwrap();
+    let (s, _) = t
+        .call("DELETE", &format!("/v1/leases/{id}"), None, Some(DEPLOYER))
+        .await;
+    assert_eq!(s, 200);
+
+    let events = queue.drain().await;
+    let kinds: Vec<&str> = events
+        .iter()
+        .map(|e| e["detail-type"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            "Credentials Issued",
+            "Credentials Issued",
+            "Credentials Revoked"
+        ],
+        "a denial is a metric, not an event: {events:?}"
+    );
+    let first = &events[0];
+    assert_eq!(first["source"], "keysmith");
+    let detail = &first["detail"];
+    assert_eq!(detail["principal"], DEPLOYER);
+    assert_eq!(detail["profile"], "deploy");
+    assert_eq!(detail["access_key_id"], issued["access_key_id"]);
+    assert_eq!(detail["lease_id"], issued["lease_id"]);
+    assert_eq!(detail["outcome"], "success");
+    // The event never carries what the response alone may carry.
+    let text = events.iter().map(ToString::to_string).collect::<String>();
+    for secret in [
+        &issued["secret_access_key"],
+        &issued["session_token"],
+        &lease["secret_access_key"],
+    ] {
+        assert!(!text.contains(secret.as_str().unwrap()));
+    }
+}
