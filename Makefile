@@ -10,7 +10,11 @@ VENV := .venv
 PYTHON ?= python3
 export KEYSMITH_VENV := $(CURDIR)/$(VENV)
 
-.PHONY: demo test bench lint venv build clean dev fuzz
+LINT_VENV := .venv-lint
+DEPLOY_VENV := .venv-deploy
+export SAM_CLI_TELEMETRY := 0
+
+.PHONY: demo test bench lint venv lint-venv deploy-venv deploy-build build clean dev fuzz
 
 # `build` compiles every binary of the workspace (demo included) with one feature resolution; a
 # separate `cargo run -p …` would resolve features per package and build the dependency graph again.
@@ -34,12 +38,38 @@ dev: venv build
 fuzz: venv build
 	KEYSMITH_FUZZ_EXAMPLES=$${KEYSMITH_FUZZ_EXAMPLES:-1000} cargo test -p keysmith-tests --test gateway schemathesis -- --nocapture
 
-lint: venv
+# Formatting, the template (cfn-lint, SAM's own validation, checkov with every remaining finding
+# skipped in the resource's Metadata with its reason, parliament over every IAM policy), clippy.
+lint: venv lint-venv deploy-venv
 	cargo fmt --all --check
 	$(VENV)/bin/cfn-lint template.yaml
+	$(DEPLOY_VENV)/bin/sam validate --lint --template template.yaml --region us-east-1
+	$(LINT_VENV)/bin/checkov --skip-download --quiet --compact --framework cloudformation --file template.yaml
+	$(LINT_VENV)/bin/python infra/lint_policies.py template.yaml
 	cargo clippy --workspace --all-targets -- -D warnings
 
 venv: $(VENV)/.installed
+lint-venv: $(LINT_VENV)/.installed
+deploy-venv: $(DEPLOY_VENV)/.installed
+
+$(LINT_VENV)/.installed: infra/lint-requirements.txt
+	$(PYTHON) -m venv $(LINT_VENV)
+	$(LINT_VENV)/bin/pip install --quiet --disable-pip-version-check -r infra/lint-requirements.txt
+	touch $@
+
+$(DEPLOY_VENV)/.installed: infra/deploy-requirements.txt
+	$(PYTHON) -m venv $(DEPLOY_VENV)
+	$(DEPLOY_VENV)/bin/pip install --quiet --disable-pip-version-check -r infra/deploy-requirements.txt
+	touch $@
+
+# The arm64 artifacts for `sam deploy`: the aarch64 target, `sam build` (cargo-lambda, zig), then a
+# check that every bootstrap is aarch64 and needs no glibc newer than AL2023's. The first build
+# compiles the AWS SDK for another architecture: several minutes on a small machine.
+deploy-build: deploy-venv
+	rustup target add aarch64-unknown-linux-gnu
+	@echo "sam build: the first build takes several minutes (cargo's progress follows)"
+	PATH="$(CURDIR)/$(DEPLOY_VENV)/bin:$$PATH" $(DEPLOY_VENV)/bin/sam build --beta-features
+	$(PYTHON) infra/check_bootstrap.py .aws-sam/build
 
 $(VENV)/.installed: infra/requirements.txt
 	$(PYTHON) -m venv $(VENV)
@@ -50,4 +80,4 @@ build:
 	cargo build --workspace --bins
 
 clean:
-	rm -rf target $(VENV)
+	rm -rf target $(VENV) $(LINT_VENV) $(DEPLOY_VENV) .aws-sam
