@@ -12,6 +12,7 @@ pub mod moto;
 pub mod proxy;
 pub mod rotation;
 pub mod runtime;
+pub mod tls;
 
 use std::path::PathBuf;
 

@@ -33,6 +33,8 @@ struct Candidate {
 struct Measured {
     init: Vec<Duration>,
     first: Vec<Duration>,
+    /// init + first invocation of the same process: what the first request waits for.
+    cold: Vec<Duration>,
     warm: Vec<Duration>,
     peak_rss_kib: u64,
 }
@@ -70,6 +72,8 @@ async fn measure(c: &Candidate, env: &[(&str, &str)]) -> Measured {
         let t = Instant::now();
         let out = f.invoke(&c.event).await;
         m.first.push(t.elapsed());
+        m.cold
+            .push(*m.init.last().unwrap_or(&Duration::ZERO) + t.elapsed());
         if let Err(e) = &out {
             panic!("{}: {e}\n{}", c.label, f.logs());
         }
@@ -84,6 +88,7 @@ async fn measure(c: &Candidate, env: &[(&str, &str)]) -> Measured {
     }
     m.init.sort();
     m.first.sort();
+    m.cold.sort();
     m.warm.sort();
     m
 }
@@ -233,6 +238,8 @@ async fn main() {
         ));
     }
 
+    out.push_str(&tls_section(&moto, &env, [&issue, &scheduled, &rotation]).await);
+
     // The scheduled run's reads as policies grow: 10 due each time.
     out.push_str("\n## Scheduled rotation: DynamoDB items read per run (10 due)\n\n| policies | due | items read | rotated |\n|---|---|---|---|\n");
     for n in [10usize, 100, 1000] {
@@ -277,4 +284,53 @@ async fn main() {
     std::fs::create_dir_all(&dir).unwrap();
     std::fs::write(dir.join("report.md"), &out).unwrap();
     eprintln!("written to target/bench/report.md");
+}
+
+/// Cold start over TLS (production always talks TLS): each function against moto in plain HTTP
+/// and through a local TLS endpoint (trusted through `SSL_CERT_FILE`), side by side in one run.
+async fn tls_section(moto: &Moto, env: &[(&str, &str)], events: [&Value; 3]) -> String {
+    let front = keysmith_tests::tls::TlsFront::start(&moto.endpoint).await;
+    let ca = front.ca_file.display().to_string();
+    let tls_env: Vec<(&str, &str)> = env
+        .iter()
+        .map(|&(k, v)| match k {
+            "AWS_ENDPOINT_URL" => (k, front.endpoint.as_str()),
+            _ => (k, v),
+        })
+        .chain([("SSL_CERT_FILE", ca.as_str())])
+        .collect();
+    let mut out = String::from(
+        "\n## Cold start over TLS\n\nThe same functions against moto in plain HTTP and through a \
+         local TLS endpoint (its CA trusted through `SSL_CERT_FILE`). Cold request = init + first \
+         invocation of one process, p50 of the cold starts. Times in ms.\n\n\
+         | function | HTTP init | HTTP first | HTTP cold request | TLS init | TLS first | TLS cold request | TLS ÷ HTTP |\n\
+         |---|---|---|---|---|---|---|---|\n",
+    );
+    for (name, event) in ["issue-credentials", "scheduled-rotation", "secret-rotation"]
+        .into_iter()
+        .zip(events)
+    {
+        eprintln!("measuring {name} over HTTP and TLS…");
+        let c = Candidate {
+            label: name.to_owned(),
+            program: release(name),
+            args: vec![],
+            event: event.clone(),
+            size: None,
+        };
+        let plain = measure(&c, env).await;
+        let tls = measure(&c, &tls_env).await;
+        let (pc, tc) = (pct(&plain.cold, 50.0), pct(&tls.cold, 50.0));
+        out.push_str(&format!(
+            "| {name} | {} | {} | {} | {} | {} | {} | {:.2}× |\n",
+            ms(pct(&plain.init, 50.0)),
+            ms(pct(&plain.first, 50.0)),
+            ms(pc),
+            ms(pct(&tls.init, 50.0)),
+            ms(pct(&tls.first, 50.0)),
+            ms(tc),
+            tc.as_secs_f64() / pc.as_secs_f64().max(1e-9),
+        ));
+    }
+    out
 }
