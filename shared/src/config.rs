@@ -12,6 +12,9 @@ pub struct Config {
     pub max_key_age_days: Option<u32>,
     /// `KEYSMITH_KEY_AGE_DRY_RUN` (default `true`): only report old keys; `false` deactivates them.
     pub key_age_dry_run: bool,
+    /// `KEYSMITH_ROTATION_FUNCTION` (optional): the scheduled-rotation function rotate-now invokes
+    /// at once; unset, the next scheduled run picks the request up.
+    pub rotation_function: Option<String>,
 }
 
 /// Where STS calls go. Empty means the SDK's own resolution (region's endpoint, `AWS_ENDPOINT_URL`).
@@ -96,6 +99,7 @@ impl Config {
             }
         };
         Ok(Self {
+            rotation_function: get("KEYSMITH_ROTATION_FUNCTION"),
             max_key_age_days,
             key_age_dry_run,
             state_table: required("KEYSMITH_STATE_TABLE")?,

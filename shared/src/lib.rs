@@ -14,6 +14,7 @@ pub mod rotation;
 pub mod schedule;
 pub mod secret;
 mod state;
+pub mod time;
 
 use aws_config::SdkConfig;
 
@@ -53,7 +54,7 @@ impl App {
             IamUsers::new(clients.iam.clone()),
         );
         let issuer = Issuer::new(clients.clone(), config.sts.clone(), leases.clone());
-        let rotator = Rotator::new(clients.clone(), audit.clone());
+        let rotator = Rotator::new(clients.clone(), audit.clone(), &config.state_table);
         let policies =
             PolicyStore::new(clients.dynamodb.clone(), &config.state_table, audit.clone());
         Self {

@@ -46,6 +46,7 @@ impl TestApp {
             sts: StsTarget::default(),
             max_key_age_days: None,
             key_age_dry_run: true,
+            rotation_function: None,
         };
         TestApp {
             app: keysmith::App::new(config, &sdk),

@@ -1,4 +1,5 @@
-//! scheduled-rotation: the hourly EventBridge job in front of `keysmith::schedule`.
+//! scheduled-rotation: the hourly EventBridge job in front of `keysmith::schedule`, also invoked
+//! asynchronously by rotate-now with a `Rotation Requested` event.
 
 use aws_lambda_events::eventbridge::EventBridgeEvent;
 use keysmith::audit::Origin;
@@ -17,7 +18,13 @@ async fn main() -> Result<(), Error> {
                 region: app.region.clone(),
                 ..Origin::default()
             };
-            let report = keysmith::schedule::run(app, chrono::Utc::now(), &origin).await?;
+            let now = chrono::Utc::now();
+            // Rotate-now's event runs the rotations only; the hourly Scheduled Event runs it all.
+            let report = if event.payload.detail_type == keysmith::schedule::ROTATION_REQUESTED {
+                keysmith::schedule::run_rotations(app, now, &origin).await?
+            } else {
+                keysmith::schedule::run(app, now, &origin).await?
+            };
             let report = report.to_json();
             tracing::info!(report = %report, "scheduled run done");
             Ok::<Value, Error>(report)
