@@ -118,7 +118,7 @@ impl fmt::Display for AwsFailure {
 
 /// Polls `sts:GetCallerIdentity`, signed as `config` says, until `accept` takes the ARN or
 /// `timeout` passes (IAM is eventually consistent: a new key can take seconds to work). Backoff
-/// 250 ms doubling to 2 s. `after_call` runs after every call (rotation's crash checkpoints);
+/// 250 ms doubling to 2 s. `after_call` runs after every call;
 /// its error ends the wait. Returns whether the identity was accepted in time.
 pub async fn wait_for_identity<E>(
     sts: &aws_sdk_sts::Client,

@@ -2,16 +2,14 @@
 //! from two keys, repeated steps, guards, superseded rotations, a crash after every AWS call, self-
 //! and cross-account rotation.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
-
 use aws_config::SdkConfig;
 use keysmith::rotation::{RotationError, Rotator, Step};
 use keysmith_tests::api::TestApp;
 use keysmith_tests::aws::{allow_all, caller_arn};
 use keysmith_tests::moto::Moto;
+use keysmith_tests::proxy::CaptureProxy;
 use keysmith_tests::rotation::{
-    event, origin, rotate, rotation_lambda, start_rotation, Snapshot, STEPS,
+    crash_after, event, origin, rotate, rotation_lambda, start_rotation, Snapshot, STEPS,
 };
 use serde_json::{json, Value};
 
@@ -309,44 +307,48 @@ async fn a_new_rotation_supersedes_an_unfinished_one() {
     assert!(matches!(err, RotationError::NotPending { .. }), "{err}");
 }
 
-/// Runs a rotation with a crash after call number `crash_at` (0-based, over all steps), then the
-/// whole rotation again as Secrets Manager would retry it; returns the calls seen before the crash.
-async fn crash_and_retry(f: &Fixture, token: &str, crash_at: Option<usize>) -> Vec<&'static str> {
-    let calls: Arc<Mutex<Vec<&'static str>>> = Arc::default();
-    let count = Arc::new(AtomicUsize::new(0));
-    let (seen, n) = (calls.clone(), count.clone());
-    let crashing = f.rotator().with_checkpoint(Arc::new(move |call| {
-        seen.lock().unwrap().push(call);
-        Some(n.fetch_add(1, Ordering::SeqCst)) == crash_at
-    }));
-    let first = rotate(&crashing, &f.secret, token).await;
-    let crashed_at = match (crash_at, first) {
-        (None, r) => {
-            r.unwrap();
-            None
+/// Runs a rotation through the fault proxy with the process dying after call number `crash_at`
+/// (0-based, over all steps), then the whole rotation again as Secrets Manager would retry it;
+/// returns the operations of the crashed run (of the whole run when nothing crashed).
+async fn crash_and_retry(
+    f: &Fixture,
+    proxy: &CaptureProxy,
+    via_proxy: &Rotator,
+    token: &str,
+    crash_at: Option<usize>,
+) -> Vec<String> {
+    let from = proxy.requests().len();
+    proxy.set_faults(crash_at.map(crash_after));
+    let first = rotate(via_proxy, &f.secret, token).await;
+    proxy.set_faults(None);
+    let crashed: Vec<String> = proxy.requests()[from..]
+        .iter()
+        .map(|r| r.operation())
+        .collect();
+    // What reached AWS: the calls up to the crash point, then all of the retry's.
+    let mut reached = match crash_at {
+        None => {
+            first.unwrap();
+            crashed.clone()
         }
-        (Some(at), Err(RotationError::Crashed(call))) => {
-            // The retry, counted too: the calls after the crash point are the retry's.
-            let (seen, n) = (calls.clone(), count.clone());
-            let counting = f.rotator().with_checkpoint(Arc::new(move |call| {
-                seen.lock().unwrap().push(call);
-                n.fetch_add(1, Ordering::SeqCst);
-                false
-            }));
-            rotate(&counting, &f.secret, token)
-                .await
-                .unwrap_or_else(|e| panic!("retry after crash at {at}: {e}"));
-            Some(call)
+        Some(at) => {
+            assert!(first.is_err(), "a crash after call {at} must fail the run");
+            crashed[..=at].to_vec()
         }
-        (Some(at), r) => panic!("expected a crash at call {at}, got {r:?}"),
     };
-    let calls = calls.lock().unwrap().clone();
+    if let Some(at) = crash_at {
+        let retry_from = proxy.requests().len();
+        rotate(via_proxy, &f.secret, token)
+            .await
+            .unwrap_or_else(|e| panic!("retry after crash at {at} ({}): {e}", crashed[at]));
+        reached.extend(proxy.requests()[retry_from..].iter().map(|r| r.operation()));
+    }
     // IAM itself refuses a third key, so counting keys proves nothing: count the keys Keysmith
     // made. One, and a second only when the crash lost the first before it was recorded.
-    let created = calls.iter().filter(|c| **c == "CreateAccessKey").count();
-    let lost = usize::from(crashed_at == Some("CreateAccessKey"));
-    assert_eq!(created, 1 + lost, "crash after {crashed_at:?}: {calls:?}");
-    calls
+    let created = reached.iter().filter(|c| *c == "CreateAccessKey").count();
+    let lost = usize::from(crash_at.is_some_and(|at| crashed[at] == "CreateAccessKey"));
+    assert_eq!(created, 1 + lost, "crash after {crash_at:?}: {reached:?}");
+    crashed
 }
 
 /// Each step's audit item exactly once for this fixture's secret, and no failure item.
@@ -388,6 +390,16 @@ async fn assert_audited_once(f: &Fixture, context: &str) {
 async fn crash_everywhere(mode: &str, extra: impl Fn(&Fixture) -> Value) {
     let (t, lambda) = shared().await;
     let moto = Moto::shared();
+    let proxy = CaptureProxy::start(&moto.endpoint).await;
+    // The rotation under test talks to AWS through the proxy; fixtures and checks go direct.
+    let via_proxy = TestApp::with_tables(
+        Moto::fast_sdk_config_at(&proxy.endpoint).await,
+        &t.state_table,
+        &t.audit_table,
+    )
+    .app
+    .rotator
+    .with_test_timeout(std::time::Duration::from_millis(300));
     for start_keys in [1, 2] {
         let new = || async {
             let f = Fixture::new(
@@ -416,13 +428,13 @@ async fn crash_everywhere(mode: &str, extra: impl Fn(&Fixture) -> Value) {
         };
         let f = new().await;
         let token = f.start().await;
-        let sites = crash_and_retry(&f, &token, None).await;
+        let sites = crash_and_retry(&f, &proxy, &via_proxy, &token, None).await;
         assert!(sites.len() >= 10, "{sites:?}");
         assert_audited_once(&f, "clean run").await;
         for (at, site) in sites.iter().enumerate() {
             let f = new().await;
             let token = f.start().await;
-            crash_and_retry(&f, &token, Some(at)).await;
+            crash_and_retry(&f, &proxy, &via_proxy, &token, Some(at)).await;
             assert_rotated(&f, mode, moto, &f.t.sdk).await;
             assert_audited_once(&f, &format!("{mode}/{start_keys}: crash after {site}")).await;
         }

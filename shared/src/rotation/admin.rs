@@ -30,7 +30,6 @@ impl Rotator {
                     .send()
                     .await
                     .map_err(|e| aws("GetSecretValue", e))?;
-                self.check("GetSecretValue")?;
                 let pair = AccessKeyPair::from_secret_json(out.secret_string().unwrap_or_default())
                     .map_err(|reason| RotationError::BadSecret {
                         secret: id.to_owned(),
@@ -56,7 +55,6 @@ impl Rotator {
                     );
                 }
                 let out = call.send().await.map_err(|e| aws("AssumeRole", e))?;
-                self.check("AssumeRole")?;
                 let c = out.credentials.ok_or_else(|| RotationError::Aws {
                     call: "AssumeRole",
                     failure: AwsFailure::other("no credentials returned"),

@@ -17,7 +17,6 @@ mod secret;
 pub use secret::{Mode, RotatedSecret};
 
 use std::collections::HashMap;
-use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -102,8 +101,6 @@ pub enum RotationError {
     Locked { secret: String },
     #[error(transparent)]
     Audit(#[from] AuditError),
-    #[error("injected crash after {0}")]
-    Crashed(&'static str),
 }
 
 impl RotationError {
@@ -127,14 +124,9 @@ impl RotationError {
             Self::Unbound { .. } => "UserNotBound",
             Self::Locked { .. } => "RotationInProgress",
             Self::Audit(_) => "AuditUnavailable",
-            Self::Crashed(_) => "Crashed",
         }
     }
 }
-
-/// Called after every AWS call with its name; returning `true` makes the engine stop there as if
-/// the process had died. Tests use it to prove every step converges after a crash at any point.
-pub type Checkpoint = Arc<dyn Fn(&'static str) -> bool + Send + Sync>;
 
 #[derive(Clone)]
 pub struct Rotator {
@@ -143,7 +135,6 @@ pub struct Rotator {
     /// The state table: the per-secret lock and the audit items' write-once markers.
     state_table: String,
     test_timeout: Duration,
-    checkpoint: Option<Checkpoint>,
 }
 
 impl std::fmt::Debug for Rotator {
@@ -159,25 +150,12 @@ impl Rotator {
             audit,
             state_table: state_table.into(),
             test_timeout: TEST_TIMEOUT,
-            checkpoint: None,
         }
-    }
-
-    pub fn with_checkpoint(mut self, checkpoint: Checkpoint) -> Self {
-        self.checkpoint = Some(checkpoint);
-        self
     }
 
     pub fn with_test_timeout(mut self, timeout: Duration) -> Self {
         self.test_timeout = timeout;
         self
-    }
-
-    fn check(&self, call: &'static str) -> Result<(), RotationError> {
-        match &self.checkpoint {
-            Some(crash) if crash(call) => Err(RotationError::Crashed(call)),
-            _ => Ok(()),
-        }
     }
 }
 

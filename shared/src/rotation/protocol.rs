@@ -101,10 +101,7 @@ impl Rotator {
         if let Err(e) = &result {
             self.audit_failure(&ctx, secret, step, e).await;
             // A failed run frees the secret at once (a crashed one leaves the lock to expire).
-            if let (Some((arn, token)), false) = (
-                held,
-                matches!(e, RotationError::Crashed(_) | RotationError::Locked { .. }),
-            ) {
+            if let (Some((arn, token)), false) = (held, matches!(e, RotationError::Locked { .. })) {
                 if let Err(unlock) = self.unlock(&arn, &token).await {
                     tracing::warn!(secret, error = %unlock, "releasing a secret's rotation lock failed");
                 }
@@ -167,11 +164,8 @@ impl Rotator {
     }
 
     /// SPEC §7: a failed step writes `Access Key Rotation Failed` (`ERROR`, `failed`) naming the
-    /// step, the secret and the AWS error code. A simulated crash writes nothing, as a real one.
+    /// step, the secret and the AWS error code.
     async fn audit_failure(&self, ctx: &Ctx<'_>, secret: &str, step: Step, e: &RotationError) {
-        if matches!(e, RotationError::Crashed(_)) {
-            return;
-        }
         let mut r = AuditRecord::new(
             ctx.origin,
             Category::Data,
