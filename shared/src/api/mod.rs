@@ -626,7 +626,6 @@ async fn delete_rotation(app: &App, req: &Request, name: ProfileName) -> Result<
     })
 }
 
-/// Rotates now, whatever the schedule; under the same lock as scheduled runs.
 /// Asynchronous (SPEC §6): marks the policy requested and answers `202`; scheduled-rotation does
 /// the rotation, so this function holds no right to create or delete keys or to write secrets.
 async fn rotate_now(app: &App, req: &Request, name: ProfileName) -> Result<Reply, ApiError> {
