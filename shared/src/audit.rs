@@ -183,10 +183,7 @@ impl AuditRecord {
     }
 }
 
-/// RFC 3339, UTC, fixed width (microseconds), so that string order is time order.
-pub fn format_time(t: DateTime<Utc>) -> String {
-    t.format("%Y-%m-%dT%H:%M:%S%.6fZ").to_string()
-}
+pub use crate::time::format_time;
 
 #[derive(Debug, thiserror::Error)]
 pub enum AuditError {
@@ -271,35 +268,119 @@ impl AuditLog {
 
     /// Writes `change` (to the state table) and its audit item in one transaction: the change
     /// happens audited or not at all. Callers read the state table just before, so a missing table
-    /// here is the audit table.
+    /// here is the audit table. The record's id is the `ClientRequestToken`, and a failed condition
+    /// is checked against the record itself: if an earlier attempt (whose answer was lost) wrote
+    /// it, the change happened and this is success, not a conflict.
     pub async fn write_with(
         &self,
         change: TransactWriteItem,
         record: &AuditRecord,
     ) -> Result<(), AuditedWriteError> {
-        let put = Put::builder()
-            .table_name(&self.table)
-            .set_item(Some(record.to_item()))
-            .condition_expression("attribute_not_exists(sk)")
-            .build()
-            .map_err(|e| AuditedWriteError::Store(AwsFailure::other(e.to_string())))?;
         let result = self
-            .db
-            .transact_write_items()
-            .transact_items(change)
-            .transact_items(TransactWriteItem::builder().put(put).build())
-            .send()
+            .transact(vec![change], record, &record.id.to_string())
             .await;
-        let written = match result.map_err(classify) {
-            Ok(_) => Ok(()),
-            Err(f) if f.kind == FailureKind::ConditionFailed => Err(AuditedWriteError::Conflict),
+        let written = match result {
+            Err(f) if f.kind == FailureKind::ConditionFailed => {
+                if self
+                    .exists(record)
+                    .await
+                    .map_err(AuditedWriteError::Store)?
+                {
+                    Ok(())
+                } else {
+                    Err(AuditedWriteError::Conflict)
+                }
+            }
             Err(f) if f.kind == FailureKind::NotFound => Err(AuditedWriteError::Audit(f)),
             Err(f) => Err(AuditedWriteError::Store(f)),
+            Ok(()) => Ok(()),
         };
         if !matches!(written, Err(AuditedWriteError::Conflict)) {
             self.reported(record, written.is_ok()).await;
         }
         written
+    }
+
+    /// Writes `record` once per `once` key, however often it is called: a marker item
+    /// (`pk = "audit-once"`, `sk = once`) in `marker_table` is put in the same transaction, on
+    /// condition that it does not exist yet. A step retried after a crash writes nothing new.
+    pub async fn write_once(
+        &self,
+        record: &AuditRecord,
+        marker_table: &str,
+        once: &str,
+    ) -> Result<(), AuditError> {
+        let s = |v: &str| AttributeValue::S(v.to_owned());
+        // Markers only need to outlive the retries of one rotation.
+        let expires = record.time.timestamp() + 90 * 86_400;
+        let marker = Put::builder()
+            .table_name(marker_table)
+            .set_item(Some(HashMap::from([
+                ("pk".to_owned(), s("audit-once")),
+                ("sk".to_owned(), s(once)),
+                (
+                    "expires_at".to_owned(),
+                    AttributeValue::N(expires.to_string()),
+                ),
+            ])))
+            .condition_expression("attribute_not_exists(sk)")
+            .build()
+            .map_err(|e| AuditError::Unavailable(AwsFailure::other(e.to_string())))?;
+        let change = TransactWriteItem::builder().put(marker).build();
+        // Reported once too: a retried step whose item exists is neither counted nor announced again.
+        match self.transact(vec![change], record, &token_of(once)).await {
+            Ok(()) => {
+                self.reported(record, true).await;
+                Ok(())
+            }
+            Err(f) if f.kind == FailureKind::ConditionFailed => Ok(()),
+            Err(f) => {
+                self.reported(record, false).await;
+                Err(AuditError::Unavailable(f))
+            }
+        }
+    }
+
+    async fn transact(
+        &self,
+        changes: Vec<TransactWriteItem>,
+        record: &AuditRecord,
+        token: &str,
+    ) -> Result<(), AwsFailure> {
+        let put = Put::builder()
+            .table_name(&self.table)
+            .set_item(Some(record.to_item()))
+            .condition_expression("attribute_not_exists(sk)")
+            .build()
+            .map_err(|e| AwsFailure::other(e.to_string()))?;
+        self.db
+            .transact_write_items()
+            .set_transact_items(Some(changes))
+            .transact_items(TransactWriteItem::builder().put(put).build())
+            .client_request_token(token)
+            .send()
+            .await
+            .map(drop)
+            .map_err(classify)
+    }
+
+    /// Whether `record` is in the table (read consistently).
+    async fn exists(&self, record: &AuditRecord) -> Result<bool, AwsFailure> {
+        let item = record.to_item();
+        let key: HashMap<String, AttributeValue> = item
+            .into_iter()
+            .filter(|(k, _)| k == "day" || k == "sk")
+            .collect();
+        let out = self
+            .db
+            .get_item()
+            .table_name(&self.table)
+            .set_key(Some(key))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(classify)?;
+        Ok(out.item.is_some())
     }
 
     /// Newest first. Principal and profile queries use their index; a time-range query walks day
@@ -396,6 +477,17 @@ impl AuditLog {
             next,
         })
     }
+}
+
+/// A `ClientRequestToken` (at most 36 characters) that is the same for the same key.
+fn token_of(key: &str) -> String {
+    use std::hash::{DefaultHasher, Hash, Hasher};
+    let half = |salt: u8| {
+        let mut h = DefaultHasher::new();
+        (salt, key).hash(&mut h);
+        h.finish()
+    };
+    format!("{:016x}{:016x}", half(1), half(2))
 }
 
 fn day_of(sort_key: &str) -> String {

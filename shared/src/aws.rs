@@ -55,6 +55,8 @@ pub struct Clients {
     pub secrets: aws_sdk_secretsmanager::Client,
     pub dynamodb: aws_sdk_dynamodb::Client,
     pub iam: aws_sdk_iam::Client,
+    /// Invokes scheduled-rotation for rotate-now.
+    pub lambda: aws_sdk_lambda::Client,
     /// The region the functions run in (for audit items).
     pub region: String,
     /// For clients that need other credentials (a rotation's admin identity).
@@ -68,6 +70,7 @@ impl Clients {
             secrets: aws_sdk_secretsmanager::Client::new(sdk),
             dynamodb: aws_sdk_dynamodb::Client::new(sdk),
             iam: aws_sdk_iam::Client::new(sdk),
+            lambda: aws_sdk_lambda::Client::new(sdk),
             region: sdk.region().map(ToString::to_string).unwrap_or_default(),
             sdk: sdk.clone(),
         }
@@ -115,7 +118,7 @@ impl fmt::Display for AwsFailure {
 
 /// Polls `sts:GetCallerIdentity`, signed as `config` says, until `accept` takes the ARN or
 /// `timeout` passes (IAM is eventually consistent: a new key can take seconds to work). Backoff
-/// 250 ms doubling to 2 s. `after_call` runs after every call (rotation's crash checkpoints);
+/// 250 ms doubling to 2 s. `after_call` runs after every call;
 /// its error ends the wait. Returns whether the identity was accepted in time.
 pub async fn wait_for_identity<E>(
     sts: &aws_sdk_sts::Client,

@@ -15,6 +15,9 @@ pub struct Config {
     /// `KEYSMITH_LEASE_BOUNDARY_ARNS`: the permissions boundaries an `iam_user` profile may name
     /// (SPEC §5). Empty (unset) means no `iam_user` profile can be saved or used.
     pub lease_boundary_arns: Vec<PolicyArn>,
+    /// `KEYSMITH_ROTATION_FUNCTION` (optional): the scheduled-rotation function rotate-now invokes
+    /// at once; unset, the next scheduled run picks the request up.
+    pub rotation_function: Option<String>,
 }
 
 /// Where STS calls go. Empty means the SDK's own resolution (region's endpoint, `AWS_ENDPOINT_URL`).
@@ -113,6 +116,7 @@ impl Config {
             .map_err(malformed("KEYSMITH_LEASE_BOUNDARY_ARNS"))?;
         Ok(Self {
             lease_boundary_arns,
+            rotation_function: get("KEYSMITH_ROTATION_FUNCTION"),
             max_key_age_days,
             key_age_dry_run,
             state_table: required("KEYSMITH_STATE_TABLE")?,

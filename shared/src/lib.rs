@@ -15,6 +15,7 @@ pub mod rotation;
 pub mod schedule;
 pub mod secret;
 mod state;
+pub mod time;
 
 use aws_config::SdkConfig;
 
@@ -62,7 +63,7 @@ impl App {
             leases.clone(),
             config.lease_boundary_arns.clone(),
         );
-        let rotator = Rotator::new(clients.clone(), audit.clone());
+        let rotator = Rotator::new(clients.clone(), audit.clone(), &config.state_table);
         let policies =
             PolicyStore::new(clients.dynamodb.clone(), &config.state_table, audit.clone());
         Self {
@@ -107,7 +108,7 @@ impl RotationHook {
             .reporting(Ops::new(aws_sdk_eventbridge::Client::new(sdk)));
         Self {
             region: clients.region.clone(),
-            rotator: Rotator::new(clients, audit),
+            rotator: Rotator::new(clients, audit, &config.state_table),
         }
     }
 

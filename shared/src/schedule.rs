@@ -1,16 +1,25 @@
-//! The hourly job (scheduled-rotation): rotate the policies that are due, end expired `iam_user`
-//! leases, report (or deactivate) IAM keys older than `KEYSMITH_MAX_KEY_AGE_DAYS`.
+//! The hourly job (scheduled-rotation): rotate the policies that are due or requested, end
+//! expired `iam_user` leases, report (or deactivate) IAM keys older than
+//! `KEYSMITH_MAX_KEY_AGE_DAYS`. Rotate-now marks a policy requested and invokes this job.
+
+use std::collections::HashSet;
 
 use chrono::{DateTime, Utc};
 use futures_util::stream::{self, StreamExt};
 use serde_json::{json, Value};
 
-use crate::audit::{AuditRecord, Category, Level, Origin, Outcome};
+use crate::audit::{AuditError, AuditRecord, Category, Level, Origin, Outcome};
 use crate::aws::{classify, AwsFailure, FailureKind};
 use crate::lease::{LeaseError, RevokeReport};
+use crate::profile::Kind;
 use crate::rotation::policy::{Policy, PolicyError};
-use crate::rotation::{Rotated, RotationError};
+use crate::rotation::{Rotated, RotatedSecret, RotationError, CURRENT};
+use crate::time::format_time;
 use crate::App;
+
+/// The `detail-type` of the event rotate-now sends scheduled-rotation.
+pub const ROTATION_REQUESTED: &str = "Rotation Requested";
+pub const EVENT_REQUESTED: &str = "Rotation Requested";
 
 /// Rotations run at once per scheduled run: enough to finish many policies inside one invocation,
 /// few enough to stay clear of IAM's request rate (the SDK backs off and retries on throttling).
@@ -47,7 +56,7 @@ pub async fn rotate_policy(
     let policy = app.policies.lock(name, &owner, now, require_due).await?;
     match app
         .rotator
-        .rotate_now(&policy.secret_id, origin, name)
+        .rotate_now(&policy.secret_id, origin, name, now)
         .await
     {
         Ok(rotated) => {
@@ -98,11 +107,31 @@ pub enum ScheduleError {
     Policies(#[from] PolicyError),
     #[error("ending expired leases failed: {0}")]
     Leases(#[from] LeaseError),
+    #[error("the old-key report failed: {0}")]
+    OldKeys(AwsFailure),
+    #[error("the old-key report could not be audited: {0}")]
+    OldKeysAudit(#[from] AuditError),
 }
 
-/// One scheduled run. Each part's failures are reported; only a failure to read the due work at
-/// all fails the run (and EventBridge's retry runs it again).
+/// One scheduled run. A policy's failure is reported (and audited) and the policy stays due; a
+/// failure to read the due work, to end leases, or to run or audit the old-key report fails the
+/// run (EventBridge retries it, and the failure alarms).
 pub async fn run(
+    app: &App,
+    now: DateTime<Utc>,
+    origin: &Origin,
+) -> Result<RunReport, ScheduleError> {
+    let mut report = run_rotations(app, now, origin).await?;
+    report.leases = app.leases.revoke_expired(now, &app.audit, origin).await?;
+    if let Some(max_age) = app.config.max_key_age_days {
+        report.old_keys = old_keys(app, max_age, now, origin).await?;
+    }
+    Ok(report)
+}
+
+/// The rotations of a run only: every due policy, requested ones included (rotate-now makes a
+/// policy due at once). What the `Rotation Requested` event runs.
+pub async fn run_rotations(
     app: &App,
     now: DateTime<Utc>,
     origin: &Origin,
@@ -133,14 +162,53 @@ pub async fn run(
             }
         }
     }
-    report.leases = app.leases.revoke_expired(now, &app.audit, origin).await?;
-    if let Some(max_age) = app.config.max_key_age_days {
-        match old_keys(app, max_age, now, origin).await {
-            Ok(keys) => report.old_keys = keys,
-            Err(e) => tracing::error!(error = %e, "the old-key report failed"),
+    Ok(report)
+}
+
+/// Rotate-now: marks the policy `requested` (audited) and invokes scheduled-rotation
+/// asynchronously with a `Rotation Requested` event. Invoking is best effort: if it fails, or no
+/// function is configured, the policy stays requested and the next hourly run rotates it.
+pub async fn request_rotation(
+    app: &App,
+    name: &str,
+    origin: &Origin,
+) -> Result<Policy, PolicyError> {
+    let now = Utc::now();
+    let mut record = AuditRecord::new(
+        origin,
+        Category::Config,
+        EVENT_REQUESTED,
+        Outcome::Success,
+        format!("Rotation of policy {name} requested; scheduled-rotation runs it."),
+    );
+    record.profile = Some(name.to_owned());
+    let policy = app.policies.request(name, now, &record).await?;
+    if let Some(function) = &app.config.rotation_function {
+        let event = json!({
+            "version": "0",
+            "id": uuid::Uuid::new_v4().to_string(),
+            "detail-type": ROTATION_REQUESTED,
+            "source": "keysmith",
+            "account": "",
+            "time": format_time(now),
+            "region": app.region,
+            "resources": [],
+            "detail": {"policy": name},
+        });
+        let sent = app
+            .clients
+            .lambda
+            .invoke()
+            .function_name(function)
+            .invocation_type(aws_sdk_lambda::types::InvocationType::Event)
+            .payload(aws_sdk_lambda::primitives::Blob::new(event.to_string()))
+            .send()
+            .await;
+        if let Err(e) = sent {
+            tracing::warn!(policy = name, function, error = %classify(e), "invoking scheduled-rotation failed; the next scheduled run rotates the policy");
         }
     }
-    Ok(report)
+    Ok(policy)
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -151,64 +219,60 @@ pub struct OldKey {
     pub deactivated: bool,
 }
 
-/// Active IAM keys older than `max_age` days, each logged and audited at `WARN`; deactivated
-/// too when `KEYSMITH_KEY_AGE_DRY_RUN=false`.
+/// Active IAM keys older than `max_age` days, each audited at `WARN` before anything is done to
+/// it; deactivated too when `KEYSMITH_KEY_AGE_DRY_RUN=false`. Keys Keysmith itself depends on (the
+/// base keys of profiles, the current and admin keys of rotated secrets) are never touched: their
+/// rotation is the rotation policies' job. A user deleted mid-run is skipped.
 async fn old_keys(
     app: &App,
     max_age: u32,
     now: DateTime<Utc>,
     origin: &Origin,
-) -> Result<Vec<OldKey>, AwsFailure> {
+) -> Result<Vec<OldKey>, ScheduleError> {
     let iam = &app.clients.iam;
+    let own = own_keys(app).await?;
+    let users: Vec<aws_sdk_iam::types::User> = iam
+        .list_users()
+        .into_paginator()
+        .items()
+        .send()
+        .try_collect()
+        .await
+        .map_err(|e| ScheduleError::OldKeys(classify(e)))?;
     let mut found = Vec::new();
-    let mut marker = None;
-    loop {
-        let page = iam
-            .list_users()
-            .set_marker(marker.take())
+    for user in &users {
+        let keys: Result<Vec<_>, _> = iam
+            .list_access_keys()
+            .user_name(&user.user_name)
+            .into_paginator()
+            .items()
             .send()
-            .await
-            .map_err(classify)?;
-        for user in &page.users {
-            let keys = iam
-                .list_access_keys()
-                .user_name(&user.user_name)
-                .send()
-                .await
-                .map_err(classify)?;
-            for key in keys.access_key_metadata {
-                let (Some(id), Some(created)) = (key.access_key_id, key.create_date) else {
-                    continue;
-                };
-                let active = key.status.as_ref().is_some_and(|s| s.as_str() == "Active");
-                let age_days = (now.timestamp() - created.secs()) / 86_400;
-                if active && age_days > i64::from(max_age) {
-                    found.push(OldKey {
-                        user_name: user.user_name.clone(),
-                        access_key_id: id,
-                        age_days,
-                        deactivated: false,
-                    });
-                }
+            .try_collect()
+            .await;
+        let keys = match keys.map_err(classify) {
+            Ok(keys) => keys,
+            Err(f) if f.kind == FailureKind::NotFound => continue,
+            Err(f) => return Err(ScheduleError::OldKeys(f)),
+        };
+        for key in keys {
+            let (Some(id), Some(created)) = (key.access_key_id, key.create_date) else {
+                continue;
+            };
+            let active = key.status.as_ref().is_some_and(|s| s.as_str() == "Active");
+            let age_days = (now.timestamp() - created.secs()) / 86_400;
+            if active && age_days > i64::from(max_age) && !own.contains(&id) {
+                found.push(OldKey {
+                    user_name: user.user_name.clone(),
+                    access_key_id: id,
+                    age_days,
+                    deactivated: false,
+                });
             }
-        }
-        match (page.is_truncated, page.marker) {
-            (true, Some(m)) => marker = Some(m),
-            _ => break,
         }
     }
     for key in &mut found {
-        if !app.config.key_age_dry_run {
-            iam.update_access_key()
-                .user_name(&key.user_name)
-                .access_key_id(&key.access_key_id)
-                .status(aws_sdk_iam::types::StatusType::Inactive)
-                .send()
-                .await
-                .map_err(classify)?;
-            key.deactivated = true;
-        }
-        let action = if key.deactivated {
+        let deactivate = !app.config.key_age_dry_run;
+        let action = if deactivate {
             "deactivated"
         } else {
             "reported only (dry run)"
@@ -227,11 +291,118 @@ async fn old_keys(
         r.level = Level::Warn;
         r.credential_type = Some("iam_access_key".into());
         r.access_key_id = Some(key.access_key_id.clone());
-        if let Err(e) = app.audit.write(&r).await {
-            tracing::error!(error = %e, "audit write for an old key failed");
+        // The audit item is the record of the deactivation: it is written first.
+        app.audit.write(&r).await?;
+        if deactivate {
+            let done = iam
+                .update_access_key()
+                .user_name(&key.user_name)
+                .access_key_id(&key.access_key_id)
+                .status(aws_sdk_iam::types::StatusType::Inactive)
+                .send()
+                .await
+                .map_err(classify);
+            match done {
+                Ok(_) => key.deactivated = true,
+                Err(f) if f.kind == FailureKind::NotFound => {}
+                Err(f) => return Err(ScheduleError::OldKeys(f)),
+            }
         }
     }
     Ok(found)
+}
+
+/// The access key ids Keysmith works with: profiles' base keys, rotated secrets' current keys and
+/// their admin keys. A secret that cannot be read is left out (it has no key to protect here).
+async fn own_keys(app: &App) -> Result<HashSet<String>, ScheduleError> {
+    let mut secrets = HashSet::new();
+    let mut next = None;
+    loop {
+        let (profiles, more) = app
+            .profiles
+            .list(100, next.as_ref())
+            .await
+            .map_err(|e| ScheduleError::OldKeys(AwsFailure::other(e.to_string())))?;
+        for p in profiles {
+            // A profile refused as outdated still names its base key's secret: keep it safe too.
+            let p = match p {
+                Ok(p) => p,
+                Err(outdated) => {
+                    if let Some(id) = outdated.doc["source_secret_id"].as_str() {
+                        secrets.insert(id.to_owned());
+                    }
+                    continue;
+                }
+            };
+            match p.kind {
+                Kind::SessionToken {
+                    source_secret_id, ..
+                }
+                | Kind::FederationToken {
+                    source_secret_id, ..
+                } => {
+                    secrets.insert(source_secret_id);
+                }
+                Kind::AssumedRole {
+                    source_secret_id: Some(s),
+                    ..
+                } => {
+                    secrets.insert(s);
+                }
+                _ => {}
+            }
+        }
+        match more.map(|m| crate::names::ProfileName::parse("next", &m)) {
+            Some(Ok(m)) => next = Some(m),
+            _ => break,
+        }
+    }
+    let mut rotated = Vec::new();
+    let mut cursor: Option<String> = None;
+    loop {
+        let (policies, more) = app.policies.list(100, cursor.as_deref()).await?;
+        rotated.extend(policies.into_iter().map(|p| p.secret_id));
+        match more {
+            Some(m) => cursor = Some(m),
+            None => break,
+        }
+    }
+    let mut keys = HashSet::new();
+    for id in rotated {
+        if let Some(text) = secret_string(app, &id).await? {
+            if let Ok(value) = RotatedSecret::parse(&text) {
+                keys.extend(value.key_id().map(str::to_owned));
+                if let Some(admin) = value.admin_secret_id {
+                    secrets.insert(admin);
+                }
+            }
+        }
+    }
+    for id in secrets {
+        if let Some(text) = secret_string(app, &id).await? {
+            if let Ok(pair) = crate::secret::AccessKeyPair::from_secret_json(&text) {
+                keys.insert(pair.access_key_id);
+            }
+        }
+    }
+    Ok(keys)
+}
+
+async fn secret_string(app: &App, id: &str) -> Result<Option<String>, ScheduleError> {
+    let out = app
+        .clients
+        .secrets
+        .get_secret_value()
+        .secret_id(id)
+        .version_stage(CURRENT)
+        .send()
+        .await
+        .map_err(classify);
+    match out {
+        Ok(o) => Ok(o.secret_string),
+        Err(f) if f.kind == FailureKind::NotFound => Ok(None),
+        Err(f) => Err(ScheduleError::OldKeys(f)),
+    }
 }
 
 /// Which job an EventBridge event asks for. The hourly schedule's standard event (empty `detail`)

@@ -7,8 +7,8 @@ use std::collections::HashMap;
 use aws_sdk_dynamodb::types::AttributeValue;
 use chrono::{DateTime, Utc};
 
-use crate::audit::format_time;
 use crate::aws::{classify, AwsFailure, FailureKind};
+use crate::time::format_time;
 
 /// Every item of kind `due_pk` due at or before `now`: a query that reads only those items.
 pub(crate) async fn due_items(
@@ -17,7 +17,19 @@ pub(crate) async fn due_items(
     due_pk: &str,
     now: DateTime<Utc>,
 ) -> Result<Vec<HashMap<String, AttributeValue>>, AwsFailure> {
+    Ok(due_items_counted(db, table, due_pk, now).await?.0)
+}
+
+/// `due_items`, and how many items DynamoDB read for them (`ScannedCount`): the number that shows
+/// a run reads only the due work.
+pub(crate) async fn due_items_counted(
+    db: &aws_sdk_dynamodb::Client,
+    table: &str,
+    due_pk: &str,
+    now: DateTime<Utc>,
+) -> Result<(Vec<HashMap<String, AttributeValue>>, usize), AwsFailure> {
     let mut items = Vec::new();
+    let mut scanned = 0;
     let mut start = None;
     loop {
         let out = db
@@ -31,10 +43,11 @@ pub(crate) async fn due_items(
             .send()
             .await
             .map_err(classify)?;
+        scanned += usize::try_from(out.scanned_count).unwrap_or_default();
         items.extend(out.items.unwrap_or_default());
         match out.last_evaluated_key {
             Some(k) => start = Some(k),
-            None => return Ok(items),
+            None => return Ok((items, scanned)),
         }
     }
 }

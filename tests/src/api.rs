@@ -50,6 +50,7 @@ impl TestApp {
             max_key_age_days: None,
             key_age_dry_run: true,
             lease_boundary_arns: vec![PolicyArn::parse("boundary", LEASE_BOUNDARY).unwrap()],
+            rotation_function: None,
         };
         TestApp {
             app: keysmith::App::new(config, &sdk),

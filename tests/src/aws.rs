@@ -30,6 +30,24 @@ pub async fn user_with_key(
     (key.access_key_id, key.secret_access_key)
 }
 
+/// Binds IAM user `user` to the secret `secret` (its name or ARN): SPEC §6 rotates only users
+/// tagged `keysmith:rotation-secret` with their secret.
+pub async fn bind(sdk: &SdkConfig, user: &str, secret: &str) {
+    aws_sdk_iam::Client::new(sdk)
+        .tag_user()
+        .user_name(user)
+        .tags(
+            aws_sdk_iam::types::Tag::builder()
+                .key("keysmith:rotation-secret")
+                .value(secret)
+                .build()
+                .unwrap(),
+        )
+        .send()
+        .await
+        .unwrap();
+}
+
 pub fn allow_all() -> serde_json::Value {
     json!({"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "*", "Resource": "*"}]})
 }

@@ -76,7 +76,9 @@ impl Moto {
     }
 
     /// Like `sdk_config_at`, with retries and timeouts short enough for fault-injection tests:
-    /// still 3 attempts with backoff, but milliseconds apart, and 1 s an attempt.
+    /// attempts milliseconds apart, 1 s an attempt. Six attempts, not three: moto answers 500 to a
+    /// `TransactWriteItems` that runs while another request changes the same table (it deep-copies
+    /// the table for rollback), which parallel tests hit; AWS has no such failure.
     pub async fn fast_sdk_config_at(endpoint: &str) -> SdkConfig {
         use aws_config::retry::RetryConfig;
         use aws_config::timeout::TimeoutConfig;
@@ -84,8 +86,8 @@ impl Moto {
         keysmith::aws::sdk_config_loader()
             .retry_config(
                 RetryConfig::standard()
-                    .with_max_attempts(3)
-                    .with_initial_backoff(Duration::from_millis(5)),
+                    .with_max_attempts(6)
+                    .with_initial_backoff(Duration::from_millis(10)),
             )
             .timeout_config(
                 TimeoutConfig::builder()

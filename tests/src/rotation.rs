@@ -169,3 +169,17 @@ impl Snapshot {
         )
     }
 }
+
+/// A process that dies after its `n`-th AWS call (0-based, counted from when the rule is set):
+/// that call takes effect but its answer is lost, and nothing after it reaches AWS. Set it on a
+/// `CaptureProxy` in front of moto; no hook in production code is needed.
+pub fn crash_after(n: usize) -> crate::proxy::FaultRule {
+    use crate::proxy::Fault;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let seen = std::sync::Arc::new(AtomicUsize::new(0));
+    std::sync::Arc::new(move |_| match seen.fetch_add(1, Ordering::SeqCst) {
+        i if i < n => Fault::Pass,
+        i if i == n => Fault::LoseResponse,
+        _ => Fault::ServerError,
+    })
+}

@@ -8,7 +8,8 @@ fn assumed_role_profile() -> Value {
         "credential_type": "assumed_role",
         "role_arn": "arn:aws:iam::123456789012:role/keysmith/deploy",
         "default_duration_seconds": 1800,
-        "max_duration_seconds": 7200,
+        // Role chaining (no base key): AWS's one-hour cap.
+        "max_duration_seconds": 3600,
         "allowed_principals": ["arn:aws:iam::123456789012:role/Deployers*"]
     })
 }
@@ -188,7 +189,7 @@ async fn durations_mfa_and_identity_rules() {
         (899, "below 900"),
         (129_601, "above 129600"),
         (43_201, "above assumed_role's 43200"),
-        (7201, "above the profile max"),
+        (3601, "above the profile max"),
     ] {
         let (s, b) = post("deploy", json!({"duration_seconds": d})).await;
         assert_error(s, &b, 400, "invalid_request", Some("duration_seconds"));
@@ -206,8 +207,8 @@ async fn durations_mfa_and_identity_rules() {
         b["lease_duration"], 1800,
         "no duration means the profile default"
     );
-    let (s, b) = post("deploy", json!({"duration_seconds": 7200})).await;
-    assert_eq!((s, &b["lease_duration"]), (200, &json!(7200)));
+    let (s, b) = post("deploy", json!({"duration_seconds": 3600})).await;
+    assert_eq!((s, &b["lease_duration"]), (200, &json!(3600)));
 
     let (s, b) = post("mfa", json!({})).await;
     assert_error(s, &b, 400, "invalid_request", Some("token_code"));

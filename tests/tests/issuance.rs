@@ -283,3 +283,55 @@ async fn assumed_role_request_carries_source_identity_tags_and_external_id() {
         "{source}"
     );
 }
+
+/// SPEC §5: `assumed_role` without a base key is role chaining, which AWS caps at one hour. The
+/// cap is a `400` at `PUT` and at issuance, never a `502` from STS; with a base key 12 h work.
+#[tokio::test]
+async fn role_chaining_is_capped_at_one_hour() {
+    let t = TestApp::new().await;
+    let role = "arn:aws:iam::123456789012:role/keysmith/chained";
+    let (s, b) = t
+        .call(
+            "PUT",
+            "/v1/profiles/chained",
+            Some(
+                &json!({"credential_type": "assumed_role", "role_arn": role,
+                "max_duration_seconds": 7200, "allowed_principals": [DEPLOYER]})
+                .to_string(),
+            ),
+            Some(keysmith_tests::api::ADMIN),
+        )
+        .await;
+    keysmith_tests::api::assert_error(s, &b, 400, "invalid_request", Some("max_duration_seconds"));
+    t.put_profile(
+        "chained",
+        json!({"credential_type": "assumed_role", "role_arn": role, "allowed_principals": [DEPLOYER]}),
+    )
+    .await;
+    let (s, b) = t
+        .call(
+            "POST",
+            "/v1/profiles/chained/credentials",
+            Some(&json!({"duration_seconds": 7200}).to_string()),
+            Some(DEPLOYER),
+        )
+        .await;
+    keysmith_tests::api::assert_error(s, &b, 400, "invalid_request", Some("duration_seconds"));
+
+    let base = format!("keysmith/chain-base-{}", uuid::Uuid::new_v4().simple());
+    let (k, sk) = user_with_key(&t.sdk, &base.replace('/', "-"), &allow_all()).await;
+    secret(
+        &t.sdk,
+        &base,
+        &json!({"access_key_id": k, "secret_access_key": sk}),
+    )
+    .await;
+    t.put_profile(
+        "based",
+        json!({"credential_type": "assumed_role", "role_arn": role, "source_secret_id": base,
+            "max_duration_seconds": 43_200, "allowed_principals": [DEPLOYER]}),
+    )
+    .await;
+    let issued = issue(&t, "based", json!({"duration_seconds": 43_200})).await;
+    assert_eq!(issued["lease_duration"], 43_200);
+}

@@ -2,16 +2,14 @@
 //! from two keys, repeated steps, guards, superseded rotations, a crash after every AWS call, self-
 //! and cross-account rotation.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
-
 use aws_config::SdkConfig;
 use keysmith::rotation::{RotationError, Rotator, Step};
 use keysmith_tests::api::TestApp;
 use keysmith_tests::aws::{allow_all, caller_arn};
 use keysmith_tests::moto::Moto;
+use keysmith_tests::proxy::CaptureProxy;
 use keysmith_tests::rotation::{
-    event, origin, rotate, rotation_lambda, start_rotation, Snapshot, STEPS,
+    crash_after, event, origin, rotate, rotation_lambda, start_rotation, Snapshot, STEPS,
 };
 use serde_json::{json, Value};
 
@@ -49,6 +47,7 @@ impl Fixture {
                 .unwrap();
             keys.push((k.access_key_id, k.secret_access_key));
         }
+        keysmith_tests::aws::bind(&t.sdk, &user, &format!("keysmith/{user}")).await;
         let mut value = json!({"user_name": user, "access_key_id": keys[0].0, "secret_access_key": keys[0].1,
             "mode": mode, "owner": "platform-team"});
         if let (Some(v), Some(e)) = (value.as_object_mut(), extra.as_object()) {
@@ -308,35 +307,99 @@ async fn a_new_rotation_supersedes_an_unfinished_one() {
     assert!(matches!(err, RotationError::NotPending { .. }), "{err}");
 }
 
-/// Runs a rotation with a crash after call number `crash_at` (0-based, over all steps), then the
-/// whole rotation again as Secrets Manager would retry it; returns the calls seen before the crash.
-async fn crash_and_retry(f: &Fixture, token: &str, crash_at: Option<usize>) -> Vec<&'static str> {
-    let calls: Arc<Mutex<Vec<&'static str>>> = Arc::default();
-    let count = Arc::new(AtomicUsize::new(0));
-    let (seen, n) = (calls.clone(), count.clone());
-    let crashing = f.rotator().with_checkpoint(Arc::new(move |call| {
-        seen.lock().unwrap().push(call);
-        Some(n.fetch_add(1, Ordering::SeqCst)) == crash_at
-    }));
-    let first = rotate(&crashing, &f.secret, token).await;
-    match (crash_at, first) {
-        (None, r) => r.unwrap(),
-        (Some(_), Err(RotationError::Crashed(_))) => {
-            let s = f.snapshot().await;
-            assert!(s.keys.len() <= 2, "after the crash: {:?}", s.keys);
-            rotate(&f.rotator(), &f.secret, token)
-                .await
-                .unwrap_or_else(|e| panic!("retry after crash at {crash_at:?}: {e}"));
+/// Runs a rotation through the fault proxy with the process dying after call number `crash_at`
+/// (0-based, over all steps), then the whole rotation again as Secrets Manager would retry it;
+/// returns the operations of the crashed run (of the whole run when nothing crashed).
+async fn crash_and_retry(
+    f: &Fixture,
+    proxy: &CaptureProxy,
+    via_proxy: &Rotator,
+    token: &str,
+    crash_at: Option<usize>,
+) -> Vec<String> {
+    let from = proxy.requests().len();
+    proxy.set_faults(crash_at.map(crash_after));
+    let first = rotate(via_proxy, &f.secret, token).await;
+    proxy.set_faults(None);
+    let crashed: Vec<String> = proxy.requests()[from..]
+        .iter()
+        .map(|r| r.operation())
+        .collect();
+    // What reached AWS: the calls up to the crash point, then all of the retry's.
+    let mut reached = match crash_at {
+        None => {
+            first.unwrap();
+            crashed.clone()
         }
-        (Some(at), r) => panic!("expected a crash at call {at}, got {r:?}"),
+        Some(at) => {
+            assert!(first.is_err(), "a crash after call {at} must fail the run");
+            crashed[..=at].to_vec()
+        }
+    };
+    if let Some(at) = crash_at {
+        let retry_from = proxy.requests().len();
+        rotate(via_proxy, &f.secret, token)
+            .await
+            .unwrap_or_else(|e| panic!("retry after crash at {at} ({}): {e}", crashed[at]));
+        reached.extend(proxy.requests()[retry_from..].iter().map(|r| r.operation()));
     }
-    let calls = calls.lock().unwrap().clone();
-    calls
+    // IAM itself refuses a third key, so counting keys proves nothing: count the keys Keysmith
+    // made. One, and a second only when the crash lost the first before it was recorded.
+    let created = reached.iter().filter(|c| *c == "CreateAccessKey").count();
+    let lost = usize::from(crash_at.is_some_and(|at| crashed[at] == "CreateAccessKey"));
+    assert_eq!(created, 1 + lost, "crash after {crash_at:?}: {reached:?}");
+    crashed
+}
+
+/// Each step's audit item exactly once for this fixture's secret, and no failure item.
+async fn assert_audited_once(f: &Fixture, context: &str) {
+    let items = f.t.audit_items().await;
+    let mine: Vec<_> = items
+        .iter()
+        .filter(|i| {
+            i.get("lease_id")
+                .and_then(|l| l.as_s().ok())
+                .is_some_and(|l| l.starts_with(&format!("{}#", f.secret)))
+        })
+        .collect();
+    let count = |event: &str, step: &str| {
+        mine.iter()
+            .filter(|i| {
+                i["event"].as_s().unwrap() == event && i["lease_id"].as_s().unwrap().ends_with(step)
+            })
+            .count()
+    };
+    assert_eq!(
+        count("Access Key Rotation Step", "#createSecret"),
+        1,
+        "{context}: {mine:?}"
+    );
+    assert_eq!(
+        count("Access Key Rotation Step", "#testSecret"),
+        1,
+        "{context}: {mine:?}"
+    );
+    assert_eq!(
+        count("Access Key Rotated", "#finishSecret"),
+        1,
+        "{context}: {mine:?}"
+    );
+    assert_eq!(mine.len(), 3, "{context}: {mine:?}");
 }
 
 async fn crash_everywhere(mode: &str, extra: impl Fn(&Fixture) -> Value) {
     let (t, lambda) = shared().await;
     let moto = Moto::shared();
+    let proxy = CaptureProxy::start(&moto.endpoint).await;
+    // The rotation under test talks to AWS through the proxy; fixtures and checks go direct.
+    let via_proxy = TestApp::with_tables(
+        Moto::fast_sdk_config_at(&proxy.endpoint).await,
+        &t.state_table,
+        &t.audit_table,
+    )
+    .app
+    .rotator
+    .with_test_timeout(std::time::Duration::from_millis(300));
     for start_keys in [1, 2] {
         let new = || async {
             let f = Fixture::new(
@@ -365,13 +428,15 @@ async fn crash_everywhere(mode: &str, extra: impl Fn(&Fixture) -> Value) {
         };
         let f = new().await;
         let token = f.start().await;
-        let sites = crash_and_retry(&f, &token, None).await;
+        let sites = crash_and_retry(&f, &proxy, &via_proxy, &token, None).await;
         assert!(sites.len() >= 10, "{sites:?}");
-        for at in 0..sites.len() {
+        assert_audited_once(&f, "clean run").await;
+        for (at, site) in sites.iter().enumerate() {
             let f = new().await;
             let token = f.start().await;
-            crash_and_retry(&f, &token, Some(at)).await;
+            crash_and_retry(&f, &proxy, &via_proxy, &token, Some(at)).await;
             assert_rotated(&f, mode, moto, &f.t.sdk).await;
+            assert_audited_once(&f, &format!("{mode}/{start_keys}: crash after {site}")).await;
         }
     }
 }
@@ -445,6 +510,7 @@ async fn self_rotation_signs_with_the_secrets_own_key() {
         .unwrap()
         .access_key
         .unwrap();
+    keysmith_tests::aws::bind(&root, "self-rotating", "keysmith/self-rotating").await;
     let sm = aws_sdk_secretsmanager::Client::new(&root);
     let secret = sm
         .create_secret()
@@ -558,6 +624,8 @@ async fn cross_account_rotation_goes_through_the_assumed_role() {
         .secret_string(json!({"user_name": user, "access_key_id": k.access_key_id, "secret_access_key": k.secret_access_key,
             "assume_role_arn": role}).to_string())
         .send().await.unwrap().arn.unwrap();
+    // Bound by ARN, in the account where the user lives.
+    keysmith_tests::aws::bind(&other, &user, &secret).await;
     let token = start_rotation(&t.sdk, &secret, &lambda).await;
     rotate(&t.app.rotator, &secret, &token).await.unwrap();
     let s = Snapshot::take(&t.sdk, &other, &secret, &user).await;
@@ -630,5 +698,305 @@ async fn the_secret_rotation_binary_rotates_without_logging_secrets() {
             "a secret access key appears in the logs"
         );
         assert!(!refused.contains(secret.as_str()));
+    }
+}
+
+async fn key_exists(f: &Fixture, id: &str) -> bool {
+    f.snapshot().await.keys.contains_key(id)
+}
+
+/// The pending key a step created, from the `AWSPENDING` version `token`.
+async fn pending_key(f: &Fixture, token: &str) -> String {
+    let out = aws_sdk_secretsmanager::Client::new(&f.t.sdk)
+        .get_secret_value()
+        .secret_id(&f.secret)
+        .version_id(token)
+        .version_stage("AWSPENDING")
+        .send()
+        .await
+        .unwrap();
+    let v: Value = serde_json::from_str(out.secret_string().unwrap()).unwrap();
+    v["access_key_id"].as_str().unwrap().to_owned()
+}
+
+/// After a race: AWSCURRENT works, at most two keys, and a further full rotation succeeds.
+async fn assert_converged(f: &Fixture) {
+    let s = f.snapshot().await;
+    let (id, secret) = s.current_key();
+    let arn = caller_arn(Moto::shared(), id, secret, None)
+        .await
+        .expect("AWSCURRENT must work");
+    assert!(arn.ends_with(&format!(":user/{}", f.user)), "{arn}");
+    assert!(s.keys.len() <= 2, "{:?}", s.keys);
+    let token = f.start().await;
+    rotate(&f.rotator(), &f.secret, &token)
+        .await
+        .expect("a further full rotation succeeds");
+    let after = f.snapshot().await;
+    let (id, secret) = after.current_key();
+    assert!(caller_arn(Moto::shared(), id, secret, None).await.is_ok());
+}
+
+fn failures(
+    items: &[std::collections::HashMap<String, aws_sdk_dynamodb::types::AttributeValue>],
+    secret: &str,
+) -> Vec<String> {
+    items
+        .iter()
+        .filter(|i| {
+            i["event"].as_s().unwrap() == "Access Key Rotation Failed"
+                && i["message"].as_s().unwrap().contains(secret)
+        })
+        .map(|i| {
+            assert_eq!(i["outcome"].as_s().unwrap(), "failed");
+            assert_eq!(i["level"].as_s().unwrap(), "ERROR");
+            i["message"].as_s().unwrap().clone()
+        })
+        .collect()
+}
+
+/// Issue 12: rotation 1 finishes, rotation 2 creates its key, then Secrets Manager delivers
+/// rotation 1's `finishSecret` again. It fails (another rotation holds the secret), audited, and
+/// deletes nothing; rotation 2 completes.
+#[tokio::test]
+async fn a_late_duplicate_finish_cannot_delete_the_newer_rotations_key() {
+    let (t, lambda) = shared().await;
+    let f = Fixture::new(t, lambda, "replace", 1, json!({})).await;
+    let r = f.rotator();
+    let first = f.start().await;
+    rotate(&r, &f.secret, &first).await.unwrap();
+    let second = f.start().await;
+    r.run(&event(Step::Create, &f.secret, &second), &origin())
+        .await
+        .unwrap();
+    let newer = pending_key(&f, &second).await;
+    let err = r
+        .run(&event(Step::Finish, &f.secret, &first), &origin())
+        .await
+        .unwrap_err();
+    assert!(matches!(err, RotationError::Locked { .. }), "{err}");
+    assert!(
+        key_exists(&f, &newer).await,
+        "the newer rotation's key survives"
+    );
+    let failed = failures(&f.t.audit_items().await, &f.secret);
+    assert!(
+        failed
+            .iter()
+            .any(|m| m.contains("finishSecret") && m.contains("RotationInProgress")),
+        "{failed:?}"
+    );
+    for step in [Step::Set, Step::Test, Step::Finish] {
+        r.run(&event(step, &f.secret, &second), &origin())
+            .await
+            .unwrap();
+    }
+    assert_eq!(f.snapshot().await.current_key().0, newer);
+    // The same late delivery after rotation 2 is done: the version is not pending any more.
+    assert!(r
+        .run(&event(Step::Finish, &f.secret, &first), &origin())
+        .await
+        .is_err());
+    assert!(key_exists(&f, &newer).await);
+    assert_converged(&f).await;
+}
+
+/// Issue 12: the Secrets Manager hook and a scheduled (in-process) rotation of the same secret at
+/// the same moment: one wins the secret's lock, the other changes nothing.
+#[tokio::test]
+async fn the_hook_racing_a_scheduled_run_converges() {
+    let (t, lambda) = shared().await;
+    for mode in ["replace", "graceful", "delete_first"] {
+        let f = Fixture::new(
+            TestApp::with_tables(t.sdk.clone(), &t.state_table, &t.audit_table),
+            lambda.clone(),
+            mode,
+            1,
+            json!({}),
+        )
+        .await;
+        let token = f.start().await;
+        let r = f.rotator();
+        let o = origin();
+        let (hook, run) = tokio::join!(
+            rotate(&r, &f.secret, &token),
+            r.rotate_now(&f.secret, &o, "race", chrono::Utc::now()),
+        );
+        assert!(hook.is_ok() || run.is_ok(), "{mode}: {hook:?} {run:?}");
+        for lost in [hook.err(), run.err()].into_iter().flatten() {
+            assert!(
+                matches!(lost, RotationError::Locked { .. }),
+                "{mode}: {lost}"
+            );
+        }
+        assert_converged(&f).await;
+    }
+}
+
+/// Issue 12: rotate-now (the scheduled path) while a hook rotation is pending: it fails without
+/// touching the pending key; the hook finishes; the next run rotates.
+#[tokio::test]
+async fn rotate_now_while_a_hook_rotation_is_pending() {
+    let (t, lambda) = shared().await;
+    let f = Fixture::new(t, lambda, "graceful", 1, json!({})).await;
+    let r = f.rotator();
+    let token = f.start().await;
+    r.run(&event(Step::Create, &f.secret, &token), &origin())
+        .await
+        .unwrap();
+    let pending = pending_key(&f, &token).await;
+    let before = f.snapshot().await;
+    let err = r
+        .rotate_now(&f.secret, &origin(), "now", chrono::Utc::now())
+        .await
+        .unwrap_err();
+    assert!(matches!(err, RotationError::Locked { .. }), "{err}");
+    assert_eq!(f.snapshot().await, before, "nothing changed");
+    for step in [Step::Set, Step::Test, Step::Finish] {
+        r.run(&event(step, &f.secret, &token), &origin())
+            .await
+            .unwrap();
+    }
+    assert_eq!(f.snapshot().await.current_key().0, pending);
+    let rotated = r
+        .rotate_now(&f.secret, &origin(), "now", chrono::Utc::now())
+        .await
+        .unwrap();
+    assert_eq!(rotated.old_access_key_id.as_deref(), Some(pending.as_str()));
+    assert!(key_exists(&f, &pending).await, "graceful keeps AWSPREVIOUS");
+    assert_converged(&f).await;
+}
+
+/// Issue 12: a pending key deleted out of band. The hook's testSecret abandons the version
+/// instead of failing forever, and the next scheduled run completes with a new working key; a run
+/// that finds such a version first abandons it itself.
+#[tokio::test]
+async fn a_pending_key_deleted_out_of_band_never_leaves_a_rotation_stuck() {
+    let (t, lambda) = shared().await;
+    for hook_first in [true, false] {
+        let f = Fixture::new(
+            TestApp::with_tables(t.sdk.clone(), &t.state_table, &t.audit_table),
+            lambda.clone(),
+            "replace",
+            1,
+            json!({}),
+        )
+        .await;
+        let r = f
+            .rotator()
+            .with_test_timeout(std::time::Duration::from_millis(300));
+        let token = f.start().await;
+        r.run(&event(Step::Create, &f.secret, &token), &origin())
+            .await
+            .unwrap();
+        let gone = pending_key(&f, &token).await;
+        aws_sdk_iam::Client::new(&f.t.sdk)
+            .delete_access_key()
+            .user_name(&f.user)
+            .access_key_id(&gone)
+            .send()
+            .await
+            .unwrap();
+        let mut now = chrono::Utc::now();
+        if hook_first {
+            let err = r
+                .run(&event(Step::Test, &f.secret, &token), &origin())
+                .await
+                .unwrap_err();
+            assert!(matches!(err, RotationError::Abandoned { .. }), "{err}");
+            assert!(
+                !f.snapshot()
+                    .await
+                    .stages
+                    .values()
+                    .any(|s| s.contains(&"AWSPENDING".to_owned())),
+                "AWSPENDING removed"
+            );
+        } else {
+            // The hook's lock expires; the next hourly run comes after that.
+            now += chrono::Duration::minutes(16);
+        }
+        let rotated = r.rotate_now(&f.secret, &origin(), "p", now).await.unwrap();
+        assert_ne!(rotated.new_access_key_id, gone);
+        let s = f.snapshot().await;
+        assert_eq!(s.current_key().0, rotated.new_access_key_id);
+        assert_converged(&f).await;
+    }
+}
+
+/// Issue 12: Secrets Manager may add fields to the event; every step still runs.
+#[tokio::test]
+async fn a_rotation_event_with_an_extra_field_runs_every_step() {
+    let (t, lambda) = shared().await;
+    let f = Fixture::new(t, lambda, "replace", 1, json!({})).await;
+    let token = f.start().await;
+    for step in ["createSecret", "setSecret", "testSecret", "finishSecret"] {
+        let e: keysmith::rotation::RotationEvent = serde_json::from_value(json!({
+            "Step": step, "SecretId": f.secret, "ClientRequestToken": token,
+            "RotationToken": "opaque", "SomethingNew": {"x": 1}}))
+        .unwrap();
+        f.rotator().run(&e, &origin()).await.unwrap();
+    }
+    assert_rotated(&f, "replace", Moto::shared(), &f.t.sdk).await;
+}
+
+/// Issue 11: a secret naming an untagged user, or a user tagged for another secret, fails at
+/// createSecret, leaves the user's keys unchanged, and writes a failed audit item.
+#[tokio::test]
+async fn a_user_not_bound_to_the_secret_is_never_rotated() {
+    let (t, lambda) = shared().await;
+    for (tag, mode) in [
+        (None, "replace"),
+        (Some("keysmith/someone-else"), "delete_first"),
+    ] {
+        let f = Fixture::new(
+            TestApp::with_tables(t.sdk.clone(), &t.state_table, &t.audit_table),
+            lambda.clone(),
+            mode,
+            2,
+            json!({}),
+        )
+        .await;
+        let iam = aws_sdk_iam::Client::new(&f.t.sdk);
+        iam.untag_user()
+            .user_name(&f.user)
+            .tag_keys("keysmith:rotation-secret")
+            .send()
+            .await
+            .unwrap();
+        if let Some(other) = tag {
+            keysmith_tests::aws::bind(&f.t.sdk, &f.user, other).await;
+        }
+        let before = f.snapshot().await;
+        let token = f.start().await;
+        let err = f
+            .rotator()
+            .run(&event(Step::Create, &f.secret, &token), &origin())
+            .await
+            .unwrap_err();
+        assert!(matches!(err, RotationError::Unbound { .. }), "{err}");
+        let err = f
+            .rotator()
+            .rotate_now(
+                &f.secret,
+                &origin(),
+                "p",
+                chrono::Utc::now() + chrono::Duration::minutes(16),
+            )
+            .await
+            .unwrap_err();
+        assert!(matches!(err, RotationError::Unbound { .. }), "{err}");
+        assert_eq!(
+            f.snapshot().await.keys,
+            before.keys,
+            "{tag:?}: keys unchanged"
+        );
+        let failed = failures(&f.t.audit_items().await, &f.secret);
+        assert!(
+            failed
+                .iter()
+                .any(|m| m.contains("createSecret") && m.contains("UserNotBound")),
+            "{failed:?}"
+        );
     }
 }

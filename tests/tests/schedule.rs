@@ -1,9 +1,6 @@
 //! Scheduled rotation: due work only, exactly once, convergence after a killed run, lease expiry,
 //! the old-key report, and the rotation-policy API.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
-
 use chrono::{Duration, Timelike, Utc};
 use keysmith::audit::Origin;
 use keysmith::schedule;
@@ -35,6 +32,7 @@ async fn rotatable(t: &TestApp) -> (String, String, String) {
         .access_key
         .unwrap();
     let secret = format!("keysmith/{user}");
+    keysmith_tests::aws::bind(&t.sdk, &user, &secret).await;
     keysmith_tests::aws::secret(
         &t.sdk,
         &secret,
@@ -151,7 +149,7 @@ async fn a_run_rotates_exactly_the_due_policies() {
 }
 
 #[tokio::test]
-async fn concurrent_runs_and_rotate_now_rotate_each_policy_once() {
+async fn concurrent_runs_rotate_each_policy_once() {
     let t = TestApp::new().await;
     let mut policies = Vec::new();
     for i in 0..3 {
@@ -166,27 +164,20 @@ async fn concurrent_runs_and_rotate_now_rotate_each_policy_once() {
     }
     let now = Utc::now();
     let (o1, o2) = (origin(), origin());
-    let (a, b, c) = tokio::join!(
+    let (a, b) = tokio::join!(
         schedule::run(&t.app, now, &o1),
         schedule::run(&t.app, now, &o2),
-        t.call("POST", "/v1/rotations/p0/rotate", None, Some(ADMIN)),
     );
     let (a, b) = (a.unwrap(), b.unwrap());
     let mut all = names(&a);
     all.extend(names(&b));
-    if c.0 == 200 {
-        all.push("p0".into());
-    } else {
-        assert_error(c.0, &c.1, 409, "conflict", None);
-    }
     all.sort();
     assert_eq!(
         all,
         ["p0", "p1", "p2"],
-        "each policy rotated exactly once: {:?} {:?} {:?}",
+        "each policy rotated exactly once: {:?} {:?}",
         a.to_json(),
         b.to_json(),
-        c
     );
     for (secret, user, key) in &policies {
         let s = Snapshot::take(&t.sdk, &t.sdk, secret, user).await;
@@ -200,7 +191,9 @@ async fn concurrent_runs_and_rotate_now_rotate_each_policy_once() {
 
 #[tokio::test]
 async fn a_run_killed_after_any_call_is_finished_by_the_next() {
-    let mut t = TestApp::new().await;
+    let moto = Moto::shared();
+    let proxy = keysmith_tests::proxy::CaptureProxy::start(&moto.endpoint).await;
+    let t = TestApp::on(moto, Moto::fast_sdk_config_at(&proxy.endpoint).await).await;
     let (secret, user, key) = rotatable(&t).await;
     put_policy(
         &t,
@@ -208,44 +201,31 @@ async fn a_run_killed_after_any_call_is_finished_by_the_next() {
         json!({"secret_id": secret, "interval_days": 1}),
     )
     .await;
-    // Count the calls of one whole scheduled rotation.
-    let calls = Arc::new(AtomicUsize::new(0));
-    let counter = calls.clone();
-    let plain = t.app.rotator.clone();
-    t.app.rotator = plain.clone().with_checkpoint(Arc::new(move |_| {
-        counter.fetch_add(1, Ordering::SeqCst);
-        false
-    }));
+    // Count the AWS calls of one whole scheduled rotation (and the rest of the run).
+    let from = proxy.requests().len();
     schedule::run(&t.app, Utc::now(), &origin()).await.unwrap();
     assert_current_works(&t, &secret, &user, &key).await;
-    let sites = calls.load(Ordering::SeqCst);
+    let sites = proxy.requests().len() - from;
     assert!(sites >= 10, "{sites}");
 
     for at in 0..sites {
         let (secret, user, key) = rotatable(&t).await;
         let name = format!("kill-{at}");
         put_policy(&t, &name, json!({"secret_id": secret, "interval_days": 1})).await;
-        let n = Arc::new(AtomicUsize::new(0));
-        let count = n.clone();
-        t.app.rotator = plain.clone().with_checkpoint(Arc::new(move |_| {
-            count.fetch_add(1, Ordering::SeqCst) == at
-        }));
         let now = Utc::now();
-        let killed = schedule::run(&t.app, now, &origin()).await.unwrap();
-        assert_eq!(
-            killed.failed.len(),
-            1,
-            "crash at call {at}: {:?}",
-            killed.to_json()
-        );
-        t.app.rotator = plain.clone();
-        // The next hourly run, after the dead run's lock has expired.
+        // The process dies after call `at`: it may have rotated, or failed, or never returned.
+        proxy.set_faults(Some(keysmith_tests::rotation::crash_after(at)));
+        let _ = schedule::run(&t.app, now, &origin()).await;
+        proxy.set_faults(None);
+        // The next hourly run, after the dead run's locks have expired.
         let next = schedule::run(&t.app, now + Duration::minutes(61), &origin())
             .await
             .unwrap();
+        let policy = t.app.policies.get(&name).await.unwrap().unwrap();
         assert!(
-            names(&next).contains(&name),
-            "crash at call {at}: {:?}",
+            policy.last_rotated_at.is_some()
+                && policy.status == keysmith::rotation::policy::Status::Idle,
+            "crash at call {at}: {policy:?} {:?}",
             next.to_json()
         );
         assert_current_works(&t, &secret, &user, &key).await;
@@ -440,13 +420,18 @@ async fn rotation_policy_api() {
     let (s, b) = t.call("GET", "/v1/rotations", None, Some(DEPLOYER)).await;
     assert_error(s, &b, 403, "forbidden", None);
 
-    let (s, rotated) = t
+    let (s, requested) = t
         .call("POST", "/v1/rotations/ci/rotate", None, Some(ADMIN))
         .await;
-    assert_eq!(s, 200, "{rotated}");
-    assert_eq!(rotated["old_access_key_id"], key.as_str());
+    assert_eq!((s, &requested["status"]), (202, &json!("requested")));
+    let report = schedule::run(&t.app, Utc::now(), &origin()).await.unwrap();
+    assert_eq!(
+        report.rotated[0].1.old_access_key_id.as_deref(),
+        Some(key.as_str())
+    );
     let (_, got) = t.call("GET", "/v1/rotations/ci", None, Some(ADMIN)).await;
     assert!(got["last_rotated_at"].as_str().is_some());
+    assert_eq!(got["status"], "idle");
     let (s, b) = t
         .call("POST", "/v1/rotations/nope/rotate", None, Some(ADMIN))
         .await;
@@ -457,4 +442,164 @@ async fn rotation_policy_api() {
     assert_eq!(s, 204);
     let (s, b) = t.call("GET", "/v1/rotations/ci", None, Some(ADMIN)).await;
     assert_error(s, &b, 404, "not_found", None);
+}
+
+/// Issue 11 deliverable 4: `POST …/rotate` answers `202` (empty body or `{}`), marks the policy
+/// `requested` and invokes scheduled-rotation asynchronously with a `Rotation Requested` event;
+/// nothing changes in IAM until scheduled-rotation runs, which then rotates it. A failure shows as
+/// `status: failed` with `last_error`.
+#[tokio::test]
+async fn rotate_now_is_asynchronous() {
+    let moto = Moto::shared();
+    let proxy = keysmith_tests::proxy::CaptureProxy::start(&moto.endpoint).await;
+    let mut t = TestApp::on(moto, Moto::fast_sdk_config_at(&proxy.endpoint).await).await;
+    let function = keysmith_tests::rotation::rotation_lambda(moto, &t.sdk).await;
+    t.app.config.rotation_function = Some(function.clone());
+    let later = (Utc::now().hour() + 2) % 24;
+    let (secret, user, key) = rotatable(&t).await;
+    put_policy(
+        &t,
+        "asap",
+        json!({"secret_id": secret, "interval_days": 30, "rotation_hour_utc": later}),
+    )
+    .await;
+    let keys = |t: &TestApp| {
+        let iam = aws_sdk_iam::Client::new(&t.sdk);
+        let user = user.clone();
+        async move {
+            let mut k: Vec<String> = iam
+                .list_access_keys()
+                .user_name(&user)
+                .send()
+                .await
+                .unwrap()
+                .access_key_metadata
+                .into_iter()
+                .filter_map(|k| k.access_key_id)
+                .collect();
+            k.sort();
+            k
+        }
+    };
+    assert_eq!(
+        schedule::run(&t.app, Utc::now(), &origin())
+            .await
+            .unwrap()
+            .policies_read,
+        0,
+        "not due by its schedule"
+    );
+    for body in [None, Some("{}")] {
+        let from = proxy.requests().len();
+        let (s, b) = t
+            .call("POST", "/v1/rotations/asap/rotate", body, Some(ADMIN))
+            .await;
+        assert_eq!(
+            (s, &b["status"]),
+            (202, &json!("requested")),
+            "{body:?}: {b}"
+        );
+        let invoked: Vec<_> = proxy.requests()[from..]
+            .iter()
+            .filter(|r| r.path.contains("/invocations"))
+            .cloned()
+            .collect();
+        assert_eq!(invoked.len(), 1, "one asynchronous invocation");
+        assert_eq!(invoked[0].header("x-amz-invocation-type"), Some("Event"));
+        let name = function.rsplit(':').next().unwrap();
+        assert!(invoked[0].path.contains(name), "{}", invoked[0].path);
+        let event: Value = serde_json::from_str(&invoked[0].body).unwrap();
+        assert_eq!(event["detail-type"], "Rotation Requested");
+        assert_eq!(event["detail"]["policy"], "asap");
+        assert_eq!(
+            keys(&t).await,
+            std::slice::from_ref(&key),
+            "unchanged until scheduled-rotation runs"
+        );
+    }
+    let (s, b) = t
+        .call(
+            "POST",
+            "/v1/rotations/asap/rotate",
+            Some(r#"{"now": true}"#),
+            Some(ADMIN),
+        )
+        .await;
+    assert_error(s, &b, 400, "invalid_request", Some("body"));
+    let (_, got) = t.call("GET", "/v1/rotations/asap", None, Some(ADMIN)).await;
+    assert_eq!(got["status"], "requested");
+    // The standard hourly Scheduled Event runs every requested rotation.
+    let report = schedule::run(&t.app, Utc::now(), &origin()).await.unwrap();
+    assert_eq!(names(&report), ["asap"], "{:?}", report.to_json());
+    assert_current_works(&t, &secret, &user, &key).await;
+    assert_ne!(keys(&t).await, std::slice::from_ref(&key));
+    let (_, got) = t.call("GET", "/v1/rotations/asap", None, Some(ADMIN)).await;
+    assert_eq!(
+        (&got["status"], &got["last_error"]),
+        (&json!("idle"), &Value::Null)
+    );
+
+    // A user not bound to the secret: the requested rotation fails, visibly.
+    let (secret, user, _) = rotatable(&t).await;
+    aws_sdk_iam::Client::new(&t.sdk)
+        .untag_user()
+        .user_name(&user)
+        .tag_keys("keysmith:rotation-secret")
+        .send()
+        .await
+        .unwrap();
+    put_policy(
+        &t,
+        "unbound",
+        json!({"secret_id": secret, "interval_days": 30, "rotation_hour_utc": later}),
+    )
+    .await;
+    let (s, _) = t
+        .call("POST", "/v1/rotations/unbound/rotate", None, Some(ADMIN))
+        .await;
+    assert_eq!(s, 202);
+    let report = schedule::run(&t.app, Utc::now(), &origin()).await.unwrap();
+    assert_eq!(report.failed.len(), 1, "{:?}", report.to_json());
+    let (_, got) = t
+        .call("GET", "/v1/rotations/unbound", None, Some(ADMIN))
+        .await;
+    assert_eq!(got["status"], "failed");
+    assert!(
+        got["last_error"]
+            .as_str()
+            .unwrap()
+            .contains("keysmith:rotation-secret"),
+        "{got}"
+    );
+}
+
+/// Issue 12: `rotation_hour_utc` moves the due time later, never earlier. Rotated now at hour H
+/// with `interval_days: 1`: tomorrow's H:00 comes before 24 h have passed, so it is not due then.
+#[tokio::test]
+async fn a_rotation_hour_never_makes_a_policy_due_early() {
+    let t = TestApp::new().await;
+    let (secret, _, _) = rotatable(&t).await;
+    let hour = Utc::now().hour();
+    put_policy(
+        &t,
+        "daily",
+        json!({"secret_id": secret, "interval_days": 1, "rotation_hour_utc": hour}),
+    )
+    .await;
+    let rotated_at = Utc::now();
+    let first = schedule::run(&t.app, rotated_at, &origin()).await.unwrap();
+    assert_eq!(names(&first), ["daily"]);
+    let tomorrow_at_hour = (rotated_at + Duration::days(1))
+        .date_naive()
+        .and_hms_opt(hour, 0, 0)
+        .unwrap()
+        .and_utc();
+    for at in [rotated_at + Duration::hours(23), tomorrow_at_hour] {
+        let run = schedule::run(&t.app, at, &origin()).await.unwrap();
+        assert!(run.rotated.is_empty(), "due at {at}: {:?}", run.to_json());
+    }
+    let later = schedule::run(&t.app, rotated_at + Duration::days(2), &origin())
+        .await
+        .unwrap();
+    assert_eq!(names(&later), ["daily"]);
 }

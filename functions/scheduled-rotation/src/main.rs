@@ -1,5 +1,5 @@
-//! scheduled-rotation: the hourly EventBridge job and the 3-minute lease sweep in front of
-//! `keysmith::schedule`.
+//! scheduled-rotation: the hourly EventBridge job, the 3-minute lease sweep, and rotate-now's
+//! asynchronous `Rotation Requested` event, in front of `keysmith::schedule`.
 
 use aws_lambda_events::eventbridge::EventBridgeEvent;
 use keysmith::audit::Origin;
@@ -20,10 +20,16 @@ async fn main() -> Result<(), Error> {
             };
             let now = chrono::Utc::now();
             let report = match keysmith::schedule::Job::of(&event.payload.detail) {
-                keysmith::schedule::Job::Full => keysmith::schedule::run(app, now, &origin).await?,
                 keysmith::schedule::Job::Sweep => {
                     keysmith::schedule::sweep(app, now, &origin).await?
                 }
+                // Rotate-now's event runs the rotations only; the hourly Scheduled Event runs it all.
+                keysmith::schedule::Job::Full
+                    if event.payload.detail_type == keysmith::schedule::ROTATION_REQUESTED =>
+                {
+                    keysmith::schedule::run_rotations(app, now, &origin).await?
+                }
+                keysmith::schedule::Job::Full => keysmith::schedule::run(app, now, &origin).await?,
             };
             let report = report.to_json();
             tracing::info!(report = %report, "scheduled run done");

@@ -104,25 +104,21 @@ pub(super) async fn delete(app: &App, req: &Request, name: ProfileName) -> Resul
     Ok(Reply::empty(204))
 }
 
-/// Rotates now, whatever the schedule; under the same lock as scheduled runs.
+/// Asynchronous (SPEC §6): marks the policy requested and answers `202`; scheduled-rotation does
+/// the rotation, so this function holds no right to create or delete keys or to write secrets.
 pub(super) async fn rotate_now(
     app: &App,
     req: &Request,
     name: ProfileName,
 ) -> Result<Reply, ApiError> {
     req.no_query()?;
-    req.no_body()?;
+    if !req.body.iter().all(u8::is_ascii_whitespace)
+        && !serde_json::from_slice::<serde_json::Map<String, Value>>(&req.body)
+            .is_ok_and(|m| m.is_empty())
+    {
+        return Err(Invalid::new("body", "must be empty or {}").into());
+    }
     req.require_admin(app, "rotate keys").await?;
-    let (policy, rotated) =
-        schedule::rotate_policy(app, name.as_str(), chrono::Utc::now(), false, &req.origin).await?;
-    Ok(Reply::json(
-        200,
-        json!({
-            "policy": policy.name.as_str(),
-            "secret_id": policy.secret_id,
-            "user_name": rotated.user_name,
-            "old_access_key_id": rotated.old_access_key_id,
-            "new_access_key_id": rotated.new_access_key_id,
-        }),
-    ))
+    let policy = schedule::request_rotation(app, name.as_str(), &req.origin).await?;
+    Ok(Reply::json(202, policy.to_json(chrono::Utc::now())))
 }

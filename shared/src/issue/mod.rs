@@ -55,12 +55,12 @@ impl Issuance {
                     DurationSeconds::MIN,
                     ty.max_seconds(),
                 )?;
-                if d > profile.max_duration {
+                if d.get() > profile.duration_limit() {
                     return Err(Invalid::new(
                         "duration_seconds",
                         format!(
                             "must not exceed the profile's max_duration_seconds ({})",
-                            profile.max_duration.get()
+                            profile.duration_limit()
                         ),
                     ));
                 }

@@ -146,6 +146,8 @@ struct RawProfile {
 }
 
 pub const DEFAULT_DURATION: u32 = 3600;
+/// AWS's cap on a session assumed with role credentials (role chaining).
+pub const ROLE_CHAINING_MAX: u32 = 3600;
 pub const DEFAULT_USER_PATH: &str = "/keysmith/";
 pub const DEFAULT_MAX_ACTIVE_LEASES: u32 = 10;
 pub const MAX_ACTIVE_LEASES_LIMIT: u32 = 100;
@@ -337,7 +339,15 @@ impl Profile {
             }
         };
 
-        let type_max = ty.max_seconds();
+        // Role chaining (assumed_role signed with the function's own role session) is capped by
+        // AWS at one hour: refuse more here rather than let STS answer 502 at issuance.
+        let type_max = match &kind {
+            Kind::AssumedRole {
+                source_secret_id: None,
+                ..
+            } => ROLE_CHAINING_MAX,
+            _ => ty.max_seconds(),
+        };
         let max_duration = DurationSeconds::parse(
             "max_duration_seconds",
             raw.max_duration_seconds.unwrap_or(i64::from(type_max)),
@@ -378,6 +388,18 @@ impl Profile {
                 PrincipalPattern::parse,
             )?,
         })
+    }
+
+    /// The longest duration a request may ask for: `max_duration_seconds`, and never more than
+    /// AWS's role-chaining hour (also for a profile stored before that cap was enforced at `PUT`).
+    pub fn duration_limit(&self) -> u32 {
+        match self.kind {
+            Kind::AssumedRole {
+                source_secret_id: None,
+                ..
+            } => self.max_duration.get().min(ROLE_CHAINING_MAX),
+            _ => self.max_duration.get(),
+        }
     }
 
     pub fn credential_type(&self) -> CredentialType {
@@ -652,7 +674,11 @@ mod tests {
         let p = parse(body).unwrap();
         assert_eq!(p.credential_type(), CredentialType::AssumedRole);
         assert_eq!(p.default_duration.get(), 3600);
-        assert_eq!(p.max_duration.get(), 43_200);
+        assert_eq!(
+            p.max_duration.get(),
+            3600,
+            "role chaining: at most one hour"
+        );
         let again = Profile::parse(p.name.clone(), p.to_json().to_string().as_bytes()).unwrap();
         assert_eq!(again, p);
     }
@@ -728,6 +754,14 @@ mod tests {
         assert_eq!(field(b), "default_duration_seconds");
         let p = parse(with("max_duration_seconds", 1200)).unwrap();
         assert_eq!(p.default_duration.get(), 1200);
+        assert_eq!(
+            field(with("max_duration_seconds", 7200)),
+            "max_duration_seconds",
+            "role chaining"
+        );
+        let mut b = with("max_duration_seconds", 43_200);
+        b["source_secret_id"] = json!("keysmith/base");
+        assert_eq!(parse(b).unwrap().max_duration.get(), 43_200);
     }
 
     #[test]

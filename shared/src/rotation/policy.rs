@@ -11,11 +11,12 @@ use chrono::{DateTime, Duration, NaiveTime, Utc};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use crate::audit::{format_time, AuditLog, AuditRecord, AuditedWriteError};
+use crate::audit::{AuditLog, AuditRecord, AuditedWriteError};
 use crate::aws::{classify, AwsFailure, FailureKind};
 use crate::names::{aws_id, Invalid, ProfileName};
 use crate::profile::parse_json;
-use crate::state::due_items;
+use crate::state::due_items_counted;
+use crate::time::format_time;
 
 const PK: &str = "rotation";
 /// A lock outlives the longest Lambda invocation (15 min): a run that dies leaves a lock that
@@ -30,6 +31,38 @@ pub struct Policy {
     pub rotation_hour_utc: Option<u8>,
     pub enabled: bool,
     pub last_rotated_at: Option<DateTime<Utc>>,
+    pub status: Status,
+    pub last_error: Option<String>,
+}
+
+/// Where a policy's rotation stands (`GET /v1/rotations/{name}`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Status {
+    Idle,
+    /// Rotate-now asked for it; the next scheduled-rotation run does it.
+    Requested,
+    Rotating,
+    Failed,
+}
+
+impl Status {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Idle => "idle",
+            Self::Requested => "requested",
+            Self::Rotating => "rotating",
+            Self::Failed => "failed",
+        }
+    }
+
+    fn parse(s: &str) -> Self {
+        match s {
+            "requested" => Self::Requested,
+            "rotating" => Self::Rotating,
+            "failed" => Self::Failed,
+            _ => Self::Idle,
+        }
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -47,6 +80,8 @@ struct RawPolicy {
     next_due_at: Option<Value>,
     #[allow(dead_code)]
     last_error: Option<Value>,
+    #[allow(dead_code)]
+    status: Option<Value>,
 }
 
 impl Policy {
@@ -78,11 +113,14 @@ impl Policy {
             rotation_hour_utc: hour,
             enabled: raw.enabled.unwrap_or(true),
             last_rotated_at: None,
+            status: Status::Idle,
+            last_error: None,
         })
     }
 
-    /// When the policy is next due: `interval_days` after the last rotation, at
-    /// `rotation_hour_utc` of that day when set. Never rotated: now, or the next such hour.
+    /// When the policy is next due: `interval_days` after the last rotation, moved later (never
+    /// earlier) to the next `rotation_hour_utc:00` when set. Never rotated: now, or the next such
+    /// hour (this hour's run still counts).
     pub fn next_due(&self, now: DateTime<Utc>) -> DateTime<Utc> {
         let at_hour = |t: DateTime<Utc>, h: u8| {
             let time = NaiveTime::from_hms_opt(u32::from(h), 0, 0).unwrap_or_default();
@@ -100,7 +138,13 @@ impl Policy {
             }
             (Some(last), None) => last + Duration::days(i64::from(self.interval_days)),
             (Some(last), Some(h)) => {
-                at_hour(last + Duration::days(i64::from(self.interval_days)), h)
+                let earliest = last + Duration::days(i64::from(self.interval_days));
+                let slot = at_hour(earliest, h);
+                if slot >= earliest {
+                    slot
+                } else {
+                    slot + Duration::days(1)
+                }
             }
         }
     }
@@ -114,6 +158,8 @@ impl Policy {
             "enabled": self.enabled,
             "last_rotated_at": self.last_rotated_at.map(format_time),
             "next_due_at": self.enabled.then(|| format_time(self.next_due(now))),
+            "status": self.status.as_str(),
+            "last_error": self.last_error,
         })
     }
 
@@ -146,6 +192,8 @@ impl Policy {
         p.last_rotated_at = s("last_rotated_at")
             .and_then(|t| DateTime::parse_from_rfc3339(t).ok())
             .map(|t| t.with_timezone(&Utc));
+        p.status = s("status").map_or(Status::Idle, |v| Status::parse(v));
+        p.last_error = s("last_error").cloned();
         Some(p)
     }
 }
@@ -182,7 +230,7 @@ fn s(v: impl Into<String>) -> AttributeValue {
     AttributeValue::S(v.into())
 }
 
-/// Due policies read by one query, and how many items DynamoDB returned for it.
+/// Due policies read by one query, and how many items DynamoDB read for it (`ScannedCount`).
 #[derive(Debug)]
 pub struct Due {
     pub policies: Vec<Policy>,
@@ -317,13 +365,41 @@ impl PolicyStore {
 
     /// The enabled policies due at `now`, from the `due` index: reads only those items.
     pub async fn due(&self, now: DateTime<Utc>) -> Result<Due, PolicyError> {
-        let items = due_items(&self.db, &self.table, PK, now)
+        let (items, scanned) = due_items_counted(&self.db, &self.table, PK, now)
             .await
             .map_err(PolicyError::Store)?;
         Ok(Due {
-            items_read: items.len(),
+            items_read: scanned,
             policies: items.iter().filter_map(Policy::from_item).collect(),
         })
+    }
+
+    /// Marks the policy `requested` and due now, with its audit item in the same transaction:
+    /// the next scheduled-rotation run rotates it, whatever its schedule.
+    pub async fn request(
+        &self,
+        name: &str,
+        now: DateTime<Utc>,
+        audit: &AuditRecord,
+    ) -> Result<Policy, PolicyError> {
+        let Some(mut policy) = self.get(name).await? else {
+            return Err(PolicyError::NotFound);
+        };
+        let update = Update::builder()
+            .table_name(&self.table)
+            .set_key(Some(key(name)))
+            .update_expression("SET #status = :requested, due_pk = :pk, due_at = :now")
+            .condition_expression("attribute_exists(sk)")
+            .expression_attribute_names("#status", "status")
+            .expression_attribute_values(":requested", s(Status::Requested.as_str()))
+            .expression_attribute_values(":pk", s(PK))
+            .expression_attribute_values(":now", s(format_time(now)))
+            .build()
+            .map_err(|e| PolicyError::Store(AwsFailure::other(e.to_string())))?;
+        self.transact(TransactWriteItem::builder().update(update).build(), audit)
+            .await?;
+        policy.status = Status::Requested;
+        Ok(policy)
     }
 
     /// Takes the policy's lock for `owner` until `now + LOCK_TTL_MINUTES`. With `require_due`, only
@@ -346,7 +422,9 @@ impl PolicyStore {
             .update_item()
             .table_name(&self.table)
             .set_key(Some(key(name)))
-            .update_expression("SET lock_owner = :owner, lock_until = :until")
+            .update_expression("SET lock_owner = :owner, lock_until = :until, #status = :rotating")
+            .expression_attribute_names("#status", "status")
+            .expression_attribute_values(":rotating", s(Status::Rotating.as_str()))
             .condition_expression(condition)
             .expression_attribute_values(":owner", s(owner))
             .expression_attribute_values(
@@ -390,14 +468,17 @@ impl PolicyStore {
             .expression_attribute_values(":at", s(format_time(at)));
         update = if done.enabled {
             update
-                .update_expression("SET last_rotated_at = :at, due_at = :due REMOVE lock_owner, lock_until, last_error")
+                .update_expression("SET last_rotated_at = :at, due_at = :due, #status = :idle REMOVE lock_owner, lock_until, last_error")
                 .expression_attribute_values(":due", s(format_time(done.next_due(at))))
         } else {
+            // A disabled policy rotated on request leaves the due index again.
             update.update_expression(
-                "SET last_rotated_at = :at REMOVE lock_owner, lock_until, last_error",
+                "SET last_rotated_at = :at, #status = :idle REMOVE lock_owner, lock_until, last_error, due_pk, due_at",
             )
         };
         update
+            .expression_attribute_names("#status", "status")
+            .expression_attribute_values(":idle", s(Status::Idle.as_str()))
             .send()
             .await
             .map_err(|e| PolicyError::Store(classify(e)))?;
@@ -410,7 +491,11 @@ impl PolicyStore {
             .update_item()
             .table_name(&self.table)
             .set_key(Some(key(name)))
-            .update_expression("SET last_error = :e REMOVE lock_owner, lock_until")
+            .update_expression(
+                "SET last_error = :e, #status = :failed REMOVE lock_owner, lock_until",
+            )
+            .expression_attribute_names("#status", "status")
+            .expression_attribute_values(":failed", s(Status::Failed.as_str()))
             .condition_expression("lock_owner = :owner")
             .expression_attribute_values(":owner", s(owner))
             .expression_attribute_values(":e", s(error.chars().take(1000).collect::<String>()))
@@ -477,7 +562,11 @@ mod tests {
         p.last_rotated_at = Some(t("2026-11-01T03:20:00Z"));
         assert_eq!(p.next_due(now), t("2026-12-01T03:20:00Z"));
         p.rotation_hour_utc = Some(3);
-        assert_eq!(p.next_due(now), t("2026-12-01T03:00:00Z"));
+        assert_eq!(
+            p.next_due(now),
+            t("2026-12-02T03:00:00Z"),
+            "03:00 on the 1st would be 20 minutes early"
+        );
         p.last_rotated_at = None;
         assert_eq!(
             p.next_due(now),
@@ -490,5 +579,12 @@ mod tests {
             t("2026-11-21T10:00:00Z"),
             "this hour's run still counts"
         );
+        // Rotated yesterday at 10:20, one day, hour 3: today's 03:00 is too early.
+        p.interval_days = 1;
+        p.rotation_hour_utc = Some(3);
+        p.last_rotated_at = Some(t("2026-11-20T10:20:00Z"));
+        assert_eq!(p.next_due(now), t("2026-11-22T03:00:00Z"));
+        p.last_rotated_at = Some(t("2026-11-20T02:00:00Z"));
+        assert_eq!(p.next_due(now), t("2026-11-21T03:00:00Z"));
     }
 }

@@ -6,9 +6,9 @@ use std::fmt;
 use chrono::{DateTime, Utc};
 use serde_json::{json, Map, Value};
 
-use crate::audit::format_time;
 use crate::names::{aws_id, RoleArn};
 use crate::secret::{AccessKeyPair, Secret};
+use crate::time::format_time;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Mode {
@@ -119,6 +119,19 @@ impl RotatedSecret {
         raw.insert("removed_access_key_ids".into(), json!(removed));
         raw.insert("mode".into(), json!(self.mode.as_str()));
         Value::Object(raw).to_string()
+    }
+
+    /// The keys this version's rotation removes (`removed_access_key_ids`).
+    pub fn removed(&self) -> Vec<String> {
+        self.raw
+            .get("removed_access_key_ids")
+            .and_then(Value::as_array)
+            .map(|a| {
+                a.iter()
+                    .filter_map(|v| v.as_str().map(str::to_owned))
+                    .collect()
+            })
+            .unwrap_or_default()
     }
 
     pub fn key_id(&self) -> Option<&str> {

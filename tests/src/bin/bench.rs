@@ -125,6 +125,7 @@ async fn main() {
     issue["requestContext"]["authorizer"]["iam"]["userArn"] = DEPLOYER.into();
     // secret-rotation: a secret with a rotation in progress; setSecret after the guards.
     let (key, secret_key) = user_with_key(&root, "bench-rotated", &allow_all()).await;
+    keysmith_tests::aws::bind(&root, "bench-rotated", "keysmith/bench-rotated").await;
     let secret = aws_sdk_secretsmanager::Client::new(&root)
         .create_secret()
         .name("keysmith/bench-rotated")
@@ -250,6 +251,7 @@ async fn main() {
             let user = format!("bench-{n}-{i}");
             let (k, s) = user_with_key(&root, &user, &allow_all()).await;
             let sid = format!("keysmith/{user}");
+            keysmith_tests::aws::bind(&root, &user, &sid).await;
             keysmith_tests::aws::secret(
                 &root,
                 &sid,

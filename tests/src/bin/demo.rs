@@ -169,6 +169,9 @@ async fn main() {
 
     step("an admin rotates ci-deployer's long-lived key through its secret (rotate now)");
     let (old_key, old_secret) = user_with_key(&sdk, "ci-deployer", &allow_all()).await;
+    // Rotation binding: the user names the one secret allowed to rotate it.
+    keysmith_tests::aws::bind(&sdk, "ci-deployer", "keysmith/ci-deployer").await;
+    println!("    aws iam tag-user --user-name ci-deployer --tags Key=keysmith:rotation-secret,Value=keysmith/ci-deployer");
     secret(
         &sdk,
         "keysmith/ci-deployer",
@@ -193,10 +196,33 @@ async fn main() {
         None,
     )
     .await;
-    assert_eq!(status, 200, "{rotated}");
+    assert_eq!(status, 202, "{rotated}");
     println!(
-        "    POST /v1/rotations/ci-deployer/rotate -> {status}: {} -> {}",
-        rotated["old_access_key_id"], rotated["new_access_key_id"]
+        "    POST /v1/rotations/ci-deployer/rotate -> {status}: status {}",
+        rotated["status"]
+    );
+    // Rotate-now only marks the policy; scheduled-rotation rotates it (here: its hourly event).
+    let scheduled = FunctionProcess::start(
+        &function_binary("scheduled-rotation"),
+        &[
+            ("AWS_ENDPOINT_URL", moto.endpoint.as_str()),
+            ("AWS_REGION", REGION),
+            ("AWS_ACCESS_KEY_ID", "test"),
+            ("AWS_SECRET_ACCESS_KEY", "test"),
+            ("KEYSMITH_STATE_TABLE", STATE),
+            ("KEYSMITH_AUDIT_TABLE", AUDIT),
+            ("KEYSMITH_ADMINS", "arn:aws:iam::123456789012:user/admin"),
+        ],
+    )
+    .await;
+    let report = scheduled
+        .invoke(&event("scheduled.json"))
+        .await
+        .unwrap_or_else(|err| panic!("scheduled-rotation failed: {err}"));
+    let done = &report["rotated"][0];
+    println!(
+        "    scheduled-rotation -> rotated {}: {} -> {}",
+        done["policy"], done["old_access_key_id"], done["new_access_key_id"]
     );
     let current = aws_sdk_secretsmanager::Client::new(&sdk)
         .get_secret_value()
