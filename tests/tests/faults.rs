@@ -95,6 +95,8 @@ fn documented(site: &Site, fault: &Fault, audit_table: &str) -> u16 {
         _ if site.0 == "GetCallerIdentity" => 502,
         // Listed best effort: IAM's DeleteUser refuses while any remain.
         _ if site.0 == "ListServiceSpecificCredentials" => 200,
+        // Events are best effort (SPEC §11): the audit item is the record.
+        _ if site.0 == "PutEvents" => 200,
         Fault::Throttle => 429,
         _ => 502,
     }
@@ -126,8 +128,8 @@ async fn sts_issuance_under_faults_at_every_call() {
     let sites = sites_since(&proxy, from, &t);
     assert_eq!(
         sites.len(),
-        4,
-        "profile read, base key, AssumeRole, audit: {sites:?}"
+        5,
+        "profile read, base key, AssumeRole, audit, event: {sites:?}"
     );
     let mut injected = 0;
     for site in &sites {
@@ -395,6 +397,11 @@ async fn rotate_now_under_faults_at_every_call_converges_on_retry() {
             let failed = rotate(name.clone(), false).await;
             proxy.set_faults(None);
             injected += 1;
+            if site.0 == "PutEvents" {
+                // Best effort (SPEC §11): a lost event fails nothing.
+                assert!(failed.is_ok(), "{site:?} {fault:?}: {failed:?}");
+                continue;
+            }
             assert!(failed.is_err(), "{site:?} {fault:?}: {failed:?}");
             let (_, rotated) = rotate(name, true)
                 .await
