@@ -10,6 +10,7 @@ pub mod issue;
 pub mod lease;
 pub mod names;
 pub mod profile;
+pub mod revocation;
 pub mod rotation;
 pub mod schedule;
 pub mod secret;
@@ -24,6 +25,7 @@ use crate::iam_user::IamUsers;
 use crate::issue::Issuer;
 use crate::lease::Leases;
 use crate::profile::ProfileStore;
+use crate::revocation::Revocations;
 use crate::rotation::policy::PolicyStore;
 use crate::rotation::Rotator;
 
@@ -39,6 +41,7 @@ pub struct App {
     pub leases: Leases,
     pub rotator: Rotator,
     pub policies: PolicyStore,
+    pub revocations: Revocations,
     pub region: String,
 }
 
@@ -62,8 +65,14 @@ impl App {
         let rotator = Rotator::new(clients.clone(), audit.clone());
         let policies =
             PolicyStore::new(clients.dynamodb.clone(), &config.state_table, audit.clone());
+        let revocations = Revocations::new(
+            clients.iam.clone(),
+            clients.dynamodb.clone(),
+            &config.state_table,
+        );
         Self {
             region: clients.region.clone(),
+            revocations,
             config,
             clients,
             audit,

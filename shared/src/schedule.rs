@@ -74,6 +74,7 @@ pub struct RunReport {
     pub failed: Vec<(String, String)>,
     pub leases: RevokeReport,
     pub old_keys: Vec<OldKey>,
+    pub revocations: crate::revocation::PruneReport,
 }
 
 impl RunReport {
@@ -86,6 +87,7 @@ impl RunReport {
             "failed": self.failed.iter().map(|(p, e)| json!({"policy": p, "error": e})).collect::<Vec<_>>(),
             "leases_revoked": self.leases.revoked,
             "leases_failed": self.leases.failed.iter().map(|(l, e)| json!({"lease_id": l, "error": e})).collect::<Vec<_>>(),
+            "revocations": self.revocations.to_json(),
             "old_keys": self.old_keys.iter().map(|k| json!({"user_name": k.user_name, "access_key_id": k.access_key_id,
                 "age_days": k.age_days, "deactivated": k.deactivated})).collect::<Vec<_>>(),
         })
@@ -134,6 +136,8 @@ pub async fn run(
         }
     }
     report.leases = app.leases.revoke_expired(now, &app.audit, origin).await?;
+    report.revocations =
+        crate::revocation::scheduled_prune(&app.revocations, &app.audit, now, origin).await;
     if let Some(max_age) = app.config.max_key_age_days {
         match old_keys(app, max_age, now, origin).await {
             Ok(keys) => report.old_keys = keys,
