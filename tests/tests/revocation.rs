@@ -666,3 +666,40 @@ async fn three_hundred_revoked_leases_never_overflow_the_roles_inline_policy_quo
         "the fallback is the profile-wide cut-off: {policy}"
     );
 }
+
+#[tokio::test]
+async fn a_refused_assume_role_names_the_trust_policy_permissions_and_no_secret() {
+    let t = TestApp::new().await;
+    let proxy = CaptureProxy::start(&Moto::shared().endpoint).await;
+    role_profile(
+        &t,
+        "refused",
+        json!({"sts_endpoint": proxy.endpoint, "sts_region": "us-east-1"}),
+    )
+    .await;
+    proxy.set_faults(Some(std::sync::Arc::new(
+        |r: &keysmith_tests::proxy::Captured| {
+            if r.form("Action").as_deref() == Some("AssumeRole") {
+                keysmith_tests::proxy::Fault::Denied
+            } else {
+                keysmith_tests::proxy::Fault::Pass
+            }
+        },
+    )));
+    let (st, b) = t
+        .call(
+            "POST",
+            "/v1/profiles/refused/credentials",
+            None,
+            Some(DEPLOYER),
+        )
+        .await;
+    assert_error(st, &b, 502, "upstream_error", None);
+    let message = b["error"]["message"].as_str().unwrap();
+    for permission in ["sts:AssumeRole", "sts:TagSession", "sts:SetSourceIdentity"] {
+        assert!(message.contains(permission), "{message}");
+    }
+    // No lease is left for credentials that were never issued.
+    let (_, list) = t.call("GET", "/v1/leases", None, Some(ADMIN)).await;
+    assert_eq!(list["leases"], json!([]));
+}

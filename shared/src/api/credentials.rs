@@ -92,16 +92,13 @@ pub(super) async fn issue(app: &App, req: &Request, name: ProfileName) -> Result
         None => app.audit.write(&r).await.map_err(ApiError::from),
         Some(lease) => {
             let put = app.leases.put_new_item(lease)?;
-            app.audit.write_with(put, &r).await.map_err(|e| match e {
-                AuditedWriteError::Store(f) => {
-                    ApiError::Upstream(format!("the lease could not be recorded: {f}"))
-                }
-                // The lease id is fresh: a conflict cannot be the lease; count it as the
-                // trail's failure, so nothing is returned.
-                AuditedWriteError::Audit(_) | AuditedWriteError::Conflict => {
-                    ApiError::AuditUnavailable
-                }
-            })
+            match app.audit.write_with(put, &r).await {
+                // Both items are new (fresh ids): a failed "must not exist" can only mean an
+                // earlier attempt of this very transaction committed (its response was lost).
+                Ok(()) | Err(AuditedWriteError::Conflict) => Ok(()),
+                Err(AuditedWriteError::Store(f)) => Err(super::error::upstream(&f)),
+                Err(AuditedWriteError::Audit(_)) => Err(ApiError::AuditUnavailable),
+            }
         }
     };
     if let Err(e) = written {

@@ -108,7 +108,7 @@ impl From<Invalid> for ApiError {
     }
 }
 
-fn upstream(f: &AwsFailure) -> ApiError {
+pub(super) fn upstream(f: &AwsFailure) -> ApiError {
     match f.kind {
         FailureKind::Throttled => ApiError::Throttled,
         _ => ApiError::Upstream(format!("AWS failed: {f}")),

@@ -152,11 +152,7 @@ pub(super) async fn sts_lease(
         // Revoked meanwhile by another call: the Deny is in place either way.
         Ok(()) | Err(AuditedWriteError::Conflict) => {}
         Err(AuditedWriteError::Audit(_)) => return Err(ApiError::AuditUnavailable),
-        Err(AuditedWriteError::Store(f)) => {
-            return Err(ApiError::Upstream(format!(
-                "the lease could not be marked revoked: {f}"
-            )))
-        }
+        Err(AuditedWriteError::Store(f)) => return Err(super::error::upstream(&f)),
     }
     let mut revoked = lease;
     revoked.status = LeaseStatus::Revoked;
@@ -323,12 +319,7 @@ async fn revoke_leases(
                 {
                     Ok(()) | Err(AuditedWriteError::Conflict) => {}
                     Err(AuditedWriteError::Audit(_)) => return Err(ApiError::AuditUnavailable),
-                    Err(AuditedWriteError::Store(f)) => {
-                        return Err(ApiError::Upstream(format!(
-                            "lease {} could not be marked revoked: {f}",
-                            lease.id
-                        )))
-                    }
+                    Err(AuditedWriteError::Store(f)) => return Err(super::error::upstream(&f)),
                 }
             } else {
                 app.leases.revoke(&lease).await?;
