@@ -643,3 +643,31 @@ impl Leases {
         Ok(report)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sts_leases_are_never_due_nor_counted_and_show_expired() {
+        // Stored times keep microseconds: whole seconds round-trip exactly.
+        let now = DateTime::from_timestamp(Utc::now().timestamp(), 0).unwrap_or_default();
+        let lease = Lease::sts(
+            "id".into(),
+            "p",
+            "alice",
+            CredentialType::AssumedRole,
+            "arn:aws:iam::123456789012:role/r".into(),
+            now - Duration::hours(2),
+            now - Duration::hours(1),
+        );
+        assert_eq!(lease.due_at(), None);
+        assert!(!lease.to_item().contains_key("due_pk"));
+        assert!(!lease.counted);
+        assert_eq!(lease.status_at(now), "expired");
+        assert_eq!(lease.status_at(now - Duration::hours(90)), "active");
+        let back = Lease::from_item(&lease.to_item()).unwrap();
+        assert_eq!(back, lease);
+        assert_eq!(back.to_json()["target"], "arn:aws:iam::123456789012:role/r");
+    }
+}

@@ -203,6 +203,8 @@ async fn sts_sessions_carry_their_lease_and_profile_as_session_tags() {
         .find(|l| l["lease_id"] == issued["lease_id"])
         .unwrap();
     assert_eq!(role_lease["credential_type"], "assumed_role");
+    // The key id finds the lease of a leaked key (README, Incident response).
+    assert_eq!(role_lease["access_key_id"], issued["access_key_id"]);
     assert_eq!(role_lease["status"], "active");
     assert!(role_lease["target"]
         .as_str()

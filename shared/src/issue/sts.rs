@@ -126,7 +126,7 @@ impl Issuer {
             .ok_or_else(|| {
                 IssueError::Sts(AwsFailure::other("STS returned an invalid expiration"))
             })?;
-        let unrecorded = Lease::sts(
+        let mut unrecorded = Lease::sts(
             lease_id.clone(),
             profile.name.as_str(),
             principal,
@@ -135,6 +135,8 @@ impl Issuer {
             created_at,
             expiration,
         );
+        // The key id (never the secret) lets an incident responder find the lease of a leaked key.
+        unrecorded.access_key_id = Some(c.access_key_id.clone());
         Ok(Issued {
             lease_id,
             credentials: AccessKeyPair {

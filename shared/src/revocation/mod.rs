@@ -19,7 +19,6 @@ use serde_json::{json, Value};
 use crate::audit::{format_time, AuditLog, AuditRecord, Category, Origin, Outcome};
 use crate::aws::{classify, AwsFailure, FailureKind};
 use crate::lease::Lease;
-use crate::profile::CredentialType;
 use crate::state::due_items;
 use policy::{ceil_second, Document, TargetKind, POLICY_NAME};
 
@@ -605,14 +604,6 @@ fn cutoff_statement(profile: Option<&str>, before: DateTime<Utc>) -> String {
             "Deny aws:PrincipalTag/keysmith:profile = {p} when aws:TokenIssueTime < {before}"
         ),
         None => format!("Deny every session token when aws:TokenIssueTime < {before}"),
-    }
-}
-
-/// The target a profile revoke acts on for credential type `ty` (its role, or its base user).
-pub fn profile_scope(ty: CredentialType, profile: &str) -> Option<&str> {
-    match ty {
-        CredentialType::SessionToken => None,
-        _ => Some(profile),
     }
 }
 
