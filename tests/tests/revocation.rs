@@ -705,3 +705,35 @@ async fn a_refused_assume_role_names_the_trust_policy_permissions_and_no_secret(
     let (_, list) = t.call("GET", "/v1/leases", None, Some(ADMIN)).await;
     assert_eq!(list["leases"], json!([]));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_revocations_on_one_role_lose_no_entry() {
+    let t = TestApp::new().await;
+    let iam = Iam::new(&t.sdk);
+    let (role, _) = role_profile(&t, "deploy", json!({})).await;
+    let mut ids = Vec::new();
+    for _ in 0..4 {
+        ids.push(
+            issue(&t, "deploy").await["lease_id"]
+                .as_str()
+                .unwrap()
+                .to_owned(),
+        );
+    }
+    // IAM has no conditional write: without the lock, one read-modify-write would overwrite
+    // another's entry.
+    let paths: Vec<String> = ids.iter().map(|id| format!("/v1/leases/{id}")).collect();
+    let (a, b, c, d) = tokio::join!(
+        t.call("DELETE", &paths[0], None, Some(ADMIN)),
+        t.call("DELETE", &paths[1], None, Some(ADMIN)),
+        t.call("DELETE", &paths[2], None, Some(ADMIN)),
+        t.call("DELETE", &paths[3], None, Some(ADMIN)),
+    );
+    for (st, body) in [a, b, c, d] {
+        assert_eq!(st, 200, "{body}");
+    }
+    let mut denied = denied_leases(&role_policy(&iam, &role).await.unwrap());
+    denied.sort();
+    ids.sort();
+    assert_eq!(denied, ids);
+}
