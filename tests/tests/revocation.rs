@@ -737,3 +737,114 @@ async fn concurrent_revocations_on_one_role_lose_no_entry() {
     ids.sort();
     assert_eq!(denied, ids);
 }
+
+#[tokio::test]
+async fn a_fallback_denies_the_profile_and_says_so_and_a_revoke_reaches_a_previous_role() {
+    let t = TestApp::new().await;
+    let iam = Iam::new(&t.sdk);
+    let (role, _) = role_profile(&t, "deploy", json!({})).await;
+    // Leave room for two or three lease ids only (the quota counts every inline policy).
+    let filler = json!({"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "s3:GetObject",
+        "Resource": format!("arn:aws:s3:::{}/*", "b".repeat(9_600))}]});
+    iam.put_role_policy()
+        .role_name(&role)
+        .policy_name("filler")
+        .policy_document(filler.to_string())
+        .send()
+        .await
+        .unwrap();
+    let mut ids = Vec::new();
+    for _ in 0..6 {
+        ids.push(
+            issue(&t, "deploy").await["lease_id"]
+                .as_str()
+                .unwrap()
+                .to_owned(),
+        );
+    }
+    let mut fallback = None;
+    for id in &ids {
+        let (st, b) = t
+            .call("DELETE", &format!("/v1/leases/{id}"), None, Some(ADMIN))
+            .await;
+        assert_eq!(st, 200, "{b}");
+        if b["revocation"]["fallback"] == "profile_cutoff" {
+            fallback = Some(b);
+            break;
+        }
+    }
+    let b = fallback.expect("six lease ids do not fit");
+    assert!(b["revocation"]["statement"]
+        .as_str()
+        .unwrap()
+        .contains("keysmith:profile = deploy"));
+    // Every other session of the profile through this role is denied now, and listed so.
+    let (_, list) = t
+        .call("GET", "/v1/leases?profile=deploy", None, Some(ADMIN))
+        .await;
+    for l in list["leases"].as_array().unwrap() {
+        assert_eq!(l["status"], "revoked", "{l}");
+    }
+    let policy = role_policy(&iam, &role).await.unwrap();
+    assert!(
+        denied_leases(&policy).is_empty(),
+        "folded into the cut-off: {policy}"
+    );
+    let items = t.audit_items().await;
+    assert!(audit_of(&items, "Credentials Revoked")
+        .iter()
+        .any(|i| s(i, "message").contains("did not fit")));
+
+    // The profile moves to another role; a lease issued through the old one is still revoked.
+    let (old_role, _) = role_profile(&t, "moving", json!({})).await;
+    let old_lease = issue(&t, "moving").await;
+    let (new_role, _) = role_profile(&t, "moving", json!({})).await;
+    let (st, b) = t
+        .call("POST", "/v1/profiles/moving/revoke", None, Some(ADMIN))
+        .await;
+    assert_eq!(st, 200, "{b}");
+    assert_eq!(b["leases_revoked"], json!([old_lease["lease_id"]]));
+    for r in [&old_role, &new_role] {
+        let p = role_policy(&iam, r)
+            .await
+            .unwrap_or_else(|| panic!("no policy on {r}"));
+        assert_eq!(
+            p["Statement"][0]["Condition"]["StringEquals"]["aws:PrincipalTag/keysmith:profile"],
+            "moving"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_profile_revoke_that_cannot_reach_its_target_is_a_conflict_not_a_server_error() {
+    let t = TestApp::new().await;
+    t.put_profile(
+        "ghost",
+        json!({"credential_type": "federation_token",
+        "source_secret_id": "keysmith/does-not-exist", "policy_document": allow_all(),
+        "allowed_principals": [DEPLOYER]}),
+    )
+    .await;
+    let (st, b) = t
+        .call("POST", "/v1/profiles/ghost/revoke", None, Some(ADMIN))
+        .await;
+    assert_error(st, &b, 409, "conflict", None);
+    t.put_profile(
+        "elsewhere",
+        json!({"credential_type": "assumed_role",
+        "role_arn": "arn:aws:iam::210987654321:role/keysmith/other-account",
+        "allowed_principals": [DEPLOYER]}),
+    )
+    .await;
+    let (st, b) = t
+        .call("POST", "/v1/profiles/elsewhere/revoke", None, Some(ADMIN))
+        .await;
+    assert_error(st, &b, 409, "conflict", None);
+    // Both failures are audited.
+    let items = t.audit_items().await;
+    let failed = audit_of(&items, "Credentials Revoked")
+        .into_iter()
+        .filter(|i| s(i, "outcome") == "failed")
+        .count();
+    assert_eq!(failed, 2);
+}

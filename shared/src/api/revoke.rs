@@ -10,10 +10,12 @@ use serde_json::{json, Value};
 use super::request::{Reply, Request};
 use super::ApiError;
 use crate::audit::{AuditRecord, AuditedWriteError, Category, Level, Outcome};
+use crate::aws::FailureKind;
+use crate::issue::IssueError;
 use crate::lease::{Lease, LeaseStatus};
 use crate::names::{Invalid, ProfileName};
 use crate::profile::{parse_json, CredentialType, Kind, StoreError};
-use crate::revocation::{Applied, Target};
+use crate::revocation::{Applied, Revocations, Target};
 use crate::App;
 
 pub const EVENT_REVOKED: &str = "Credentials Revoked";
@@ -154,11 +156,30 @@ pub(super) async fn sts_lease(
         Err(AuditedWriteError::Audit(_)) => return Err(ApiError::AuditUnavailable),
         Err(AuditedWriteError::Store(f)) => return Err(super::error::upstream(&f)),
     }
+    // After a fallback the profile's other sessions through this target issued before now are
+    // denied too: the lease list says so.
+    let mut also = Vec::new();
+    if applied.as_ref().is_some_and(|a| a.fell_back_to_cutoff) {
+        let covered: Vec<Lease> = live_leases(app, &lease.profile, now, now)
+            .await?
+            .into_iter()
+            .filter(|l| {
+                l.id != lease.id
+                    && l.is_sts()
+                    && l.credential_type != CredentialType::SessionToken
+                    && l.target == lease.target
+            })
+            .collect();
+        also = end_leases(app, req, &lease.profile, covered, now, why.as_deref()).await?;
+    }
     let mut revoked = lease;
     revoked.status = LeaseStatus::Revoked;
     revoked.revoked_at = Some(now);
     let mut body = revoked.to_json();
     body["revocation"] = applied.as_ref().map_or(Value::Null, Applied::to_json);
+    if !also.is_empty() {
+        body["revocation"]["also_revoked"] = json!(also);
+    }
     Ok(Reply::json(200, body))
 }
 
@@ -207,18 +228,54 @@ pub(super) async fn profile(
     let ty = profile.credential_type();
     let mut targets = Vec::new();
     let mut note = None;
+    let mut ended = Vec::new();
     let result: Result<(), ApiError> = async {
-        let target = match &profile.kind {
+        let current = match &profile.kind {
             Kind::AssumedRole { role_arn, .. } => Some(Target::from_arn(role_arn.as_str())?),
             Kind::FederationToken { .. } | Kind::SessionToken { .. } => {
-                let arn = app.issuer.profile_base_user(&profile).await?;
+                let arn = app
+                    .issuer
+                    .profile_base_user(&profile)
+                    .await
+                    .map_err(|e| match e {
+                        // The profile names a secret that is not there: a fact about the
+                        // profile, not an AWS failure.
+                        IssueError::BaseKey {
+                            kind: FailureKind::NotFound,
+                            ..
+                        } => ApiError::Conflict(format!(
+                            "{e}: the profile's base user cannot be found, so nothing was revoked"
+                        )),
+                        e => e.into(),
+                    })?;
                 Some(Target::from_arn(&arn)?)
             }
             Kind::IamUser { .. } => None,
         };
-        if let Some(target) = target {
-            let scope = (ty != CredentialType::SessionToken).then_some(name.as_str());
-            if scope.is_none() {
+        // The profile's role or base user now, and every one its live leases act through (the
+        // profile may have pointed elsewhere when they were issued).
+        let live = live_leases(app, name.as_str(), before, now).await?;
+        let mut scopes: Vec<(Target, bool)> = Vec::new();
+        let mut add = |target: Target, tagged: bool| {
+            if !scopes
+                .iter()
+                .any(|(t, g)| t.arn == target.arn && *g == tagged)
+            {
+                scopes.push((target, tagged));
+            }
+        };
+        if let Some(t) = current {
+            add(t, ty != CredentialType::SessionToken);
+        }
+        for lease in live.iter().filter(|l| l.is_sts()) {
+            add(
+                Revocations::lease_target(lease)?,
+                lease.credential_type != CredentialType::SessionToken,
+            );
+        }
+        for (target, tagged) in scopes {
+            let scope = tagged.then_some(name.as_str());
+            if !tagged {
                 note = Some(format!(
                     "session tokens carry no tags: this denies every session token of {} issued before the time, from any profile or tool",
                     target.arn
@@ -230,15 +287,12 @@ pub(super) async fn profile(
                 .await?;
             targets.push(applied.to_json());
         }
+        // Leases issued before the time are marked (STS) or ended (iam_user).
+        ended = end_leases(app, req, name.as_str(), live, now, why.as_deref()).await?;
         Ok(())
     }
     .await;
-    // Leases issued before the time are marked (STS) or ended (iam_user).
-    let leases = if result.is_ok() {
-        revoke_leases(app, req, &name, before, now, why.as_deref()).await
-    } else {
-        Ok(Vec::new())
-    };
+    let leases: Result<Vec<String>, ApiError> = Ok(ended);
     let (outcome, message) = match (&result, &leases) {
         (Ok(()), Ok(ids)) => (
             Outcome::Success,
@@ -275,71 +329,81 @@ pub(super) async fn profile(
     ))
 }
 
-/// Every live lease of the profile created before `before`: `iam_user` ones ended (user
-/// deleted), STS ones marked revoked (the policy change above denies them).
-async fn revoke_leases(
+/// Every live lease of the profile created before `before` (STS leases: not yet expired).
+async fn live_leases(
     app: &App,
-    req: &Request,
-    name: &ProfileName,
+    profile: &str,
     before: DateTime<Utc>,
     now: DateTime<Utc>,
-    why: Option<&str>,
-) -> Result<Vec<String>, ApiError> {
-    let mut done = Vec::new();
+) -> Result<Vec<Lease>, ApiError> {
+    let mut live = Vec::new();
     let mut next: Option<String> = None;
     loop {
         let (page, after) = app
             .leases
-            .list(Some(name.as_str()), None, 100, next.as_deref())
+            .list(Some(profile), None, 100, next.as_deref())
             .await?;
-        for lease in page {
-            if lease.status == LeaseStatus::Revoked || lease.created_at >= before {
-                continue;
-            }
-            if lease.is_sts() {
-                if lease.expires_at <= now {
-                    continue;
-                }
-                let mut r = record(
-                    req,
-                    name.as_str(),
-                    lease.credential_type,
-                    Outcome::Success,
-                    format!(
-                        "Lease {} revoked with profile {name}.{}",
-                        lease.id,
-                        because(why)
-                    ),
-                );
-                r.lease_id = Some(lease.id.clone());
-                match app
-                    .audit
-                    .write_with(app.leases.mark_revoked_item(&lease, now)?, &r)
-                    .await
-                {
-                    Ok(()) | Err(AuditedWriteError::Conflict) => {}
-                    Err(AuditedWriteError::Audit(_)) => return Err(ApiError::AuditUnavailable),
-                    Err(AuditedWriteError::Store(f)) => return Err(super::error::upstream(&f)),
-                }
-            } else {
-                app.leases.revoke(&lease).await?;
-                let r = lease.audit_record(
-                    &req.origin,
-                    Outcome::Success,
-                    format!(
-                        "Lease {} revoked with profile {name}; IAM user {} deleted.{}",
-                        lease.id,
-                        lease.user_name,
-                        because(why)
-                    ),
-                );
-                app.audit.write(&r).await?;
-            }
-            done.push(lease.id);
-        }
+        live.extend(page.into_iter().filter(|l| {
+            l.status != LeaseStatus::Revoked
+                && l.created_at < before
+                && (!l.is_sts() || l.expires_at > now)
+        }));
         match after {
             Some(n) => next = Some(n),
-            None => return Ok(done),
+            None => return Ok(live),
         }
     }
+}
+
+/// Ends `leases`: `iam_user` ones (user deleted), STS ones marked revoked (the policy change
+/// denies them), each audited.
+async fn end_leases(
+    app: &App,
+    req: &Request,
+    profile: &str,
+    leases: Vec<Lease>,
+    now: DateTime<Utc>,
+    why: Option<&str>,
+) -> Result<Vec<String>, ApiError> {
+    let mut done = Vec::new();
+    for lease in leases {
+        if lease.is_sts() {
+            let mut r = record(
+                req,
+                profile,
+                lease.credential_type,
+                Outcome::Success,
+                format!(
+                    "Lease {} revoked with profile {profile}.{}",
+                    lease.id,
+                    because(why)
+                ),
+            );
+            r.lease_id = Some(lease.id.clone());
+            match app
+                .audit
+                .write_with(app.leases.mark_revoked_item(&lease, now)?, &r)
+                .await
+            {
+                Ok(()) | Err(AuditedWriteError::Conflict) => {}
+                Err(AuditedWriteError::Audit(_)) => return Err(ApiError::AuditUnavailable),
+                Err(AuditedWriteError::Store(f)) => return Err(super::error::upstream(&f)),
+            }
+        } else {
+            app.leases.revoke(&lease).await?;
+            let r = lease.audit_record(
+                &req.origin,
+                Outcome::Success,
+                format!(
+                    "Lease {} revoked with profile {profile}; IAM user {} deleted.{}",
+                    lease.id,
+                    lease.user_name,
+                    because(why)
+                ),
+            );
+            app.audit.write(&r).await?;
+        }
+        done.push(lease.id);
+    }
+    Ok(done)
 }
