@@ -1,6 +1,13 @@
 //! Leases of `iam_user` credentials: a record in the state table written *before* the IAM user
 //! exists, so every user Keysmith creates is findable and revocable whatever happens next.
 //!
+//! STS credentials (`session_token`, `federation_token`, `assumed_role`) have leases too (SPEC
+//! §10), written in the same transaction as the issuance's audit item: they carry the
+//! `credential_type` and the `target` they act through (role ARN or base user ARN), are never
+//! `due` (nothing to delete at expiry: STS ends them) and never counted against
+//! `max_active_leases`. Revoking one denies its session tag in an inline policy
+//! ([`crate::revocation`]).
+//!
 //! Item: `pk = "lease"`, `sk = <lease id>`. While a lease is live it carries `due_pk = "lease"` and
 //! `due_at` — the `due` index then lists exactly the leases to end, without a scan. An active
 //! lease is due at its expiry; a pending one [`PENDING_GRACE`] after it started, so a killed
@@ -24,6 +31,7 @@ use serde_json::{json, Value};
 use crate::audit::{format_time, AuditLog, AuditRecord, Category, Origin, Outcome};
 use crate::aws::{classify, AwsFailure, FailureKind};
 use crate::iam_user::{Deleted, IamError, IamUsers};
+use crate::profile::CredentialType;
 use crate::state::{due_items, put_new};
 
 const PK: &str = "lease";
@@ -78,22 +86,69 @@ pub struct Lease {
     pub revoked_at: Option<DateTime<Utc>>,
     /// Whether the lease is in its caller's live-lease count (leases of older versions are not).
     pub counted: bool,
+    /// `iam_user` for leases written before STS leases existed (the attribute is absent).
+    pub credential_type: CredentialType,
+    /// STS leases: the role ARN (`assumed_role`) or base IAM user ARN the session acts through.
+    pub target: Option<String>,
 }
 
 impl Lease {
+    /// A fresh STS lease, active from the start (the credentials exist once it is written).
+    pub fn sts(
+        id: String,
+        profile: &str,
+        principal: &str,
+        credential_type: CredentialType,
+        target: String,
+        created_at: DateTime<Utc>,
+        expires_at: DateTime<Utc>,
+    ) -> Self {
+        Self {
+            id,
+            profile: profile.to_owned(),
+            principal: principal.to_owned(),
+            user_name: String::new(),
+            access_key_id: None,
+            created_at,
+            expires_at,
+            status: LeaseStatus::Active,
+            revoked_at: None,
+            counted: false,
+            credential_type,
+            target: Some(target),
+        }
+    }
+
+    pub fn is_sts(&self) -> bool {
+        self.credential_type != CredentialType::IamUser
+    }
+
+    /// `active`, `pending`, `revoked`, or (STS leases, which nothing ends but time) `expired`.
+    pub fn status_at(&self, now: DateTime<Utc>) -> &'static str {
+        if self.is_sts() && self.status == LeaseStatus::Active && self.expires_at <= now {
+            return "expired";
+        }
+        self.status.as_str()
+    }
+
     pub fn to_json(&self) -> Value {
-        json!({
+        let mut v = json!({
             "lease_id": self.id,
             "profile": self.profile,
             "principal": self.principal,
-            "credential_type": "iam_user",
-            "user_name": self.user_name,
+            "credential_type": self.credential_type.as_str(),
             "access_key_id": self.access_key_id,
             "created_at": format_time(self.created_at),
             "expiration": format_time(self.expires_at),
-            "status": self.status.as_str(),
+            "status": self.status_at(Utc::now()),
             "revoked_at": self.revoked_at.map(format_time),
-        })
+        });
+        if self.is_sts() {
+            v["target"] = json!(self.target);
+        } else {
+            v["user_name"] = json!(self.user_name);
+        }
+        v
     }
 
     /// The audit item of a revocation (or refused revocation) of this lease.
@@ -106,7 +161,7 @@ impl Lease {
             message,
         )
         .profile(&self.profile);
-        r.credential_type = Some("iam_user".to_owned());
+        r.credential_type = Some(self.credential_type.as_str().to_owned());
         r.lease_id = Some(self.id.clone());
         r.access_key_id = self.access_key_id.clone();
         r
@@ -119,7 +174,6 @@ impl Lease {
             ("sk".to_owned(), s(&self.id)),
             ("profile".to_owned(), s(&self.profile)),
             ("principal".to_owned(), s(&self.principal)),
-            ("user_name".to_owned(), s(&self.user_name)),
             ("created_at".to_owned(), s(&format_time(self.created_at))),
             (
                 "lease_expires_at".to_owned(),
@@ -134,6 +188,15 @@ impl Lease {
         if let Some(k) = &self.access_key_id {
             item.insert("access_key_id".into(), s(k));
         }
+        if !self.user_name.is_empty() {
+            item.insert("user_name".into(), s(&self.user_name));
+        }
+        if self.is_sts() {
+            item.insert("credential_type".into(), s(self.credential_type.as_str()));
+        }
+        if let Some(t) = &self.target {
+            item.insert("target".into(), s(t));
+        }
         if self.counted {
             item.insert("counted".into(), AttributeValue::Bool(true));
         }
@@ -144,8 +207,12 @@ impl Lease {
         count_key(&self.profile, &self.principal)
     }
 
-    /// When the sweep must end this lease (none once revoked).
+    /// When the sweep must end this lease (none once revoked; never for STS leases, which the
+    /// `iam_user` sweep must not touch).
     pub fn due_at(&self) -> Option<DateTime<Utc>> {
+        if self.is_sts() {
+            return None;
+        }
         match self.status {
             LeaseStatus::Pending => Some((self.created_at + PENDING_GRACE).min(self.expires_at)),
             LeaseStatus::Active => Some(self.expires_at),
@@ -163,13 +230,18 @@ impl Lease {
             id: s("sk")?,
             profile: s("profile")?,
             principal: s("principal")?,
-            user_name: s("user_name")?,
+            user_name: s("user_name").unwrap_or_default(),
             access_key_id: s("access_key_id"),
             created_at: t("created_at")?,
             expires_at: t("lease_expires_at")?,
             status: LeaseStatus::parse(&s("status")?)?,
             revoked_at: t("revoked_at"),
             counted: item.get("counted").and_then(|v| v.as_bool().ok()) == Some(&true),
+            credential_type: match s("credential_type") {
+                None => CredentialType::IamUser,
+                Some(t) => CredentialType::parse(&t).ok()?,
+            },
+            target: s("target"),
         })
     }
 }
@@ -180,6 +252,8 @@ pub enum LeaseError {
     NotFound,
     #[error("the state table failed: {0}")]
     Store(AwsFailure),
+    #[error("lease {0} holds STS credentials: they are revoked through an inline policy, not by deleting a user")]
+    NotIamUser(String),
     #[error("stored lease {0} is unreadable")]
     Corrupt(String),
     #[error(transparent)]
@@ -248,6 +322,25 @@ fn build_err(e: impl std::fmt::Display) -> LeaseError {
     LeaseError::Store(AwsFailure::other(e.to_string()))
 }
 
+/// Status `revoked` (once), the first `revoked_at`, out of the `due` index, and a TTL.
+fn revoked_update(table: &str, id: &str, now: DateTime<Utc>) -> Result<Update, LeaseError> {
+    let ttl = (now + Duration::days(REVOKED_RETENTION_DAYS)).timestamp();
+    let values = HashMap::from([
+        (":revoked".to_owned(), AttributeValue::S("revoked".into())),
+        (":now".to_owned(), AttributeValue::S(format_time(now))),
+        (":ttl".to_owned(), AttributeValue::N(ttl.to_string())),
+    ]);
+    Update::builder()
+        .table_name(table)
+        .set_key(Some(key(id)))
+        .update_expression("SET #s = :revoked, revoked_at = if_not_exists(revoked_at, :now), expires_at = :ttl REMOVE due_pk, due_at")
+        .condition_expression("attribute_exists(sk) AND #s <> :revoked")
+        .expression_attribute_names("#s", "status")
+        .set_expression_attribute_values(Some(values))
+        .build()
+        .map_err(build_err)
+}
+
 /// The outcome of ending a batch of expired leases.
 #[derive(Debug, Default, PartialEq, Eq)]
 pub struct RevokeReport {
@@ -262,6 +355,28 @@ impl Leases {
             table: table.into(),
             users,
         }
+    }
+
+    /// The write of a new lease, for a transaction with its issuance's audit item.
+    pub fn put_new_item(&self, lease: &Lease) -> Result<TransactWriteItem, LeaseError> {
+        let put = Put::builder()
+            .table_name(&self.table)
+            .set_item(Some(lease.to_item()))
+            .condition_expression("attribute_not_exists(sk)")
+            .build()
+            .map_err(build_err)?;
+        Ok(TransactWriteItem::builder().put(put).build())
+    }
+
+    /// The update that marks an STS lease revoked (once: the condition fails if it already is),
+    /// for a transaction with the revocation's audit item.
+    pub fn mark_revoked_item(
+        &self,
+        lease: &Lease,
+        now: DateTime<Utc>,
+    ) -> Result<TransactWriteItem, LeaseError> {
+        let update = revoked_update(&self.table, &lease.id, now)?;
+        Ok(TransactWriteItem::builder().update(update).build())
     }
 
     /// Records a new lease (its id is fresh: a retried write after a lost response succeeds).
@@ -371,26 +486,15 @@ impl Leases {
     /// repeat at any point: a user already gone counts as deleted, a revoked lease stays revoked
     /// (with its first `revoked_at`).
     pub async fn revoke(&self, lease: &Lease) -> Result<(Lease, Deleted), LeaseError> {
+        if lease.is_sts() {
+            return Err(LeaseError::NotIamUser(lease.id.clone()));
+        }
         let deleted = self.users.delete(&lease.user_name).await?;
         if lease.status == LeaseStatus::Revoked {
             return Ok((lease.clone(), deleted));
         }
         let now = Utc::now();
-        let ttl = (now + Duration::days(REVOKED_RETENTION_DAYS)).timestamp();
-        let values = HashMap::from([
-            (":revoked".to_owned(), AttributeValue::S("revoked".into())),
-            (":now".to_owned(), AttributeValue::S(format_time(now))),
-            (":ttl".to_owned(), AttributeValue::N(ttl.to_string())),
-        ]);
-        let update = Update::builder()
-            .table_name(&self.table)
-            .set_key(Some(key(&lease.id)))
-            .update_expression("SET #s = :revoked, revoked_at = if_not_exists(revoked_at, :now), expires_at = :ttl REMOVE due_pk, due_at")
-            .condition_expression("attribute_exists(sk) AND #s <> :revoked")
-            .expression_attribute_names("#s", "status")
-            .set_expression_attribute_values(Some(values))
-            .build()
-            .map_err(build_err)?;
+        let update = revoked_update(&self.table, &lease.id, now)?;
         // The count goes down in the same transaction as the status goes to revoked, which
         // happens once: a repeated or concurrent revocation changes nothing.
         let mut tx = self
@@ -488,7 +592,12 @@ impl Leases {
         let items = due_items(&self.db, &self.table, PK, now)
             .await
             .map_err(LeaseError::Store)?;
-        Ok(items.iter().filter_map(Lease::from_item).collect())
+        // STS leases are never written with `due_pk`; the filter keeps it that way for the sweep.
+        Ok(items
+            .iter()
+            .filter_map(Lease::from_item)
+            .filter(|l| !l.is_sts())
+            .collect())
     }
 
     /// Ends every expired lease, each audited as `origin` (the scheduler). One failure does not
@@ -532,5 +641,33 @@ impl Leases {
             }
         }
         Ok(report)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sts_leases_are_never_due_nor_counted_and_show_expired() {
+        // Stored times keep microseconds: whole seconds round-trip exactly.
+        let now = DateTime::from_timestamp(Utc::now().timestamp(), 0).unwrap_or_default();
+        let lease = Lease::sts(
+            "id".into(),
+            "p",
+            "alice",
+            CredentialType::AssumedRole,
+            "arn:aws:iam::123456789012:role/r".into(),
+            now - Duration::hours(2),
+            now - Duration::hours(1),
+        );
+        assert_eq!(lease.due_at(), None);
+        assert!(!lease.to_item().contains_key("due_pk"));
+        assert!(!lease.counted);
+        assert_eq!(lease.status_at(now), "expired");
+        assert_eq!(lease.status_at(now - Duration::hours(90)), "active");
+        let back = Lease::from_item(&lease.to_item()).unwrap();
+        assert_eq!(back, lease);
+        assert_eq!(back.to_json()["target"], "arn:aws:iam::123456789012:role/r");
     }
 }

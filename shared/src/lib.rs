@@ -11,6 +11,7 @@ pub mod lease;
 pub mod names;
 pub mod ops;
 pub mod profile;
+pub mod revocation;
 pub mod rotation;
 pub mod schedule;
 pub mod secret;
@@ -27,6 +28,7 @@ use crate::issue::Issuer;
 use crate::lease::Leases;
 use crate::ops::Ops;
 use crate::profile::ProfileStore;
+use crate::revocation::Revocations;
 use crate::rotation::policy::PolicyStore;
 use crate::rotation::Rotator;
 
@@ -42,6 +44,7 @@ pub struct App {
     pub leases: Leases,
     pub rotator: Rotator,
     pub policies: PolicyStore,
+    pub revocations: Revocations,
     pub region: String,
 }
 
@@ -66,8 +69,14 @@ impl App {
         let rotator = Rotator::new(clients.clone(), audit.clone(), &config.state_table);
         let policies =
             PolicyStore::new(clients.dynamodb.clone(), &config.state_table, audit.clone());
+        let revocations = Revocations::new(
+            clients.iam.clone(),
+            clients.dynamodb.clone(),
+            &config.state_table,
+        );
         Self {
             region: clients.region.clone(),
+            revocations,
             config,
             clients,
             audit,

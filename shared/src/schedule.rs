@@ -83,6 +83,7 @@ pub struct RunReport {
     pub failed: Vec<(String, String)>,
     pub leases: RevokeReport,
     pub old_keys: Vec<OldKey>,
+    pub revocations: crate::revocation::PruneReport,
 }
 
 impl RunReport {
@@ -95,6 +96,7 @@ impl RunReport {
             "failed": self.failed.iter().map(|(p, e)| json!({"policy": p, "error": e})).collect::<Vec<_>>(),
             "leases_revoked": self.leases.revoked,
             "leases_failed": self.leases.failed.iter().map(|(l, e)| json!({"lease_id": l, "error": e})).collect::<Vec<_>>(),
+            "revocations": self.revocations.to_json(),
             "old_keys": self.old_keys.iter().map(|k| json!({"user_name": k.user_name, "access_key_id": k.access_key_id,
                 "age_days": k.age_days, "deactivated": k.deactivated})).collect::<Vec<_>>(),
         })
@@ -123,6 +125,8 @@ pub async fn run(
 ) -> Result<RunReport, ScheduleError> {
     let mut report = run_rotations(app, now, origin).await?;
     report.leases = app.leases.revoke_expired(now, &app.audit, origin).await?;
+    report.revocations =
+        crate::revocation::scheduled_prune(&app.revocations, &app.audit, now, origin).await;
     if let Some(max_age) = app.config.max_key_age_days {
         report.old_keys = old_keys(app, max_age, now, origin).await?;
     }

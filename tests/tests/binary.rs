@@ -76,6 +76,18 @@ async fn serves_the_sample_events_without_leaking_secrets() {
         "newest first"
     );
 
+    // Revoking the profile puts its Deny on the role (which moto needs to exist).
+    let _ = aws_sdk_iam::Client::new(&moto.sdk_config().await)
+        .create_role()
+        .path("/keysmith/")
+        .role_name("deploy")
+        .assume_role_policy_document(r#"{"Version":"2012-10-17","Statement":[]}"#)
+        .send()
+        .await;
+    let revoked = f.invoke(&event("profile-revoke.json")).await.unwrap();
+    assert_eq!(status(&revoked), 200, "{revoked}");
+    assert_eq!(body(&revoked)["targets"][0]["target_type"], "role");
+
     assert_eq!(
         f.invoke(&event("profile-delete.json"))
             .await

@@ -193,10 +193,19 @@ async fn session_token_is_signed_with_the_base_key_and_carries_mfa() {
         .as_str()
         .is_some_and(|s| !s.is_empty()));
 
+    // GetCallerIdentity with the base key names its user (the lease's target), then the token.
     let sent = proxy.requests();
-    assert_eq!(sent.len(), 1, "{sent:?}");
-    let r = &sent[0];
-    assert_eq!(r.form("Action").as_deref(), Some("GetSessionToken"));
+    let actions: Vec<_> = sent.iter().map(|r| r.form("Action")).collect();
+    assert_eq!(
+        actions,
+        [
+            Some("GetCallerIdentity".into()),
+            Some("GetSessionToken".into())
+        ],
+        "{sent:?}"
+    );
+    assert_eq!(sent[0].signing_key_id(), Some(base.key_id.as_str()));
+    let r = &sent[1];
     assert_eq!(
         r.signing_key_id(),
         Some(base.key_id.as_str()),
@@ -242,7 +251,13 @@ async fn federation_token_is_signed_with_the_base_key_and_carries_the_policy() {
     assert_eq!(issued["credential_type"], "federation_token");
     assert_eq!(issued["lease_duration"], 129_600);
 
-    let sent = proxy.requests();
+    // The base user is looked up once per key (then cached): one GetCallerIdentity in all.
+    let sent: Vec<_> = proxy
+        .requests()
+        .into_iter()
+        .filter(|r| r.form("Action").as_deref() != Some("GetCallerIdentity"))
+        .collect();
+    assert_eq!(proxy.requests().len(), 3);
     let r = &sent[0];
     assert_eq!(r.form("Action").as_deref(), Some("GetFederationToken"));
     assert_eq!(r.signing_key_id(), Some(base.key_id.as_str()));
@@ -274,8 +289,13 @@ async fn assumed_role_request_carries_source_identity_tags_and_external_id() {
     assert_eq!(r.signing_key_id(), Some(base.key_id.as_str()));
     assert_eq!(r.form("RoleSessionName").as_deref(), Some("alice"));
     assert_eq!(r.form("ExternalId").as_deref(), Some("ext-42"));
-    assert_eq!(r.form("Tags.member.1.Key").as_deref(), Some("team"));
-    assert_eq!(r.form("Tags.member.1.Value").as_deref(), Some("payments"));
+    // Keysmith's own tags first (tests/tests/revocation.rs), then the profile's.
+    assert_eq!(
+        r.form("Tags.member.1.Key").as_deref(),
+        Some("keysmith:lease")
+    );
+    assert_eq!(r.form("Tags.member.3.Key").as_deref(), Some("team"));
+    assert_eq!(r.form("Tags.member.3.Value").as_deref(), Some("payments"));
     assert_eq!(r.form("DurationSeconds").as_deref(), Some("3600"));
     let source = r.form("SourceIdentity").unwrap();
     assert!(

@@ -432,6 +432,8 @@ fn pending_lease(user_name: &str, expires_in: i64) -> Lease {
         status: LeaseStatus::Pending,
         revoked_at: None,
         counted: false,
+        credential_type: keysmith::profile::CredentialType::IamUser,
+        target: None,
     }
 }
 

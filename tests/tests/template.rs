@@ -87,6 +87,15 @@ const KEY_ACTIONS: &[&str] = &[
 const API_FUNCTION: &str = "IssueCredentialsFunction";
 const ROTATION_FUNCTIONS: &[&str] = &["SecretRotationFunction", "ScheduledRotationFunction"];
 const LEASE_PATH: &str = ":user/keysmith/";
+/// Revoking STS credentials puts `keysmith-revocations` on base users: these actions, on this
+/// resource, and nothing else may touch a user's inline policies without the boundary condition.
+const REVOCATION_USER_ACTIONS: &[&str] = &[
+    "iam:ListUserPolicies",
+    "iam:GetUserPolicy",
+    "iam:PutUserPolicy",
+    "iam:DeleteUserPolicy",
+];
+const BASE_USER_RESOURCE: &str = ":user${BaseUserPath}*";
 const BINDING_KEY: &str = "iam:resourcetag/keysmith:rotation-secret";
 
 #[derive(Debug)]
@@ -260,8 +269,16 @@ fn violations(template: &Value) -> Vec<String> {
                 }
             }
         }
-        // Lease users stay under an allowed boundary, which nobody removes.
-        if BOUNDED.iter().any(|a| s.grants(a)) {
+        // Lease users stay under an allowed boundary, which nobody removes. The one exception is
+        // the revocation policy on base users (SPEC §10): inline-policy actions only, on users
+        // under BaseUserPath only (a path that cannot be /keysmith/, the lease users').
+        let base_user_revocation = s
+            .actions
+            .iter()
+            .all(|a| REVOCATION_USER_ACTIONS.contains(&a.as_str()))
+            && !s.resources.is_empty()
+            && s.resources.iter().all(|r| r.contains(BASE_USER_RESOURCE));
+        if BOUNDED.iter().any(|a| s.grants(a)) && !base_user_revocation {
             match s.condition_on("iam:permissionsboundary") {
                 Some((op, _, values))
                     if ["StringEquals", "ArnEquals"].contains(&op.as_str())
@@ -460,6 +477,49 @@ fn the_checker_flags_lease_user_actions_without_the_boundary_condition() {
         "AnyFunction",
         "- Sid: Good\n  Effect: Allow\n  Action: [iam:CreateUser, iam:AttachUserPolicy]\n  Resource: \"*\"\n  Condition:\n    StringEquals:\n      iam:PermissionsBoundary: [!Ref LeaseBoundaryPolicy]",
     );
+}
+
+#[test]
+fn only_inline_policy_actions_on_base_users_escape_the_boundary_condition() {
+    let good = "- Sid: Good\n  Effect: Allow\n  Action: [iam:GetUserPolicy, iam:PutUserPolicy, iam:DeleteUserPolicy, iam:ListUserPolicies]\n  Resource: !Sub \"arn:${AWS::Partition}:iam::${AWS::AccountId}:user${BaseUserPath}*\"";
+    clean(API_FUNCTION, good);
+    // Another action, or another resource, and the boundary rule applies again.
+    flagged(
+        API_FUNCTION,
+        "- Sid: Bad\n  Effect: Allow\n  Action: [iam:PutUserPolicy, iam:AttachUserPolicy]\n  Resource: !Sub \"arn:${AWS::Partition}:iam::${AWS::AccountId}:user${BaseUserPath}*\"",
+        "without an iam:PermissionsBoundary condition",
+    );
+    flagged(
+        API_FUNCTION,
+        "- Sid: Bad\n  Effect: Allow\n  Action: iam:PutUserPolicy\n  Resource: !Sub \"arn:${AWS::Partition}:iam::${AWS::AccountId}:user/*\"",
+        "without an iam:PermissionsBoundary condition",
+    );
+    // BaseUserPath can never be the lease users' path.
+    let t = template();
+    let pattern = t["Parameters"]["BaseUserPath"]["AllowedPattern"]
+        .as_str()
+        .unwrap();
+    assert!(pattern.starts_with("^/(?!keysmith/)"), "{pattern}");
+    // Both functions that write keysmith-revocations have it on the roles and the base users.
+    for function in [API_FUNCTION, "ScheduledRotationFunction"] {
+        let all = statements(&t);
+        for action in [
+            "iam:PutRolePolicy",
+            "iam:DeleteRolePolicy",
+            "iam:GetRolePolicy",
+        ] {
+            assert!(
+                all.iter().any(|s| s.owner == function
+                    && s.grants(action)
+                    && !s.resources.is_empty()
+                    && s.resources.iter().all(|r| r.contains("AssumableRoleArns"))),
+                "{function} lacks {action} on AssumableRoleArns"
+            );
+        }
+        assert!(all.iter().any(|s| s.owner == function
+            && s.grants("iam:PutUserPolicy")
+            && s.resources.iter().all(|r| r.contains(BASE_USER_RESOURCE))));
+    }
 }
 
 #[test]

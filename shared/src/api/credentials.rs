@@ -4,7 +4,7 @@ use serde_json::json;
 
 use super::request::{Reply, Request};
 use super::ApiError;
-use crate::audit::{self, AuditRecord, Category, Outcome};
+use crate::audit::{self, AuditRecord, AuditedWriteError, Category, Outcome};
 use crate::issue::Issuance;
 use crate::names::{Invalid, ProfileName};
 use crate::profile::StoreError;
@@ -56,6 +56,14 @@ pub(super) async fn issue(app: &App, req: &Request, name: ProfileName) -> Result
         let why = format!("{caller} is not in allowed_principals of profile {name}.");
         return Err(deny(app, req, &name, Some(ty), why).await);
     }
+    // Only after the allowed_principals check: anyone else gets the same `403 forbidden` as for
+    // a profile that does not exist, so the switch tells a stranger nothing.
+    if !profile.enabled {
+        let why = format!("{caller} asked for profile {name}, which is switched off.");
+        let r = record(Outcome::Denied, why);
+        app.audit.write(&r).await?;
+        return Err(ApiError::ProfileDisabled(name.to_string()));
+    }
     let issuance = Issuance::parse(&profile, &req.body)?;
     let issued = match app
         .issuer
@@ -78,14 +86,28 @@ pub(super) async fn issue(app: &App, req: &Request, name: ProfileName) -> Result
     r.access_key_id = Some(issued.credentials.access_key_id.clone());
     r.lease_id = Some(lease_id.clone());
     // Credentials are returned only once the trail holds them. A dynamic IAM user is deleted at
-    // once; STS credentials cannot be revoked and expire unused.
-    if let Err(e) = app.audit.write(&r).await {
+    // once; STS credentials whose lease and audit item were not written expire unused.
+    // STS leases are recorded in the same transaction as the audit item.
+    let written = match &issued.unrecorded_lease {
+        None => app.audit.write(&r).await.map_err(ApiError::from),
+        Some(lease) => {
+            let put = app.leases.put_new_item(lease)?;
+            match app.audit.write_with(put, &r).await {
+                // Both items are new (fresh ids): a failed "must not exist" can only mean an
+                // earlier attempt of this very transaction committed (its response was lost).
+                Ok(()) | Err(AuditedWriteError::Conflict) => Ok(()),
+                Err(AuditedWriteError::Store(f)) => Err(super::error::upstream(&f)),
+                Err(AuditedWriteError::Audit(_)) => Err(ApiError::AuditUnavailable),
+            }
+        }
+    };
+    if let Err(e) = written {
         if let Some(lease) = &issued.lease {
             if let Err(cleanup) = app.leases.revoke(lease).await {
                 tracing::warn!(lease_id = %lease.id, error = %cleanup, "deleting an unaudited IAM user failed; it stays due for revocation");
             }
         }
-        return Err(e.into());
+        return Err(e);
     }
     tracing::info!(
         profile = %name,

@@ -8,6 +8,7 @@ use crate::issue::IssueError;
 use crate::lease::LeaseError;
 use crate::names::Invalid;
 use crate::profile::StoreError;
+use crate::revocation::RevocationError;
 use crate::rotation::policy::PolicyError;
 use crate::rotation::RotationError;
 use crate::schedule::PolicyRotationError;
@@ -20,6 +21,8 @@ pub enum ApiError {
     Unauthenticated,
     #[error("{0}")]
     Forbidden(String),
+    #[error("profile {0} is switched off (enabled: false); ask an admin")]
+    ProfileDisabled(String),
     #[error("{0}")]
     NotFound(String),
     #[error("method {method} is not allowed on this path")]
@@ -47,7 +50,7 @@ impl ApiError {
         match self {
             Self::Invalid { .. } => 400,
             Self::Unauthenticated => 401,
-            Self::Forbidden(_) => 403,
+            Self::Forbidden(_) | Self::ProfileDisabled(_) => 403,
             Self::NotFound(_) => 404,
             Self::MethodNotAllowed { .. } => 405,
             Self::Conflict(_) => 409,
@@ -63,6 +66,7 @@ impl ApiError {
             Self::Invalid { .. } => "invalid_request",
             Self::Unauthenticated => "unauthenticated",
             Self::Forbidden(_) => "forbidden",
+            Self::ProfileDisabled(_) => "profile_disabled",
             Self::NotFound(_) => "not_found",
             Self::MethodNotAllowed { .. } => "method_not_allowed",
             Self::Conflict(_) => "conflict",
@@ -104,7 +108,7 @@ impl From<Invalid> for ApiError {
     }
 }
 
-fn upstream(f: &AwsFailure) -> ApiError {
+pub(super) fn upstream(f: &AwsFailure) -> ApiError {
     match f.kind {
         FailureKind::Throttled => ApiError::Throttled,
         _ => ApiError::Upstream(format!("AWS failed: {f}")),
@@ -149,6 +153,7 @@ impl From<LeaseError> for ApiError {
     fn from(e: LeaseError) -> Self {
         match (&e, e.failure_kind()) {
             (LeaseError::NotFound, _) => Self::NotFound("lease not found".into()),
+            (LeaseError::NotIamUser(_), _) => Self::Conflict(e.to_string()),
             (
                 LeaseError::Limit {
                     profile,
@@ -188,6 +193,23 @@ impl From<PolicyRotationError> for ApiError {
                 FailureKind::Throttled => Self::Throttled,
                 _ => Self::Upstream(format!("the rotation failed: {r}")),
             },
+        }
+    }
+}
+
+impl From<RevocationError> for ApiError {
+    fn from(e: RevocationError) -> Self {
+        match (&e, e.failure_kind()) {
+            (RevocationError::Busy(_) | RevocationError::Full { .. }, _) => {
+                Self::Conflict(e.to_string())
+            }
+            // The role or base user is not in this account (deleted, or another account's): a
+            // fact about the profile, not an AWS failure.
+            (RevocationError::Iam { target, .. }, FailureKind::NotFound) => Self::Conflict(format!(
+                "{target} does not exist in Keysmith's account, so no revocation policy can be put on it ({e})"
+            )),
+            (_, FailureKind::Throttled) => Self::Throttled,
+            _ => Self::Upstream(e.to_string()),
         }
     }
 }

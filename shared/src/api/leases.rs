@@ -1,4 +1,5 @@
-//! Lease routes: list (admins all, anyone else their own) and revoke (owner or admin).
+//! Lease routes: list (admins all, anyone else their own) and revoke (owner or admin): an
+//! `iam_user` lease by deleting its user, an STS lease through [`super::revoke`].
 
 use serde_json::{json, Value};
 
@@ -31,11 +32,12 @@ pub(super) async fn list(app: &App, req: &Request) -> Result<Reply, ApiError> {
     Ok(Reply::json(200, json!({"leases": leases, "next": next})))
 }
 
-/// Ends a lease now: its IAM user and everything on it are deleted. Repeating the call answers
-/// `200` with the same revoked lease every time.
+/// Ends a lease now: its IAM user and everything on it are deleted (STS leases: denied in their
+/// role's or base user's inline policy). Repeating the call answers `200` with the same revoked
+/// lease every time. An optional body `{"reason": "..."}` goes into the audit trail.
 pub(super) async fn revoke(app: &App, req: &Request, id: &str) -> Result<Reply, ApiError> {
     req.no_query()?;
-    req.no_body()?;
+    let why = super::revoke::lease_reason(req)?;
     let id = lease_id(id, "lease_id")?;
     let lease = app.leases.get(&id).await?;
     let record =
@@ -54,14 +56,19 @@ pub(super) async fn revoke(app: &App, req: &Request, id: &str) -> Result<Reply, 
             "only the lease's owner or an admin may revoke it".into(),
         ));
     }
+    if lease.is_sts() {
+        return super::revoke::sts_lease(app, req, lease, why).await;
+    }
     match app.leases.revoke(&lease).await {
         Ok((revoked, _)) => {
             app.audit
                 .write(&record(
                     Outcome::Success,
                     format!(
-                        "Lease {} revoked; IAM user {} deleted.",
-                        lease.id, lease.user_name
+                        "Lease {} revoked; IAM user {} deleted.{}",
+                        lease.id,
+                        lease.user_name,
+                        why.map(|w| format!(" Reason: {w}")).unwrap_or_default()
                     ),
                 ))
                 .await?;

@@ -9,6 +9,7 @@ mod identity;
 mod leases;
 mod profiles;
 mod request;
+mod revoke;
 mod rotations;
 
 pub use error::ApiError;
@@ -34,6 +35,7 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("GET", "/v1/profiles/{name}"),
     ("DELETE", "/v1/profiles/{name}"),
     ("POST", "/v1/profiles/{name}/credentials"),
+    ("POST", "/v1/profiles/{name}/revoke"),
     ("GET", "/v1/leases"),
     ("DELETE", "/v1/leases/{lease_id}"),
     ("GET", "/v1/rotations"),
@@ -106,6 +108,8 @@ async fn route(app: &App, event: HttpEvent) -> Result<Reply, ApiError> {
             credentials::issue(app, &req, name(n)?).await
         }
         (["v1", "profiles", _, "credentials"], _) => Err(not_allowed("POST")),
+        (["v1", "profiles", n, "revoke"], "POST") => revoke::profile(app, &req, name(n)?).await,
+        (["v1", "profiles", _, "revoke"], _) => Err(not_allowed("POST")),
         (["v1", "leases"], "GET") => leases::list(app, &req).await,
         (["v1", "leases"], _) => Err(not_allowed("GET")),
         (["v1", "leases", id], "DELETE") => leases::revoke(app, &req, id).await,

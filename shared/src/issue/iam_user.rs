@@ -61,6 +61,8 @@ impl Issuer {
             status: LeaseStatus::Pending,
             revoked_at: None,
             counted: true,
+            credential_type: crate::profile::CredentialType::IamUser,
+            target: None,
         };
         self.leases
             .record_counted(&lease, *max_active_leases)
@@ -96,6 +98,7 @@ impl Issuer {
                     expiration: lease.expires_at,
                     region,
                     lease: Some(lease),
+                    unrecorded_lease: None,
                 })
             }
             Err(e) => {

@@ -122,8 +122,11 @@ pub struct Issued {
     pub expiration: DateTime<Utc>,
     /// The STS region that issued or checked them, for the audit trail.
     pub region: String,
-    /// The revocable lease behind `iam_user` credentials.
+    /// The revocable lease behind `iam_user` credentials (already recorded).
     pub lease: Option<Lease>,
+    /// The lease of STS credentials, still to be recorded in one transaction with the issuance's
+    /// audit item: both exist, or neither and no credentials are returned.
+    pub unrecorded_lease: Option<Lease>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -136,6 +139,11 @@ pub enum IssueError {
     },
     #[error("AWS STS refused: {0}")]
     Sts(AwsFailure),
+    #[error("AWS STS refused AssumeRole on {role_arn}: {failure}. The role's trust policy must allow Keysmith's principal sts:AssumeRole, sts:TagSession and sts:SetSourceIdentity")]
+    AssumeRoleRefused {
+        role_arn: String,
+        failure: AwsFailure,
+    },
     #[error(transparent)]
     Iam(#[from] IamError),
     #[error("the lease could not be recorded: {0}")]
@@ -149,7 +157,9 @@ pub enum IssueError {
 impl IssueError {
     pub fn failure_kind(&self) -> FailureKind {
         match self {
-            Self::Sts(f) | Self::Iam(IamError { failure: f, .. }) => f.kind,
+            Self::Sts(f)
+            | Self::AssumeRoleRefused { failure: f, .. }
+            | Self::Iam(IamError { failure: f, .. }) => f.kind,
             Self::Lease(e) => e.failure_kind(),
             Self::BaseKey { kind, .. } => *kind,
             Self::NotReady => FailureKind::Other,
@@ -165,6 +175,8 @@ pub struct Issuer {
     leases: Leases,
     lease_boundaries: Vec<PolicyArn>,
     ready_timeout: std::time::Duration,
+    /// Base key id -> its IAM user's ARN (see `sts::base_user_arn`).
+    base_users: std::sync::Arc<std::sync::Mutex<std::collections::HashMap<String, String>>>,
 }
 
 impl Issuer {
@@ -180,6 +192,7 @@ impl Issuer {
             leases,
             lease_boundaries,
             ready_timeout: IAM_USER_READY_TIMEOUT,
+            base_users: std::sync::Arc::default(),
         }
     }
 

@@ -9,8 +9,9 @@ use chrono::DateTime;
 use super::{Issuance, IssueError, Issued, Issuer};
 use crate::aws::{classify, AwsFailure, FailureKind};
 use crate::config::StsTarget;
+use crate::lease::Lease;
 use crate::names::{sanitize_iam_name, SessionName};
-use crate::profile::{Kind, Policies, Profile};
+use crate::profile::{Kind, Policies, Profile, TAG_LEASE, TAG_PROFILE};
 use crate::secret::{AccessKeyPair, Secret};
 
 impl Issuer {
@@ -22,12 +23,17 @@ impl Issuer {
         target: &StsTarget,
         region: String,
     ) -> Result<Issued, IssueError> {
+        // The lease id exists before the session: it is the session's `keysmith:lease` tag.
+        let lease_id = uuid::Uuid::new_v4().to_string();
+        let created_at = chrono::Utc::now();
+        let mut lease_target = String::new();
         let credentials = match &profile.kind {
             Kind::SessionToken {
                 source_secret_id,
                 mfa_serial_number,
             } => {
                 let base = self.base_key(source_secret_id).await?;
+                lease_target = self.base_user_arn(&base, target).await?;
                 self.clients
                     .sts
                     .get_session_token()
@@ -47,6 +53,7 @@ impl Issuer {
                 session_tags,
             } => {
                 let base = self.base_key(source_secret_id).await?;
+                lease_target = self.base_user_arn(&base, target).await?;
                 // GetFederationToken's `Name` is 2–32 characters.
                 let name = SessionName::owned_by(principal, req.session_name.as_ref(), 32);
                 self.clients
@@ -56,7 +63,7 @@ impl Issuer {
                     .duration_seconds(req.duration.as_i32())
                     .set_policy(policies.document.clone())
                     .set_policy_arns(policy_arns(policies))
-                    .set_tags(tags(session_tags)?)
+                    .set_tags(tags(session_tags, &lease_id, profile)?)
                     .customize()
                     .config_override(overrides(target, Some(&base)))
                     .send()
@@ -77,6 +84,18 @@ impl Issuer {
                     None => None,
                 };
                 let session_name = SessionName::owned_by(principal, req.session_name.as_ref(), 64);
+                role_arn.as_str().clone_into(&mut lease_target);
+                // Only a refusal names the trust policy: a throttle or timeout is not its fault.
+                let refused = |e| {
+                    let failure = classify(e);
+                    match failure.kind {
+                        FailureKind::Denied => IssueError::AssumeRoleRefused {
+                            role_arn: role_arn.to_string(),
+                            failure,
+                        },
+                        _ => IssueError::Sts(failure),
+                    }
+                };
                 self.clients
                     .sts
                     .assume_role()
@@ -87,14 +106,14 @@ impl Issuer {
                     .set_external_id(external_id.clone())
                     .set_policy(policies.document.clone())
                     .set_policy_arns(policy_arns(policies))
-                    .set_tags(tags(session_tags)?)
+                    .set_tags(tags(session_tags, &lease_id, profile)?)
                     .set_serial_number(mfa_serial_number.clone())
                     .set_token_code(req.token_code.as_ref().map(ToString::to_string))
                     .customize()
                     .config_override(overrides(target, base.as_ref()))
                     .send()
                     .await
-                    .map_err(|e| IssueError::Sts(classify(e)))?
+                    .map_err(refused)?
                     .credentials
             }
             Kind::IamUser { .. } => {
@@ -107,8 +126,19 @@ impl Issuer {
             .ok_or_else(|| {
                 IssueError::Sts(AwsFailure::other("STS returned an invalid expiration"))
             })?;
+        let mut unrecorded = Lease::sts(
+            lease_id.clone(),
+            profile.name.as_str(),
+            principal,
+            profile.credential_type(),
+            lease_target,
+            created_at,
+            expiration,
+        );
+        // The key id (never the secret) lets an incident responder find the lease of a leaked key.
+        unrecorded.access_key_id = Some(c.access_key_id.clone());
         Ok(Issued {
-            lease_id: uuid::Uuid::new_v4().to_string(),
+            lease_id,
             credentials: AccessKeyPair {
                 access_key_id: c.access_key_id,
                 secret_access_key: Secret::new(c.secret_access_key),
@@ -117,7 +147,62 @@ impl Issuer {
             expiration,
             region,
             lease: None,
+            unrecorded_lease: Some(unrecorded),
         })
+    }
+
+    /// The IAM user a base key belongs to (its ARN), which a revocation's inline policy goes on.
+    /// `sts:GetCallerIdentity` needs no IAM permission and cannot be denied, so it works with any
+    /// base key (`iam:GetUser` would need a grant on every base user); an access key belongs to
+    /// one user for life, so the answer is cached per key id for the process.
+    pub(crate) async fn base_user_arn(
+        &self,
+        base: &AccessKeyPair,
+        target: &StsTarget,
+    ) -> Result<String, IssueError> {
+        if let Some(arn) = self.base_user_cache(&base.access_key_id) {
+            return Ok(arn);
+        }
+        let out = self
+            .clients
+            .sts
+            .get_caller_identity()
+            .customize()
+            .config_override(overrides(target, Some(base)))
+            .send()
+            .await
+            .map_err(|e| IssueError::Sts(classify(e)))?;
+        let arn = out.arn.filter(|a| a.contains(":user/")).ok_or_else(|| {
+            IssueError::Sts(AwsFailure::other(
+                "the base key does not belong to an IAM user",
+            ))
+        })?;
+        if let Ok(mut cache) = self.base_users.lock() {
+            cache.insert(base.access_key_id.clone(), arn.clone());
+        }
+        Ok(arn)
+    }
+
+    fn base_user_cache(&self, key_id: &str) -> Option<String> {
+        self.base_users.lock().ok()?.get(key_id).cloned()
+    }
+
+    /// The base user of a `session_token` / `federation_token` profile, for a profile revoke.
+    pub async fn profile_base_user(&self, profile: &Profile) -> Result<String, IssueError> {
+        let (Kind::SessionToken {
+            source_secret_id, ..
+        }
+        | Kind::FederationToken {
+            source_secret_id, ..
+        }) = &profile.kind
+        else {
+            return Err(IssueError::Sts(AwsFailure::other(
+                "the profile has no base user",
+            )));
+        };
+        let base = self.base_key(source_secret_id).await?;
+        let target = profile.sts.or(&self.sts);
+        self.base_user_arn(&base, &target).await
     }
 
     async fn base_key(&self, secret_id: &str) -> Result<AccessKeyPair, IssueError> {
@@ -177,11 +262,17 @@ fn policy_arns(p: &Policies) -> Option<Vec<PolicyDescriptorType>> {
     })
 }
 
-fn tags(t: &std::collections::BTreeMap<String, String>) -> Result<Option<Vec<Tag>>, IssueError> {
-    if t.is_empty() {
-        return Ok(None);
-    }
-    t.iter()
+/// The profile's session tags and Keysmith's own two (SPEC §10), which revocations deny by. They
+/// are not transitive: a revoked session cannot chain any more (the `Deny` is on every action), and
+/// transitive tags would stop a chained role from setting its own values.
+fn tags(
+    t: &std::collections::BTreeMap<String, String>,
+    lease_id: &str,
+    profile: &Profile,
+) -> Result<Option<Vec<Tag>>, IssueError> {
+    let own = [(TAG_LEASE, lease_id), (TAG_PROFILE, profile.name.as_str())];
+    own.into_iter()
+        .chain(t.iter().map(|(k, v)| (k.as_str(), v.as_str())))
         .map(|(k, v)| {
             Tag::builder()
                 .key(k)

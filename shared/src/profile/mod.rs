@@ -34,7 +34,7 @@ impl CredentialType {
         }
     }
 
-    fn parse(s: &str) -> Result<Self, Invalid> {
+    pub fn parse(s: &str) -> Result<Self, Invalid> {
         Ok(match s {
             "session_token" => Self::SessionToken,
             "assumed_role" => Self::AssumedRole,
@@ -117,6 +117,8 @@ pub struct Profile {
     pub max_duration: DurationSeconds,
     pub sts: StsTarget,
     pub allowed_principals: Vec<PrincipalPattern>,
+    /// `false` switches issuance off (SPEC §10); admins still read and edit the profile.
+    pub enabled: bool,
 }
 
 /// The wire shape. Unknown fields are refused so that a typo is a `400`, not a silently ignored
@@ -143,11 +145,17 @@ struct RawProfile {
     sts_region: Option<String>,
     allowed_principals: Option<Vec<String>>,
     max_active_leases: Option<i64>,
+    enabled: Option<bool>,
 }
 
 pub const DEFAULT_DURATION: u32 = 3600;
 /// AWS's cap on a session assumed with role credentials (role chaining).
 pub const ROLE_CHAINING_MAX: u32 = 3600;
+/// Session tags Keysmith puts on every `assumed_role` / `federation_token` session (SPEC §10).
+pub const TAG_LEASE: &str = "keysmith:lease";
+pub const TAG_PROFILE: &str = "keysmith:profile";
+pub const RESERVED_SESSION_TAGS: [&str; 2] = [TAG_LEASE, TAG_PROFILE];
+const RESERVED_TAG_PREFIX: &str = "keysmith:";
 pub const DEFAULT_USER_PATH: &str = "/keysmith/";
 pub const DEFAULT_MAX_ACTIVE_LEASES: u32 = 10;
 pub const MAX_ACTIVE_LEASES_LIMIT: u32 = 100;
@@ -387,6 +395,7 @@ impl Profile {
                 100,
                 PrincipalPattern::parse,
             )?,
+            enabled: raw.enabled.unwrap_or(true),
         })
     }
 
@@ -542,6 +551,7 @@ impl Profile {
             .map(PrincipalPattern::as_str)
             .collect();
         put("allowed_principals", json!(principals));
+        put("enabled", json!(self.enabled));
         Value::Object(m)
     }
 }
@@ -607,12 +617,22 @@ fn session_tags(
     tags: Option<&BTreeMap<String, String>>,
 ) -> Result<BTreeMap<String, String>, Invalid> {
     let tags = tags.cloned().unwrap_or_default();
-    if tags.len() > 50 {
-        return Err(Invalid::new("session_tags", "may hold at most 50 tags"));
+    // STS takes 50 session tags; Keysmith adds its own two (SPEC §10).
+    if tags.len() > 50 - RESERVED_SESSION_TAGS.len() {
+        return Err(Invalid::new("session_tags", "may hold at most 48 tags"));
     }
     let allowed = |c: char| c.is_alphanumeric() || c.is_whitespace() || "_.:/=+-@".contains(c);
     for (k, v) in &tags {
         let field = format!("session_tags.{k}");
+        // Keysmith's own tags name the lease and profile that revocations deny: a profile setting
+        // them could make its sessions escape (or fall under) another lease's revocation. Tag keys
+        // are case-insensitive in IAM, so the prefix is too.
+        if k.to_ascii_lowercase().starts_with(RESERVED_TAG_PREFIX) {
+            return Err(Invalid::new(
+                field,
+                "keysmith: tag keys are reserved: Keysmith sets keysmith:lease and keysmith:profile itself",
+            ));
+        }
         if k.is_empty() || k.chars().count() > 128 || !k.chars().all(allowed) {
             return Err(Invalid::new(
                 field,

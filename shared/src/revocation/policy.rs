@@ -1,0 +1,437 @@
+//! The `keysmith-revocations` inline policy as a value: what it denies, when each entry may go,
+//! and how large it is. Pure: reading and writing it in IAM is the parent module's job.
+//!
+//! Three kinds of `Deny` `*` on `*` (SPEC §10):
+//! - lease ids, `StringEquals` on `aws:PrincipalTag/keysmith:lease` (and, as every such session
+//!   carries it, on `aws:PrincipalTag/keysmith:profile`), grouped by profile and by the hour their
+//!   credentials have all expired; the `Sid` (`KeysmithLeasesUntil<yyyymmddThhmmss>Z<hash of the
+//!   profile>`, unique as IAM requires) carries that hour, so the policy describes its own pruning
+//!   without a second record, and a profile's entries can be folded into its cut-off when the
+//!   quota is reached;
+//! - a profile cut-off: `aws:PrincipalTag/keysmith:profile` and `DateLessThan`
+//!   `aws:TokenIssueTime` (one per profile, the latest time wins: it covers the earlier);
+//! - every session token of a base user: `DateLessThan` `aws:TokenIssueTime` alone (requests
+//!   signed with the user's long-term key have no `aws:TokenIssueTime`, so the key itself goes on
+//!   working).
+//!
+//! Statements Keysmith did not write are kept as they are.
+
+use std::collections::BTreeSet;
+
+use chrono::{DateTime, Duration, DurationRound, SecondsFormat, TimeZone, Utc};
+use serde_json::{json, Value};
+
+pub const POLICY_NAME: &str = "keysmith-revocations";
+const LEASE_KEY: &str = "aws:PrincipalTag/keysmith:lease";
+const PROFILE_KEY: &str = "aws:PrincipalTag/keysmith:profile";
+const ISSUE_TIME_KEY: &str = "aws:TokenIssueTime";
+const SID_PREFIX: &str = "KeysmithLeasesUntil";
+const SID_TIME: &str = "%Y%m%dT%H%M%SZ";
+const SID_TIME_LEN: usize = 16;
+
+/// FNV-1a: a short, stable tag of a profile name for a `Sid` (which allows only letters and
+/// digits). The profile itself is in the condition; this only keeps `Sid`s unique.
+fn sid_tag(profile: &str) -> String {
+    let hash = profile.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+    });
+    format!("{hash:016x}")
+}
+
+/// What the policy is attached to, which sets its size limit and the longest session it can
+/// meet.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TargetKind {
+    /// `assumed_role` sessions (at most 12 hours).
+    Role,
+    /// A base IAM user: `federation_token` and `session_token` sessions (at most 36 hours).
+    User,
+}
+
+impl TargetKind {
+    /// IAM's quota on all inline policies of one role / user together, in characters without
+    /// whitespace (IAM and STS quotas, "IAM object quotas").
+    pub fn inline_limit(self) -> usize {
+        match self {
+            Self::Role => 10_240,
+            Self::User => 2_048,
+        }
+    }
+
+    /// The longest session that can be issued through this target: a cut-off is useless once
+    /// every credential issued before it has expired.
+    pub fn max_session(self) -> Duration {
+        match self {
+            Self::Role => Duration::seconds(43_200),
+            Self::User => Duration::seconds(129_600),
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Role => "role",
+            Self::User => "user",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Entry {
+    /// Leases of `profile` whose credentials have all expired by `until`.
+    Leases {
+        profile: String,
+        until: DateTime<Utc>,
+        ids: BTreeSet<String>,
+    },
+    /// Sessions of `profile` issued before `before`.
+    Profile {
+        profile: String,
+        before: DateTime<Utc>,
+    },
+    /// Every session token of the user issued before `before`.
+    AllTokens { before: DateTime<Utc> },
+}
+
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Document {
+    pub entries: Vec<Entry>,
+    /// Statements Keysmith did not write: kept verbatim.
+    pub foreign: Vec<Value>,
+}
+
+/// Whole seconds, rounded up, so "before now" includes a token issued this very second.
+pub fn ceil_second(t: DateTime<Utc>) -> DateTime<Utc> {
+    let floor = t.duration_trunc(Duration::seconds(1)).unwrap_or(t);
+    if floor < t {
+        floor + Duration::seconds(1)
+    } else {
+        floor
+    }
+}
+
+fn ceil_hour(t: DateTime<Utc>) -> DateTime<Utc> {
+    let floor = t.duration_trunc(Duration::hours(1)).unwrap_or(t);
+    if floor < t {
+        floor + Duration::hours(1)
+    } else {
+        floor
+    }
+}
+
+fn iso(t: DateTime<Utc>) -> String {
+    t.to_rfc3339_opts(SecondsFormat::Secs, true)
+}
+
+fn parse_time(v: &Value) -> Option<DateTime<Utc>> {
+    DateTime::parse_from_rfc3339(v.as_str()?)
+        .ok()
+        .map(|d| d.with_timezone(&Utc))
+}
+
+fn strings(v: &Value) -> Option<Vec<String>> {
+    match v {
+        Value::String(s) => Some(vec![s.clone()]),
+        Value::Array(a) => a.iter().map(|s| s.as_str().map(str::to_owned)).collect(),
+        _ => None,
+    }
+}
+
+fn deny_all(statement: &Value) -> bool {
+    statement["Effect"] == "Deny" && statement["Action"] == "*" && statement["Resource"] == "*"
+}
+
+fn entry_of(statement: &Value) -> Option<Entry> {
+    if !deny_all(statement) {
+        return None;
+    }
+    let cond = statement["Condition"].as_object()?;
+    let equals = cond.get("StringEquals").and_then(Value::as_object);
+    let less = cond.get("DateLessThan").and_then(Value::as_object);
+    let n_ops = cond.len();
+    if let Some(sid) = statement["Sid"].as_str() {
+        let rest = sid.strip_prefix(SID_PREFIX)?;
+        let until =
+            chrono::NaiveDateTime::parse_from_str(rest.get(..SID_TIME_LEN)?, SID_TIME).ok()?;
+        let ids = strings(equals?.get(LEASE_KEY)?)?;
+        let profile = equals?.get(PROFILE_KEY)?.as_str()?.to_owned();
+        return (n_ops == 1 && equals?.len() == 2).then(|| Entry::Leases {
+            profile,
+            until: Utc.from_utc_datetime(&until),
+            ids: ids.into_iter().collect(),
+        });
+    }
+    let before = parse_time(less?.get(ISSUE_TIME_KEY)?)?;
+    if less?.len() != 1 {
+        return None;
+    }
+    match equals {
+        None if n_ops == 1 => Some(Entry::AllTokens { before }),
+        Some(eq) if n_ops == 2 && eq.len() == 1 => Some(Entry::Profile {
+            profile: eq.get(PROFILE_KEY)?.as_str()?.to_owned(),
+            before,
+        }),
+        _ => None,
+    }
+}
+
+impl Entry {
+    fn to_statement(&self) -> Value {
+        let mut s = json!({"Effect": "Deny", "Action": "*", "Resource": "*"});
+        match self {
+            Self::Leases {
+                profile,
+                until,
+                ids,
+            } => {
+                s["Sid"] = json!(format!(
+                    "{SID_PREFIX}{}{}",
+                    until.format(SID_TIME),
+                    sid_tag(profile)
+                ));
+                s["Condition"] = json!({"StringEquals": {LEASE_KEY: ids, PROFILE_KEY: profile}});
+            }
+            Self::Profile { profile, before } => {
+                s["Condition"] = json!({"StringEquals": {PROFILE_KEY: profile},
+                    "DateLessThan": {ISSUE_TIME_KEY: iso(*before)}});
+            }
+            Self::AllTokens { before } => {
+                s["Condition"] = json!({"DateLessThan": {ISSUE_TIME_KEY: iso(*before)}});
+            }
+        }
+        s
+    }
+
+    /// When every credential this entry can match has expired.
+    fn obsolete_at(&self, kind: TargetKind) -> DateTime<Utc> {
+        match self {
+            Self::Leases { until, .. } => *until,
+            Self::Profile { before, .. } | Self::AllTokens { before } => {
+                *before + kind.max_session()
+            }
+        }
+    }
+}
+
+impl Document {
+    /// Parses a policy document; `None` if it is not a JSON policy at all.
+    pub fn parse(text: &str) -> Option<Self> {
+        let v: Value = serde_json::from_str(text).ok()?;
+        let statements = match &v["Statement"] {
+            Value::Array(a) => a.clone(),
+            s @ Value::Object(_) => vec![s.clone()],
+            _ => return None,
+        };
+        let mut doc = Self::default();
+        for s in statements {
+            match entry_of(&s) {
+                Some(e) => doc.entries.push(e),
+                None => doc.foreign.push(s),
+            }
+        }
+        Some(doc)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty() && self.foreign.is_empty()
+    }
+
+    /// The compact JSON written to IAM.
+    pub fn to_json(&self) -> String {
+        let statements: Vec<Value> = self
+            .entries
+            .iter()
+            .map(Entry::to_statement)
+            .chain(self.foreign.iter().cloned())
+            .collect();
+        json!({"Version": "2012-10-17", "Statement": statements}).to_string()
+    }
+
+    /// Characters IAM counts against its quota (whitespace excluded).
+    pub fn size(&self) -> usize {
+        self.to_json()
+            .chars()
+            .filter(|c| !c.is_whitespace())
+            .count()
+    }
+
+    pub fn contains_lease(&self, id: &str) -> bool {
+        self.entries
+            .iter()
+            .any(|e| matches!(e, Entry::Leases { ids, .. } if ids.contains(id)))
+    }
+
+    /// Denies lease `id` of `profile`, whose credentials expire at `expires_at`. False if it
+    /// already was.
+    pub fn add_lease(&mut self, profile: &str, id: &str, expires_at: DateTime<Utc>) -> bool {
+        if self.contains_lease(id) {
+            return false;
+        }
+        let until = ceil_hour(expires_at);
+        for e in &mut self.entries {
+            if let Entry::Leases {
+                profile: p,
+                until: u,
+                ids,
+            } = e
+            {
+                if *u == until && p == profile {
+                    ids.insert(id.to_owned());
+                    return true;
+                }
+            }
+        }
+        self.entries.push(Entry::Leases {
+            profile: profile.to_owned(),
+            until,
+            ids: BTreeSet::from([id.to_owned()]),
+        });
+        true
+    }
+
+    /// Replaces every per-lease entry of `profile` by its cut-off at `before` (which must be
+    /// after those leases were issued: then it denies all of them, and more).
+    pub fn fold_into_cutoff(&mut self, profile: &str, before: DateTime<Utc>) {
+        self.entries
+            .retain(|e| !matches!(e, Entry::Leases { profile: p, .. } if p == profile));
+        self.add_cutoff(Some(profile), before);
+    }
+
+    /// Denies sessions of `profile` (or, with `None`, every session token) issued before
+    /// `before`; an existing cut-off of the same scope moves to the later time.
+    pub fn add_cutoff(&mut self, profile: Option<&str>, before: DateTime<Utc>) {
+        for e in &mut self.entries {
+            match (e, profile) {
+                (
+                    Entry::Profile {
+                        profile: p,
+                        before: b,
+                    },
+                    Some(want),
+                ) if p == want => {
+                    *b = (*b).max(before);
+                    return;
+                }
+                (Entry::AllTokens { before: b }, None) => {
+                    *b = (*b).max(before);
+                    return;
+                }
+                _ => {}
+            }
+        }
+        self.entries.push(match profile {
+            Some(p) => Entry::Profile {
+                profile: p.to_owned(),
+                before,
+            },
+            None => Entry::AllTokens { before },
+        });
+    }
+
+    /// Drops every entry whose credentials have all expired by `now`; returns how many.
+    pub fn prune(&mut self, now: DateTime<Utc>, kind: TargetKind) -> usize {
+        let before = self.entries.len();
+        self.entries.retain(|e| e.obsolete_at(kind) > now);
+        before - self.entries.len()
+    }
+
+    /// When the next entry can be pruned.
+    pub fn next_prune(&self, kind: TargetKind) -> Option<DateTime<Utc>> {
+        self.entries.iter().map(|e| e.obsolete_at(kind)).min()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn t(s: &str) -> DateTime<Utc> {
+        DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&Utc)
+    }
+
+    #[test]
+    fn a_document_survives_its_own_round_trip_and_keeps_foreign_statements() {
+        let mut d = Document::default();
+        d.add_lease("p", "a", t("2026-11-23T12:10:00Z"));
+        d.add_lease("p", "b", t("2026-11-23T12:50:00Z"));
+        d.add_lease("p", "c", t("2026-11-23T13:00:00Z"));
+        assert!(!d.add_lease("p", "a", t("2026-11-23T12:10:00Z")));
+        d.add_cutoff(Some("deploy"), t("2026-11-23T10:00:00Z"));
+        d.add_cutoff(Some("deploy"), t("2026-11-23T09:00:00Z"));
+        d.add_cutoff(None, t("2026-11-23T11:00:00Z"));
+        d.foreign
+            .push(json!({"Effect": "Allow", "Action": "s3:*", "Resource": "*"}));
+        let back = Document::parse(&d.to_json()).unwrap();
+        assert_eq!(back, d);
+        assert_eq!(back.entries.len(), 3, "{}", d.to_json());
+        let v: Value = serde_json::from_str(&d.to_json()).unwrap();
+        assert!(
+            v["Statement"][0]["Sid"]
+                .as_str()
+                .unwrap()
+                .starts_with("KeysmithLeasesUntil20261123T130000Z"),
+            "a and b and c (13:00 exactly) share the hour"
+        );
+        assert_eq!(
+            v["Statement"][0]["Condition"]["StringEquals"]["aws:PrincipalTag/keysmith:lease"],
+            json!(["a", "b", "c"])
+        );
+        assert_eq!(
+            v["Statement"][1]["Condition"]["DateLessThan"]["aws:TokenIssueTime"],
+            "2026-11-23T10:00:00Z",
+            "the later cut-off wins"
+        );
+    }
+
+    #[test]
+    fn entries_go_once_every_credential_they_match_has_expired() {
+        let mut d = Document::default();
+        d.add_lease("p", "a", t("2026-11-23T12:10:00Z"));
+        d.add_cutoff(Some("p"), t("2026-11-23T10:00:00Z"));
+        assert_eq!(d.prune(t("2026-11-23T12:59:59Z"), TargetKind::Role), 0);
+        assert_eq!(d.prune(t("2026-11-23T13:00:00Z"), TargetKind::Role), 1);
+        assert_eq!(
+            d.next_prune(TargetKind::Role),
+            Some(t("2026-11-23T22:00:00Z"))
+        );
+        assert_eq!(d.prune(t("2026-11-23T22:00:00Z"), TargetKind::Role), 1);
+        assert!(d.is_empty());
+        d.add_cutoff(None, t("2026-11-23T10:00:00Z"));
+        assert_eq!(
+            d.next_prune(TargetKind::User),
+            Some(t("2026-11-24T22:00:00Z"))
+        );
+    }
+
+    #[test]
+    fn a_profiles_leases_fold_into_its_cut_off_and_no_other() {
+        let mut d = Document::default();
+        d.add_lease("p", "a", t("2026-11-23T12:10:00Z"));
+        d.add_lease("q", "b", t("2026-11-23T12:10:00Z"));
+        let sids: Vec<String> = serde_json::from_str::<Value>(&d.to_json()).unwrap()["Statement"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|s| s["Sid"].as_str().unwrap().to_owned())
+            .collect();
+        assert_ne!(sids[0], sids[1], "Sids are unique");
+        assert!(sids
+            .iter()
+            .all(|s| s.chars().all(|c| c.is_ascii_alphanumeric())));
+        d.fold_into_cutoff("p", t("2026-11-23T12:00:00Z"));
+        assert!(!d.contains_lease("a"));
+        assert!(d.contains_lease("b"));
+        assert_eq!(Document::parse(&d.to_json()).unwrap(), d);
+    }
+
+    #[test]
+    fn times_round_up_to_include_this_second() {
+        assert_eq!(
+            ceil_second(t("2026-11-23T12:00:00.2Z")),
+            t("2026-11-23T12:00:01Z")
+        );
+        assert_eq!(
+            ceil_second(t("2026-11-23T12:00:00Z")),
+            t("2026-11-23T12:00:00Z")
+        );
+    }
+}
