@@ -1,7 +1,7 @@
 //! `keysmith serve PROFILE`: a loopback endpoint speaking the AWS SDKs' container credentials
 //! protocol (`AWS_CONTAINER_CREDENTIALS_FULL_URI` + `AWS_CONTAINER_AUTHORIZATION_TOKEN`), like
-//! aws-vault's ECS server: a random token compared in constant time, `401` without it, `403` with
-//! a wrong one; credentials renewed once fewer than the refresh window remains.
+//! aws-vault's ECS server: a random token compared in constant time, `403` without the exact
+//! token; credentials renewed once fewer than the refresh window remains.
 
 use std::io::Write;
 use std::sync::Arc;
@@ -141,13 +141,14 @@ fn message(status: u16, text: &str) -> Response<Full<Bytes>> {
 }
 
 async fn answer(state: &State, req: &Request<Incoming>) -> Response<Full<Bytes>> {
-    let given = match req.headers().get(hyper::header::AUTHORIZATION) {
-        None => return message(401, "missing authorization token"),
-        Some(v) => v.as_bytes(),
-    };
+    let given = req
+        .headers()
+        .get(hyper::header::AUTHORIZATION)
+        .map(|v| v.as_bytes())
+        .unwrap_or_default();
     let expected = state.token.expose().as_bytes();
     if !bool::from(given.ct_eq(expected)) {
-        return message(403, "wrong authorization token");
+        return message(403, "missing or wrong authorization token");
     }
     if req.uri().path() != PATH {
         return message(404, "not found");

@@ -5,12 +5,14 @@
 
 pub mod api;
 pub mod aws;
+pub mod cli;
 pub mod gateway;
 pub mod leaks;
 pub mod moto;
 pub mod proxy;
 pub mod rotation;
 pub mod runtime;
+pub mod sigv4;
 
 use std::path::PathBuf;
 
