@@ -152,7 +152,8 @@ pub struct Api {
     base: Url,
     region: String,
     credentials: Credentials,
-    http: Https,
+    /// Made on first use: loading the system's root certificates is most of a cached call's time.
+    http: std::sync::OnceLock<Https>,
 }
 
 impl Api {
@@ -180,7 +181,7 @@ impl Api {
             base,
             region,
             credentials,
-            http: http_client()?,
+            http: std::sync::OnceLock::new(),
         })
     }
 
@@ -194,8 +195,12 @@ impl Api {
         self.credentials.access_key_id()
     }
 
-    pub fn http(&self) -> &Https {
-        &self.http
+    pub fn http(&self) -> Result<&Https, ClientError> {
+        if let Some(h) = self.http.get() {
+            return Ok(h);
+        }
+        let made = http_client()?;
+        Ok(self.http.get_or_init(|| made))
     }
 
     /// Calls `method path` (`path` relative to the base, with its query) with an optional JSON
@@ -245,7 +250,7 @@ impl Api {
             .body(Full::new(Bytes::from(body)))
             .map_err(|_| ClientError::BadUrl(url.clone()))?;
         instructions.apply_to_request_http1x(&mut req);
-        let (status, bytes) = send(&self.http, req).await?;
+        let (status, bytes) = send(self.http()?, req).await?;
         let json: Value = if bytes.is_empty() {
             Value::Null
         } else {

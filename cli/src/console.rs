@@ -75,7 +75,7 @@ pub async fn run(target: &Target, args: &Args) -> Result<(), ConsoleError> {
     let req = hyper::Request::get(ask.as_str())
         .body(Full::new(Bytes::new()))
         .map_err(|_| ConsoleError::BadEndpoint(args.signin_endpoint.clone()))?;
-    let (status, body) = client::send(api.http(), req).await?;
+    let (status, body) = client::send(api.http()?, req).await?;
     let signin_token = serde_json::from_slice::<Value>(&body)
         .ok()
         .and_then(|v| v["SigninToken"].as_str().map(str::to_owned))

@@ -45,9 +45,9 @@ pub async fn run(target: &Target, format: Format, args: &Args) -> Result<(), Adm
             let columns = [
                 ("NAME", "name"),
                 ("TYPE", "credential_type"),
-                ("ENABLED", "enabled"),
+                ("MAX SECONDS", "max_duration_seconds"),
                 ("ALLOWED", "allowed_principals"),
-                ("UPDATED", "updated_at"),
+                ("DESCRIPTION", "description"),
             ];
             print!("{}", list(&items, &columns, format));
         }
