@@ -477,3 +477,36 @@ async fn unsigned_or_wrongly_signed_requests_are_403_and_usage_errors_exit_2() {
     assert!(String::from_utf8_lossy(&out.stdout).contains("set -gx AWS_SESSION_TOKEN"));
     s.scan();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_refreshes_make_one_request_and_agree() {
+    let s = CliStack::start().await;
+    let before = s.gateway.requests();
+    let children: Vec<_> = (0..6)
+        .map(|_| {
+            s.command(&s.alice)
+                .args(["credentials", "deploy"])
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    let outs: Vec<_> = tokio::task::block_in_place(|| {
+        children
+            .into_iter()
+            .map(|c| c.wait_with_output().unwrap())
+            .collect()
+    });
+    let keys: std::collections::BTreeSet<String> = outs
+        .iter()
+        .map(|o| {
+            assert!(o.status.success(), "{}", show(o));
+            keysmith_tests::leaks::check(&String::from_utf8_lossy(&o.stderr), "stderr");
+            s.record(o)["AccessKeyId"].as_str().unwrap().to_owned()
+        })
+        .collect();
+    assert_eq!(keys.len(), 1, "{keys:?}");
+    assert_eq!(s.gateway.requests(), before + 1);
+    s.scan();
+}
