@@ -227,6 +227,37 @@ async fn boto3_reads_from_serve_and_is_refused_without_the_token() {
     serve.kill().unwrap();
     let out = serve.wait_with_output().unwrap();
     keysmith_tests::leaks::check(&String::from_utf8_lossy(&out.stderr), "serve's stderr");
+
+    // Renewal: with a refresh window longer than the credentials' life, every answer is new.
+    let mut renewing = s
+        .command(&s.alice)
+        .args(["serve", "deploy", "--refresh-window", "86400"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(renewing.stdout.take().unwrap()).lines();
+    let uri = lines.next().unwrap().unwrap();
+    let uri = uri.split_once('=').unwrap().1.to_owned();
+    let token = lines.next().unwrap().unwrap();
+    let token = token.split_once('=').unwrap().1.to_owned();
+    let mut keys = std::collections::BTreeSet::new();
+    for _ in 0..2 {
+        let (status, body) =
+            keysmith_tests::proxy::request("GET", &uri, &[("authorization", &token)], "").await;
+        assert_eq!(status, 200, "{body}");
+        let creds: Value = serde_json::from_str(&body).unwrap();
+        keysmith_tests::leaks::record_from(&creds);
+        keys.insert(creds["AccessKeyId"].as_str().unwrap().to_owned());
+    }
+    assert_eq!(
+        keys.len(),
+        2,
+        "credentials inside the refresh window were not renewed"
+    );
+    renewing.kill().unwrap();
+    let out = renewing.wait_with_output().unwrap();
+    keysmith_tests::leaks::check(&String::from_utf8_lossy(&out.stderr), "serve's stderr");
     s.scan();
 }
 
