@@ -16,7 +16,9 @@ use crate::issued::Issued;
 pub enum CacheError {
     #[error("no cache directory: set KEYSMITH_CACHE_DIR, XDG_CACHE_HOME or HOME")]
     NoDirectory,
-    #[error("cache {path}: {source}")]
+    #[error("cache directory {} is open to others (mode {mode:o}): make it 0700, or set KEYSMITH_CACHE_DIR", path.display())]
+    Loose { path: PathBuf, mode: u32 },
+    #[error("cache {}: {source}", path.display())]
     Io {
         path: PathBuf,
         source: std::io::Error,
@@ -47,7 +49,7 @@ pub fn directory() -> Option<PathBuf> {
 }
 
 impl Cache {
-    /// The cache directory, created `0700` (and made `0700` if it was not).
+    /// The cache directory, created `0700` (an existing one must be closed to others).
     pub fn open() -> Result<Cache, CacheError> {
         let dir = directory().ok_or(CacheError::NoDirectory)?;
         Self::at(dir)
@@ -63,9 +65,13 @@ impl Cache {
             .map_err(io(&dir))?
             .permissions()
             .mode();
+        // An existing directory others can read or write is refused, not changed: it may be a
+        // shared one (`/tmp`), and whoever can write to it could plant credentials.
         if mode & 0o077 != 0 {
-            std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700))
-                .map_err(io(&dir))?;
+            return Err(CacheError::Loose {
+                path: dir,
+                mode: mode & 0o777,
+            });
         }
         Ok(Cache { dir })
     }
@@ -165,6 +171,14 @@ mod tests {
             .write(&name, &sample())
             .unwrap_or_else(|e| panic!("{e}"));
         assert!(cache.read(&name).is_some());
+    }
+
+    #[test]
+    fn a_directory_open_to_others_is_refused() {
+        let root = tempfile::tempdir().unwrap();
+        std::fs::set_permissions(root.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+        let e = Cache::at(root.path().to_owned()).err().unwrap();
+        assert!(e.to_string().contains("mode 755"), "{e}");
     }
 
     #[test]
