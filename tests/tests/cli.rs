@@ -541,3 +541,68 @@ async fn concurrent_refreshes_make_one_request_and_agree() {
     assert_eq!(s.gateway.requests(), before + 1);
     s.scan();
 }
+
+/// Signs `method url body` for `execute-api` with `aws-sigv4`, as any SigV4 client would.
+fn signed_headers(
+    user: &keysmith_tests::cli::User,
+    method: &str,
+    url: &str,
+    body: &str,
+) -> Vec<(String, String)> {
+    use aws_sigv4::http_request::{sign, SignableBody, SignableRequest, SigningSettings};
+    let identity =
+        aws_sdk_sts::config::Credentials::new(&user.key_id, &user.secret, None, None, "test")
+            .into();
+    let params = aws_sigv4::sign::v4::SigningParams::builder()
+        .identity(&identity)
+        .region("us-east-1")
+        .name("execute-api")
+        .time(std::time::SystemTime::now())
+        .settings(SigningSettings::default())
+        .build()
+        .unwrap()
+        .into();
+    let signable = SignableRequest::new(
+        method,
+        url,
+        std::iter::empty(),
+        SignableBody::Bytes(body.as_bytes()),
+    )
+    .unwrap();
+    let (instructions, _) = sign(signable, &params).unwrap().into_parts();
+    instructions
+        .headers()
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_gateway_checks_what_was_signed() {
+    let s = CliStack::start().await;
+    let url = format!("{}/v1/profiles/deploy/credentials", s.gateway.endpoint);
+    let signed = signed_headers(&s.alice, "POST", &url, "{}");
+    let headers: Vec<(&str, &str)> = signed
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
+    // The same signature over another body, another path, or from another key id: 403.
+    let (status, _) =
+        keysmith_tests::proxy::request("POST", &url, &headers, r#"{"duration_seconds": 43200}"#)
+            .await;
+    assert_eq!(status, 403, "tampered body");
+    let other = format!("{}/v1/profiles/other/credentials", s.gateway.endpoint);
+    let (status, _) = keysmith_tests::proxy::request("POST", &other, &headers, "{}").await;
+    assert_eq!(status, 403, "another path");
+    // As signed: the caller is alice, from her key.
+    let (status, body) = keysmith_tests::proxy::request("POST", &url, &headers, "{}").await;
+    assert_eq!(status, 200, "{body}");
+    let issued: Value = serde_json::from_str(&body).unwrap();
+    keysmith_tests::leaks::record_from(&issued);
+    let out = s.run(
+        &s.admin,
+        &["audit", "--output", "json", "--event", "AWS STS Temporary"],
+    );
+    let items: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(items[0]["principal"], s.alice.arn.as_str(), "{items}");
+    s.scan();
+}
