@@ -429,6 +429,22 @@ async fn admin_commands_round_trip_a_profile_and_read_the_audit_trail() {
         "{err}"
     );
 
+    // The other admin lists answer in both formats.
+    for args in [
+        &["rotations", "list"][..],
+        &["leases", "list", "--profile", "deploy"][..],
+    ] {
+        let out = s.run(&s.admin, args);
+        assert!(out.status.success(), "{args:?}: {}", show(&out));
+        let mut json = args.to_vec();
+        json.extend(["--output", "json"]);
+        let out = s.run(&s.admin, &json);
+        assert!(out.status.success(), "{args:?}: {}", show(&out));
+        assert!(serde_json::from_slice::<Value>(&out.stdout)
+            .unwrap()
+            .is_array());
+    }
+
     // The audit trail through the client.
     let out = s.run(&s.admin, &["audit", "--output", "json", "--limit", "50"]);
     assert!(out.status.success(), "{}", show(&out));
