@@ -26,7 +26,7 @@ test: venv build
 
 bench: venv
 	$(VENV)/bin/pip install --quiet --disable-pip-version-check -r bench/requirements.txt
-	cargo build --release -p issue-credentials -p scheduled-rotation -p secret-rotation -p hello-lambda
+	cargo build --release -p issue-credentials -p scheduled-rotation -p secret-rotation -p hello-lambda -p keysmith-cli
 	cargo build -p keysmith-tests --bin bench
 	target/debug/bench
 

@@ -1,9 +1,12 @@
 //! A local HTTP gateway, like API Gateway's HTTP API in front of the function: each HTTP request on
-//! 127.0.0.1 becomes an HTTP API payload v2 event carrying the identity this gateway was configured
-//! with (never one taken from the request), and is invoked through the Lambda Runtime API.
+//! 127.0.0.1 becomes an HTTP API payload v2 event and is invoked through the Lambda Runtime API.
+//! The caller is either the one this gateway was configured with (`Gateway::start`, never taken
+//! from the request), or, as API Gateway's IAM authorizer does it, whoever signed the request with
+//! SigV4 using keys the emulator knows (`Gateway::start_sigv4`; unsigned or wrongly signed: `403`).
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -17,12 +20,22 @@ use serde_json::{json, Map, Value};
 use tokio::net::TcpListener;
 
 use crate::runtime::FunctionProcess;
+use crate::sigv4::Authorizer;
 
 /// API Gateway's own payload limit is 10 MB; the function refuses more than 64 KiB itself.
 const MAX_BODY: usize = 1024 * 1024;
 
 pub struct Gateway {
     pub endpoint: String,
+    requests: Arc<AtomicUsize>,
+}
+
+/// Who the caller of a request is.
+enum Identity {
+    /// Always this IAM ARN (`None`: no identity).
+    Fixed(Option<String>),
+    /// Whoever signed the request (SigV4 against moto's keys).
+    Signed(Authorizer),
 }
 
 impl Gateway {
@@ -32,20 +45,37 @@ impl Gateway {
         principal: Option<String>,
         port: u16,
     ) -> Gateway {
+        Self::serve(function, Identity::Fixed(principal), port).await
+    }
+
+    /// Serves on 127.0.0.1:`port` with an IAM authorizer: each request must be SigV4-signed for
+    /// `execute-api` with keys the moto server at `moto` knows, and the caller is their owner.
+    pub async fn start_sigv4(function: Arc<FunctionProcess>, moto: &str, port: u16) -> Gateway {
+        Self::serve(function, Identity::Signed(Authorizer::new(moto)), port).await
+    }
+
+    /// How many requests reached the gateway so far (whatever their outcome).
+    pub fn requests(&self) -> usize {
+        self.requests.load(Ordering::SeqCst)
+    }
+
+    async fn serve(function: Arc<FunctionProcess>, identity: Identity, port: u16) -> Gateway {
         let listener = TcpListener::bind(("127.0.0.1", port))
             .await
             .expect("bind the gateway");
         let endpoint = format!("http://{}", listener.local_addr().expect("gateway address"));
+        let requests = Arc::new(AtomicUsize::new(0));
+        let (counter, identity) = (requests.clone(), Arc::new(identity));
         tokio::spawn(async move {
             while let Ok((stream, peer)) = listener.accept().await {
-                let (function, principal) = (function.clone(), principal.clone());
+                let (function, identity, counter) =
+                    (function.clone(), identity.clone(), counter.clone());
                 tokio::spawn(async move {
                     let service = service_fn(move |req| {
-                        let (function, principal) = (function.clone(), principal.clone());
+                        let (function, identity) = (function.clone(), identity.clone());
+                        counter.fetch_add(1, Ordering::SeqCst);
                         async move {
-                            Ok::<_, hyper::Error>(
-                                forward(req, peer, &function, principal.as_deref()).await,
-                            )
+                            Ok::<_, hyper::Error>(forward(req, peer, &function, &identity).await)
                         }
                     });
                     let _ = http1::Builder::new()
@@ -54,7 +84,7 @@ impl Gateway {
                 });
             }
         });
-        Gateway { endpoint }
+        Gateway { endpoint, requests }
     }
 }
 
@@ -72,7 +102,7 @@ async fn forward(
     req: Request<Incoming>,
     peer: SocketAddr,
     function: &FunctionProcess,
-    principal: Option<&str>,
+    identity: &Identity,
 ) -> Response<Full<Bytes>> {
     let (parts, body) = req.into_parts();
     let body = match Limited::new(body, MAX_BODY).collect().await {
@@ -84,6 +114,15 @@ async fn forward(
                 &Map::new(),
             )
         }
+    };
+    let caller = match identity {
+        Identity::Fixed(arn) => arn.clone().map(|arn| ("ASIALOCALGATEWAY".to_owned(), arn)),
+        Identity::Signed(authorizer) => match authorizer.authorize(&parts, &body).await {
+            Ok(c) => Some((c.access_key_id, c.arn)),
+            Err(message) => {
+                return reply(403, json!({ "message": message }).to_string(), &Map::new())
+            }
+        },
     };
     let path = parts.uri.path().to_owned();
     let raw_query = parts.uri.query().unwrap_or_default().to_owned();
@@ -121,8 +160,8 @@ async fn forward(
         "time": chrono::Utc::now().format("%d/%b/%Y:%H:%M:%S +0000").to_string(),
         "timeEpoch": chrono::Utc::now().timestamp_millis(),
     });
-    if let Some(arn) = principal {
-        ctx["authorizer"] = json!({"iam": {"accessKey": "ASIALOCALGATEWAY", "accountId": "123456789012",
+    if let Some((access_key, arn)) = caller {
+        ctx["authorizer"] = json!({"iam": {"accessKey": access_key, "accountId": "123456789012",
             "callerId": "local", "userArn": arn, "userId": "local"}});
     }
     let mut event = json!({

@@ -5,6 +5,7 @@
 
 pub mod api;
 pub mod aws;
+pub mod cli;
 pub mod events;
 pub mod gateway;
 pub mod leaks;
@@ -12,6 +13,7 @@ pub mod moto;
 pub mod proxy;
 pub mod rotation;
 pub mod runtime;
+pub mod sigv4;
 pub mod tls;
 
 use std::path::PathBuf;

@@ -251,8 +251,23 @@ pub async fn post(url: &str, content_type: &str, body: &str) -> u16 {
 
 /// A POST with headers; returns status and body.
 pub async fn post_with(url: &str, headers: &[(&str, &str)], body: &str) -> (u16, String) {
+    request("POST", url, headers, body).await
+}
+
+/// A bare GET; returns status and body.
+pub async fn get(url: &str) -> (u16, String) {
+    request("GET", url, &[], "").await
+}
+
+/// Any request; returns status and body (status 0: no answer).
+pub async fn request(
+    method: &str,
+    url: &str,
+    headers: &[(&str, &str)],
+    body: &str,
+) -> (u16, String) {
     let client = Client::builder(TokioExecutor::new()).build_http::<Full<Bytes>>();
-    let mut req = Request::post(url);
+    let mut req = Request::builder().method(method).uri(url);
     for (k, v) in headers {
         req = req.header(*k, *v);
     }

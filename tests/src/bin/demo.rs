@@ -2,7 +2,15 @@
 //! tables from template.yaml, seeds an IAM user, a role and a base-key secret, then drives the
 //! built `issue-credentials` binary through the Lambda Runtime API: creates a profile of each STS
 //! type, issues credentials, proves each with `aws sts get-caller-identity`, rotates a user's key
-//! through its secret, and prints the audit trail. Everything it started stops when it ends.
+//! through its secret, and prints the audit trail. Then the `keysmith` client, through a local
+//! gateway that checks SigV4 signatures as API Gateway's IAM authorizer does: `keysmith exec`
+//! and `credential_process = keysmith credentials` with the real AWS CLI, and the admin commands.
+//! Everything it started stops when it ends.
+
+use std::process::{Command, Stdio};
+use std::sync::Arc;
+
+use keysmith_tests::gateway::Gateway;
 
 use keysmith_tests::aws::{allow_all, assumable_role, secret, user_with_key};
 use keysmith_tests::moto::{Moto, REGION};
@@ -68,7 +76,38 @@ fn whoami(endpoint: &str, key: &str, secret: &str, token: Option<&str>) -> Strin
     String::from_utf8_lossy(&out.stdout).trim().to_owned()
 }
 
-#[tokio::main(flavor = "current_thread")]
+/// Runs `program args…` (blocking, off the runtime's serving threads) and prints it with its
+/// output, indented.
+fn shown(mut cmd: Command, display: &str, stdin: Option<&str>) -> String {
+    use std::io::Write;
+    println!("    $ {display}");
+    cmd.stdin(if stdin.is_some() {
+        Stdio::piped()
+    } else {
+        Stdio::null()
+    })
+    .stdout(Stdio::piped())
+    .stderr(Stdio::piped());
+    let out = tokio::task::block_in_place(|| {
+        let mut child = cmd.spawn().expect("cannot start the command");
+        if let (Some(text), Some(mut pipe)) = (stdin, child.stdin.take()) {
+            pipe.write_all(text.as_bytes()).expect("write stdin");
+        }
+        child.wait_with_output().expect("command output")
+    });
+    assert!(
+        out.status.success(),
+        "{display}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8_lossy(&out.stdout).trim_end().to_owned();
+    for line in text.lines() {
+        println!("      {line}");
+    }
+    text
+}
+
+#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
     step("starting moto (local AWS) on 127.0.0.1");
     let moto = Moto::start();
@@ -89,19 +128,21 @@ async fn main() {
     println!("    user demo-base (key {key_id}) -> secret keysmith/demo-base\n    role {role_arn}");
 
     step("starting the issue-credentials function (Lambda Runtime API)");
-    let f = FunctionProcess::start(
-        &function_binary("issue-credentials"),
-        &[
-            ("AWS_ENDPOINT_URL", moto.endpoint.as_str()),
-            ("AWS_REGION", REGION),
-            ("AWS_ACCESS_KEY_ID", "test"),
-            ("AWS_SECRET_ACCESS_KEY", "test"),
-            ("KEYSMITH_STATE_TABLE", STATE),
-            ("KEYSMITH_AUDIT_TABLE", AUDIT),
-            ("KEYSMITH_ADMINS", "arn:aws:iam::123456789012:user/admin"),
-        ],
-    )
-    .await;
+    let f = Arc::new(
+        FunctionProcess::start(
+            &function_binary("issue-credentials"),
+            &[
+                ("AWS_ENDPOINT_URL", moto.endpoint.as_str()),
+                ("AWS_REGION", REGION),
+                ("AWS_ACCESS_KEY_ID", "test"),
+                ("AWS_SECRET_ACCESS_KEY", "test"),
+                ("KEYSMITH_STATE_TABLE", STATE),
+                ("KEYSMITH_AUDIT_TABLE", AUDIT),
+                ("KEYSMITH_ADMINS", "arn:aws:iam::123456789012:user/admin"),
+            ],
+        )
+        .await,
+    );
 
     let deployers = json!(["arn:aws:iam::123456789012:role/Deployers*"]);
     let profiles = [
@@ -279,5 +320,109 @@ async fn main() {
             item["access_key_id"].as_str().unwrap_or("-"),
         );
     }
+    client(&moto, &sdk, f.clone(), &role_arn).await;
     step("done: stopping the function and moto");
+}
+
+/// The `keysmith` client against the API behind a SigV4-checking gateway.
+async fn client(moto: &Moto, sdk: &aws_config::SdkConfig, f: Arc<FunctionProcess>, role_arn: &str) {
+    step("the keysmith client, through a local gateway that checks SigV4 signatures like API Gateway's IAM authorizer");
+    let gateway = Gateway::start_sigv4(f, &moto.endpoint, 0).await;
+    let (admin_key, admin_secret) = user_with_key(sdk, "admin", &allow_all()).await;
+    let (alice_key, alice_secret) = user_with_key(sdk, "alice", &allow_all()).await;
+    println!(
+        "    API {} ; IAM users admin and alice sign with their own keys",
+        gateway.endpoint
+    );
+    let home = tempfile::tempdir().expect("temporary home");
+    let keysmith = function_binary("keysmith");
+    let aws = venv().join("bin/aws");
+    let config = home.path().join("aws-config");
+    std::fs::write(
+        &config,
+        format!(
+            "[profile deploy]\nregion = {REGION}\ncredential_process = {} credentials deploy\n",
+            keysmith.display()
+        ),
+    )
+    .expect("write the AWS config");
+    let path = format!(
+        "{}:{}",
+        venv().join("bin").display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let command = |program: &std::path::Path, key: &str, secret: &str| {
+        let mut c = Command::new(program);
+        c.env_clear()
+            .env("PATH", &path)
+            .env("HOME", home.path())
+            .env("KEYSMITH_API", &gateway.endpoint)
+            .env("AWS_CONFIG_FILE", &config)
+            .env("AWS_SHARED_CREDENTIALS_FILE", home.path().join("none"))
+            .env("AWS_EC2_METADATA_DISABLED", "true")
+            .env("AWS_REGION", REGION)
+            .env("AWS_DEFAULT_REGION", REGION)
+            .env("AWS_ACCESS_KEY_ID", key)
+            .env("AWS_SECRET_ACCESS_KEY", secret);
+        c
+    };
+    let profile = json!({"credential_type": "assumed_role", "role_arn": role_arn,
+        "description": "deploys, from people's laptops too",
+        "allowed_principals": ["arn:aws:iam::123456789012:role/Deployers*", "arn:aws:iam::123456789012:user/alice"]});
+    let mut put = command(&keysmith, &admin_key, &admin_secret);
+    put.args(["profiles", "put", "deploy", "--file", "-"]);
+    shown(
+        put,
+        "keysmith profiles put deploy --file -   # as admin",
+        Some(&profile.to_string()),
+    );
+
+    let mut exec = command(&keysmith, &alice_key, &alice_secret);
+    exec.args(["exec", "deploy", "--"]).arg(&aws).args([
+        "sts",
+        "get-caller-identity",
+        "--output",
+        "text",
+        "--query",
+        "Arn",
+        "--endpoint-url",
+        &moto.endpoint,
+    ]);
+    shown(
+        exec,
+        "keysmith exec deploy -- aws sts get-caller-identity   # as alice",
+        None,
+    );
+
+    println!(
+        "    ~/.aws/config: [profile deploy] credential_process = keysmith credentials deploy"
+    );
+    for _ in 0..2 {
+        let before = gateway.requests();
+        let mut cli = command(&aws, &alice_key, &alice_secret);
+        cli.args([
+            "--profile",
+            "deploy",
+            "sts",
+            "get-caller-identity",
+            "--output",
+            "text",
+            "--query",
+            "Arn",
+            "--endpoint-url",
+            &moto.endpoint,
+        ]);
+        shown(cli, "aws --profile deploy sts get-caller-identity", None);
+        println!(
+            "      (requests to the Keysmith API for this call: {}; keysmith's cache answers while the credentials last)",
+            gateway.requests() - before
+        );
+    }
+
+    let mut list = command(&keysmith, &admin_key, &admin_secret);
+    list.args(["profiles", "list"]);
+    shown(list, "keysmith profiles list", None);
+    let mut audit = command(&keysmith, &admin_key, &admin_secret);
+    audit.args(["audit", "--limit", "5"]);
+    shown(audit, "keysmith audit --limit 5", None);
 }

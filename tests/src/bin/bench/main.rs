@@ -1,9 +1,13 @@
 //! `make bench`: cold start, latency, memory and size of the three functions, beside the floor (a
 //! hello-world `lambda_runtime` function built with the same profile) and the same jobs in Python
 //! with boto3 under awslambdaric, all driven through the Lambda Runtime API against moto in one
-//! run. Plus the scheduled run's DynamoDB reads as the number of policies grows.
+//! run. Plus the scheduled run's DynamoDB reads as the number of policies grows, and the
+//! `keysmith` client's cached `credentials` call beside `awscurl` (`bench --client-only`: that
+//! section alone).
 //!
 //! A benchmark, not a test: it reports, it never fails on slow numbers.
+
+mod client;
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -110,6 +114,11 @@ fn size(path: &Path) -> Option<u64> {
 #[tokio::main]
 async fn main() {
     let moto = Moto::start();
+    if std::env::args().any(|a| a == "--client-only") {
+        let section = client::section(&moto).await;
+        println!("{section}");
+        return;
+    }
     let root = moto.sdk_config().await;
     let t = TestApp::on(&moto, root.clone()).await;
 
@@ -280,6 +289,9 @@ async fn main() {
             report.rotated.len()
         ));
     }
+
+    eprintln!("the keysmith client beside awscurl…");
+    out.push_str(&client::section(&moto).await);
 
     println!("{out}");
     let dir = repo_root().join("target/bench");

@@ -1,0 +1,59 @@
+//! `keysmith leases list|revoke`.
+
+use crate::admin::{all_pages, print_object, AdminError};
+use crate::client::{encode, Api, Target};
+use crate::output::{list, Format};
+
+/// List or revoke leases (your own, or any as an admin).
+#[derive(clap::Args, Debug)]
+#[command(
+    after_help = "Examples:\n  keysmith leases list --profile deploy\n  keysmith leases revoke 0d5f3c52-86a1-4f5e-9c0e-7b3a2f1e4d6c"
+)]
+pub struct Args {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(clap::Subcommand, Debug)]
+pub enum Command {
+    /// List live leases.
+    #[command(after_help = "Example:\n  keysmith leases list --profile deploy")]
+    List {
+        /// Only leases of this profile.
+        #[arg(long)]
+        profile: Option<String>,
+    },
+    /// Revoke one lease.
+    #[command(
+        after_help = "Example:\n  keysmith leases revoke 0d5f3c52-86a1-4f5e-9c0e-7b3a2f1e4d6c"
+    )]
+    Revoke { lease_id: String },
+}
+
+pub async fn run(target: &Target, format: Format, args: &Args) -> Result<(), AdminError> {
+    let api = Api::connect(target).await?;
+    match &args.command {
+        Command::List { profile } => {
+            let path = match profile {
+                Some(p) => format!("/v1/leases?profile={}", encode(p)),
+                None => "/v1/leases".to_owned(),
+            };
+            let items = all_pages(&api, &path, "leases").await?;
+            let columns = [
+                ("LEASE", "lease_id"),
+                ("PROFILE", "profile"),
+                ("TYPE", "credential_type"),
+                ("PRINCIPAL", "principal"),
+                ("EXPIRATION", "expiration"),
+                ("STATUS", "status"),
+            ];
+            print!("{}", list(&items, &columns, format));
+        }
+        Command::Revoke { lease_id } => {
+            let path = format!("/v1/leases/{}", encode(lease_id));
+            let answer = api.call("DELETE", &path, None).await?;
+            print_object(&answer, format, &format!("revoked lease {lease_id}"));
+        }
+    }
+    Ok(())
+}

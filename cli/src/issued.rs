@@ -1,0 +1,178 @@
+//! Issued credentials: asking the API for them (`POST /v1/profiles/{name}/credentials`), through
+//! the on-disk cache, and the options every credential-handing command shares.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Map, Value};
+
+use crate::cache::{Cache, CacheError};
+use crate::client::{encode, Api, ClientError};
+use crate::secret::Secret;
+
+#[derive(Debug, thiserror::Error)]
+pub enum IssueError {
+    #[error(transparent)]
+    Client(#[from] ClientError),
+    #[error(transparent)]
+    Cache(#[from] CacheError),
+    #[error("the API's answer holds no usable credentials ({0})")]
+    BadAnswer(String),
+}
+
+/// What to ask for, and how long a cached answer is good for.
+#[derive(clap::Args, Debug, Clone)]
+pub struct IssueArgs {
+    /// The Keysmith profile to issue credentials for.
+    pub profile: String,
+    /// Lifetime of the credentials (the profile bounds it).
+    #[arg(long, value_name = "N")]
+    pub duration_seconds: Option<u32>,
+    /// MFA code, for a profile that requires one.
+    #[arg(long, value_name = "CODE")]
+    pub token_code: Option<String>,
+    /// Appended to the session name derived from the caller.
+    #[arg(long, value_name = "NAME")]
+    pub session_name: Option<String>,
+    /// Fetch new credentials once fewer than this many seconds remain.
+    #[arg(long, value_name = "SECONDS", default_value_t = 300)]
+    pub refresh_window: u64,
+    /// Neither read nor write the cache.
+    #[arg(long)]
+    pub no_cache: bool,
+}
+
+/// One set of credentials as the API issues them (the fields the client needs).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Issued {
+    pub access_key_id: String,
+    pub secret_access_key: Secret,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub session_token: Option<Secret>,
+    pub expiration: String,
+    #[serde(default)]
+    pub credential_type: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lease_id: Option<String>,
+}
+
+impl Issued {
+    pub fn expires_at(&self) -> Option<DateTime<Utc>> {
+        DateTime::parse_from_rfc3339(&self.expiration)
+            .ok()
+            .map(|t| t.with_timezone(&Utc))
+    }
+
+    /// More than `window` seconds remain at `now`.
+    pub fn fresh_at(&self, now: DateTime<Utc>, window: u64) -> bool {
+        let window = i64::try_from(window).unwrap_or(i64::MAX);
+        self.expires_at()
+            .is_some_and(|t| (t - now).num_seconds() > window)
+    }
+
+    /// The `credential_process` answer (AWS CLI and SDKs).
+    pub fn credential_process(&self) -> Value {
+        let mut v = json!({
+            "Version": 1,
+            "AccessKeyId": self.access_key_id,
+            "SecretAccessKey": self.secret_access_key.expose(),
+            "Expiration": self.expiration,
+        });
+        if let Some(t) = &self.session_token {
+            v["SessionToken"] = json!(t.expose());
+        }
+        v
+    }
+}
+
+/// Asks the API for new credentials (no cache).
+pub async fn fetch(api: &Api, args: &IssueArgs) -> Result<Issued, IssueError> {
+    let mut body = Map::new();
+    if let Some(d) = args.duration_seconds {
+        body.insert("duration_seconds".into(), json!(d));
+    }
+    if let Some(c) = &args.token_code {
+        body.insert("token_code".into(), json!(c));
+    }
+    if let Some(s) = &args.session_name {
+        body.insert("session_name".into(), json!(s));
+    }
+    let path = format!("/v1/profiles/{}/credentials", encode(&args.profile));
+    let answer = api.call("POST", &path, Some(&Value::Object(body))).await?;
+    let issued: Issued = serde_json::from_value(answer).map_err(|e| {
+        // serde names the field, never the value.
+        IssueError::BadAnswer(e.to_string())
+    })?;
+    if issued.expires_at().is_none() {
+        return Err(IssueError::BadAnswer("no RFC 3339 expiration".into()));
+    }
+    Ok(issued)
+}
+
+/// Credentials for `args`: a cached answer while more than the refresh window remains (no
+/// network call at all), else new ones, written back under a lock.
+pub async fn get(api: &Api, args: &IssueArgs) -> Result<Issued, IssueError> {
+    if args.no_cache {
+        return fetch(api, args).await;
+    }
+    let cache = Cache::open()?;
+    let name = Cache::entry_name(&[
+        api.base(),
+        &args.profile,
+        api.caller_key_id(),
+        &args
+            .duration_seconds
+            .map(|d| d.to_string())
+            .unwrap_or_default(),
+        args.session_name.as_deref().unwrap_or_default(),
+    ]);
+    if let Some(hit) = cache.read(&name) {
+        if hit.fresh_at(Utc::now(), args.refresh_window) {
+            return Ok(hit);
+        }
+    }
+    // One refresh at a time per entry: whoever waited reads what the other wrote.
+    let _lock = cache.lock(&name)?;
+    if let Some(hit) = cache.read(&name) {
+        if hit.fresh_at(Utc::now(), args.refresh_window) {
+            return Ok(hit);
+        }
+    }
+    let issued = fetch(api, args).await?;
+    cache.write(&name, &issued)?;
+    Ok(issued)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn issued(expiration: &str) -> Issued {
+        Issued {
+            access_key_id: "ASIAEXAMPLE".into(),
+            secret_access_key: Secret::new("secret-value-0123456789"),
+            session_token: Some(Secret::new("token-value-0123456789")),
+            expiration: expiration.into(),
+            credential_type: "assumed_role".into(),
+            lease_id: None,
+        }
+    }
+
+    #[test]
+    fn fresh_only_while_more_than_the_window_remains() {
+        let now = Utc::now();
+        let later = (now + chrono::Duration::seconds(600)).to_rfc3339();
+        assert!(issued(&later).fresh_at(now, 300));
+        assert!(!issued(&later).fresh_at(now, 600));
+        assert!(!issued("not a time").fresh_at(now, 0));
+    }
+
+    #[test]
+    fn credential_process_shape_and_no_secret_in_debug() {
+        let i = issued("2026-11-21T15:04:05Z");
+        let v = i.credential_process();
+        assert_eq!(v["Version"], 1);
+        assert_eq!(v["SessionToken"], "token-value-0123456789");
+        let debug = format!("{i:?}");
+        assert!(!debug.contains("secret-value") && !debug.contains("token-value"));
+    }
+}
