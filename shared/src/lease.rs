@@ -258,6 +258,8 @@ pub enum LeaseError {
     Corrupt(String),
     #[error(transparent)]
     Iam(#[from] IamError),
+    #[error("{0} lease revocation(s) could not be audited")]
+    Unaudited(usize),
     #[error("{principal} already holds {max} live leases of profile {profile}")]
     Limit {
         profile: String,
@@ -609,6 +611,7 @@ impl Leases {
         origin: &Origin,
     ) -> Result<RevokeReport, LeaseError> {
         let mut report = RevokeReport::default();
+        let mut unaudited = 0;
         for lease in self.expired(now).await? {
             let (outcome, message) = match self.revoke(&lease).await {
                 Ok(_) => {
@@ -634,11 +637,20 @@ impl Leases {
                     )
                 }
             };
+            if outcome == Outcome::Failed {
+                crate::ops::count(crate::ops::Metric::SweepFailed, Some("iam_user"));
+            }
             let r = lease.audit_record(origin, outcome, message);
             if let Err(e) = audit.write(&r).await {
-                // The lease is revoked (or stays due); only its audit item is missing: say so loudly.
+                // The lease is revoked (or stays due); its audit item is missing. The run fails
+                // (SPEC §7), so it is retried and alarmed, after the other leases are done.
                 tracing::error!(lease_id = %lease.id, error = %e, "audit write for a lease revocation failed");
+                crate::ops::count(crate::ops::Metric::SweepFailed, Some("iam_user"));
+                unaudited += 1;
             }
+        }
+        if unaudited > 0 {
+            return Err(LeaseError::Unaudited(unaudited));
         }
         Ok(report)
     }

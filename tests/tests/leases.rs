@@ -858,3 +858,36 @@ async fn the_scheduled_binary_only_sweeps_on_the_sweep_event() {
     assert_eq!(hourly["failed"][0]["policy"], "nightly", "{hourly}");
     assert_eq!(hourly["leases_revoked"], json!([]), "{hourly}");
 }
+
+/// SPEC §7: a sweep whose audit write fails fails the run (retried, alarmed), after it has ended
+/// every due lease; it never only logs.
+#[tokio::test]
+async fn a_sweep_that_cannot_audit_fails_the_run_after_ending_the_leases() {
+    let t = TestApp::new().await;
+    let path = format!("/keysmith/{}/", uuid::Uuid::new_v4().simple());
+    t.put_profile("temp", temp_profile(&path, Some(LEASE_BOUNDARY)))
+        .await;
+    let lease = issue(&t, "temp", 900).await["lease_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let broken = keysmith::audit::AuditLog::new(
+        aws_sdk_dynamodb::Client::new(&t.sdk),
+        "no-such-audit-table",
+    );
+    let origin = Origin {
+        principal: "keysmith:scheduler".into(),
+        ..Origin::default()
+    };
+    let later = Utc::now() + chrono::Duration::seconds(1000);
+    let failed = t.app.leases.revoke_expired(later, &broken, &origin).await;
+    assert!(
+        matches!(failed, Err(keysmith::lease::LeaseError::Unaudited(1))),
+        "{failed:?}"
+    );
+    assert_eq!(
+        t.app.leases.get(&lease).await.unwrap().status,
+        LeaseStatus::Revoked,
+        "the lease was still ended"
+    );
+}
