@@ -8,6 +8,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::process::Stdio;
 
 use keysmith_tests::cli::{show, CliStack};
+use keysmith_tests::proxy::percent_decode;
 use keysmith_tests::venv;
 use serde_json::{json, Value};
 
@@ -390,6 +391,32 @@ async fn admin_commands_round_trip_a_profile_and_read_the_audit_trail() {
     assert!(
         table.starts_with("NAME") && table.lines().any(|l| l.starts_with("ops ")),
         "{table}"
+    );
+    // Incident response from the client: every credential of the profile stops working.
+    let out = s.run(
+        &s.admin,
+        &[
+            "revoke",
+            "ops",
+            "--reason",
+            "leaked in a CI log",
+            "--output",
+            "json",
+        ],
+    );
+    assert!(out.status.success(), "{}", show(&out));
+    let role_name = role.rsplit('/').next().unwrap();
+    let policy = aws_sdk_iam::Client::new(&sdk)
+        .get_role_policy()
+        .role_name(role_name)
+        .policy_name("keysmith-revocations")
+        .send()
+        .await
+        .unwrap();
+    let doc = percent_decode(&policy.policy_document);
+    assert!(
+        doc.contains("aws:TokenIssueTime") && doc.contains("keysmith:profile"),
+        "{doc}"
     );
     let out = s.run(&s.admin, &["profiles", "delete", "ops"]);
     assert!(out.status.success(), "{}", show(&out));
