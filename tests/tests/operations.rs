@@ -92,3 +92,55 @@ async fn issuances_and_revocations_put_one_event_each_on_the_default_bus() {
         assert!(!text.contains(secret.as_str().unwrap()));
     }
 }
+
+#[tokio::test]
+async fn rotations_and_failed_rotations_put_their_events() {
+    let moto = Moto::start();
+    let sdk = moto.sdk_config().await;
+    let queue = EventQueue::subscribe(&sdk).await;
+    let t = TestApp::on(&moto, sdk.clone()).await;
+    let origin = keysmith::audit::Origin {
+        principal: "keysmith:scheduled-rotation".into(),
+        ..Default::default()
+    };
+    // One user bound to its secret, one not: the second rotation fails at createSecret.
+    for (user, bound) in [("ops-bound", true), ("ops-unbound", false)] {
+        let (k, s) =
+            keysmith_tests::aws::user_with_key(&sdk, user, &keysmith_tests::aws::allow_all()).await;
+        let sid = format!("keysmith/{user}");
+        keysmith_tests::aws::secret(
+            &sdk,
+            &sid,
+            &json!({"user_name": user, "access_key_id": k, "secret_access_key": s}),
+        )
+        .await;
+        if bound {
+            keysmith_tests::aws::bind(&sdk, user, &sid).await;
+        }
+        let (status, body) = t
+            .call(
+                "PUT",
+                &format!("/v1/rotations/{user}"),
+                Some(&json!({"secret_id": sid, "interval_days": 30}).to_string()),
+                Some(keysmith_tests::api::ADMIN),
+            )
+            .await;
+        assert_eq!(status, 201, "{body}");
+        let rotated =
+            keysmith::schedule::rotate_policy(&t.app, user, chrono::Utc::now(), false, &origin)
+                .await;
+        assert_eq!(rotated.is_ok(), bound, "{rotated:?}");
+    }
+    let events = queue.drain().await;
+    let kinds: Vec<&str> = events
+        .iter()
+        .map(|e| e["detail-type"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        kinds,
+        ["Access Key Rotated", "Rotation Failed"],
+        "{events:?}"
+    );
+    assert_eq!(events[0]["detail"]["profile"], "ops-bound");
+    assert_eq!(events[1]["detail"]["outcome"], "failed");
+}
