@@ -356,6 +356,16 @@ impl Rotator {
             token,
             "the pending key no longer exists in IAM: abandoning the rotation"
         );
+        self.remove_pending(secret, token).await?;
+        self.unlock(&versions.arn, token).await?;
+        Ok(RotationError::Abandoned {
+            user: pending.user_name.clone(),
+            token: token.to_owned(),
+        })
+    }
+
+    /// Takes `AWSPENDING` off version `token`.
+    async fn remove_pending(&self, secret: &str, token: &str) -> Result<(), RotationError> {
         self.clients
             .secrets
             .update_secret_version_stage()
@@ -365,11 +375,7 @@ impl Rotator {
             .send()
             .await
             .map_err(|e| aws("UpdateSecretVersionStage", e))?;
-        self.unlock(&versions.arn, token).await?;
-        Ok(RotationError::Abandoned {
-            user: pending.user_name.clone(),
-            token: token.to_owned(),
-        })
+        Ok(())
     }
 
     /// Polls `sts:GetCallerIdentity` with `key` until it names `user` (IAM is eventually
@@ -418,15 +424,7 @@ impl Rotator {
         // The finished version no longer needs AWSPENDING: without it the secret shows no
         // rotation in progress, and the next RotateSecret starts cleanly.
         if versions.has_stage(token, PENDING) {
-            self.clients
-                .secrets
-                .update_secret_version_stage()
-                .secret_id(secret)
-                .version_stage(PENDING)
-                .remove_from_version_id(token)
-                .send()
-                .await
-                .map_err(|e| aws("UpdateSecretVersionStage", e))?;
+            self.remove_pending(secret, token).await?;
         }
         // Read back what is now current (always by stage: see LOCAL-AWS.md) and retire the rest.
         let current = self.current_value(secret).await?;
