@@ -55,8 +55,6 @@ pub struct Clients {
     pub secrets: aws_sdk_secretsmanager::Client,
     pub dynamodb: aws_sdk_dynamodb::Client,
     pub iam: aws_sdk_iam::Client,
-    /// Invokes scheduled-rotation for rotate-now.
-    pub lambda: aws_sdk_lambda::Client,
     /// The region the functions run in (for audit items).
     pub region: String,
     /// For clients that need other credentials (a rotation's admin identity).
@@ -70,7 +68,6 @@ impl Clients {
             secrets: aws_sdk_secretsmanager::Client::new(sdk),
             dynamodb: aws_sdk_dynamodb::Client::new(sdk),
             iam: aws_sdk_iam::Client::new(sdk),
-            lambda: aws_sdk_lambda::Client::new(sdk),
             region: sdk.region().map(ToString::to_string).unwrap_or_default(),
             sdk: sdk.clone(),
         }

@@ -32,15 +32,15 @@ use crate::revocation::Revocations;
 use crate::rotation::policy::PolicyStore;
 use crate::rotation::Rotator;
 
-/// What issue-credentials and scheduled-rotation need, built once per process (cold start),
-/// shared by every invocation. The secret-rotation hook builds only a [`RotationHook`].
+/// The services scheduled-rotation needs, and the API's too ([`Api`] adds issuance and
+/// rotate-now's Lambda client), built once per process (cold start), shared by every invocation.
+/// The secret-rotation hook builds only a [`RotationHook`].
 #[derive(Clone, Debug)]
 pub struct App {
     pub config: Config,
     pub clients: Clients,
     pub audit: AuditLog,
     pub profiles: ProfileStore,
-    pub issuer: Issuer,
     pub leases: Leases,
     pub rotator: Rotator,
     pub policies: PolicyStore,
@@ -60,12 +60,6 @@ impl App {
             &config.state_table,
             IamUsers::new(clients.iam.clone()),
         );
-        let issuer = Issuer::new(
-            clients.clone(),
-            config.sts.clone(),
-            leases.clone(),
-            config.lease_boundary_arns.clone(),
-        );
         let rotator = Rotator::new(clients.clone(), audit.clone(), &config.state_table);
         let policies =
             PolicyStore::new(clients.dynamodb.clone(), &config.state_table, audit.clone());
@@ -81,7 +75,6 @@ impl App {
             clients,
             audit,
             profiles,
-            issuer,
             leases,
             rotator,
             policies,
@@ -99,6 +92,41 @@ impl App {
     pub async fn from_env() -> Result<Self, config::ConfigError> {
         let (config, sdk) = load().await?;
         Ok(Self::new(config, &sdk))
+    }
+}
+
+/// issue-credentials' services: the shared ones, issuance (STS, `iam_user`), and the Lambda client
+/// rotate-now starts scheduled-rotation with. scheduled-rotation builds neither.
+#[derive(Clone, Debug)]
+pub struct Api {
+    pub app: App,
+    pub issuer: Issuer,
+    pub lambda: aws_sdk_lambda::Client,
+}
+
+impl Api {
+    pub fn new(config: Config, sdk: &SdkConfig) -> Self {
+        Self::with(App::new(config, sdk), sdk)
+    }
+
+    /// Issuance over an existing [`App`]'s clients and leases.
+    pub fn with(app: App, sdk: &SdkConfig) -> Self {
+        let issuer = Issuer::new(
+            app.clients.clone(),
+            app.config.sts.clone(),
+            app.leases.clone(),
+            app.config.lease_boundary_arns.clone(),
+        );
+        Self {
+            issuer,
+            lambda: aws_sdk_lambda::Client::new(sdk),
+            app,
+        }
+    }
+
+    /// As [`App::from_env_or_exit`]: the same variables, checked the same way.
+    pub async fn from_env_or_exit() -> Self {
+        or_exit(load().await.map(|(config, sdk)| Self::new(config, &sdk)))
     }
 }
 

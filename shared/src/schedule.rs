@@ -174,6 +174,7 @@ pub async fn run_rotations(
 /// function is configured, the policy stays requested and the next hourly run rotates it.
 pub async fn request_rotation(
     app: &App,
+    lambda: &aws_sdk_lambda::Client,
     name: &str,
     origin: &Origin,
 ) -> Result<Policy, PolicyError> {
@@ -199,9 +200,7 @@ pub async fn request_rotation(
             "resources": [],
             "detail": {"policy": name},
         });
-        let sent = app
-            .clients
-            .lambda
+        let sent = lambda
             .invoke()
             .function_name(function)
             .invocation_type(aws_sdk_lambda::types::InvocationType::Event)

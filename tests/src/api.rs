@@ -21,7 +21,11 @@ pub const STRANGER: &str = "arn:aws:iam::123456789012:user/mallory";
 pub const LEASE_BOUNDARY: &str = "arn:aws:iam::123456789012:policy/keysmith/lease-boundary";
 
 pub struct TestApp {
+    /// The shared services (what scheduled-rotation runs on); the API is built over them per call,
+    /// so a test that changes them changes what the API sees.
     pub app: keysmith::App,
+    /// The API's issuance, kept across calls (it caches base users per process, as in Lambda).
+    pub issuer: keysmith::issue::Issuer,
     pub sdk: SdkConfig,
     pub state_table: String,
     pub audit_table: String,
@@ -52,8 +56,10 @@ impl TestApp {
             lease_boundary_arns: vec![PolicyArn::parse("boundary", LEASE_BOUNDARY).unwrap()],
             rotation_function: None,
         };
+        let app = keysmith::App::new(config, &sdk);
         TestApp {
-            app: keysmith::App::new(config, &sdk),
+            issuer: keysmith::Api::with(app.clone(), &sdk).issuer,
+            app,
             sdk,
             state_table: state.to_owned(),
             audit_table: audit.to_owned(),
@@ -74,12 +80,21 @@ impl TestApp {
         (status, body)
     }
 
+    /// issue-credentials' services over this app.
+    pub fn api(&self) -> keysmith::Api {
+        keysmith::Api {
+            app: self.app.clone(),
+            issuer: self.issuer.clone(),
+            lambda: aws_sdk_lambda::Client::new(&self.sdk),
+        }
+    }
+
     /// Sends any event (say, one with a JWT authorizer); returns status, JSON body and headers.
     pub async fn call_event(
         &self,
         event: keysmith::api::HttpEvent,
     ) -> (u16, Value, aws_lambda_events::http::HeaderMap) {
-        let response = keysmith::api::handle(&self.app, event).await;
+        let response = keysmith::api::handle(&self.api(), event).await;
         let body = match response.body {
             Some(Body::Text(t)) => {
                 serde_json::from_str(&t).unwrap_or_else(|_| panic!("not JSON: {t}"))

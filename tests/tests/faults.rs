@@ -22,11 +22,7 @@ async fn faulty_app() -> (TestApp, CaptureProxy) {
     let moto = Moto::shared();
     let proxy = CaptureProxy::start(&moto.endpoint).await;
     let mut t = TestApp::on(moto, Moto::fast_sdk_config_at(&proxy.endpoint).await).await;
-    t.app.issuer = t
-        .app
-        .issuer
-        .clone()
-        .with_ready_timeout(Duration::from_secs(2));
+    t.issuer = t.issuer.clone().with_ready_timeout(Duration::from_secs(2));
     t.app.rotator = t
         .app
         .rotator

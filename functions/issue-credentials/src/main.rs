@@ -7,7 +7,7 @@ use lambda_runtime::{service_fn, Error, LambdaEvent};
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), Error> {
     lambda_runtime::tracing::init_default_subscriber();
-    let app = &keysmith::App::from_env_or_exit().await;
+    let app = &keysmith::Api::from_env_or_exit().await;
     lambda_runtime::run(service_fn(
         move |event: LambdaEvent<HttpEvent>| async move {
             Ok::<ApiGatewayV2httpResponse, Error>(keysmith::api::handle(app, event.payload).await)

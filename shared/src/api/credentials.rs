@@ -8,9 +8,10 @@ use crate::audit::{self, AuditRecord, AuditedWriteError, Category, Outcome};
 use crate::issue::Issuance;
 use crate::names::{Invalid, ProfileName};
 use crate::profile::StoreError;
-use crate::App;
+use crate::{Api, App};
 
-pub(super) async fn issue(app: &App, req: &Request, name: ProfileName) -> Result<Reply, ApiError> {
+pub(super) async fn issue(api: &Api, req: &Request, name: ProfileName) -> Result<Reply, ApiError> {
+    let app = &api.app;
     let q = req.query(&["format"])?;
     let credential_process = match q("format") {
         None | Some("json") => false,
@@ -65,7 +66,7 @@ pub(super) async fn issue(app: &App, req: &Request, name: ProfileName) -> Result
         return Err(ApiError::ProfileDisabled(name.to_string()));
     }
     let issuance = Issuance::parse(&profile, &req.body)?;
-    let issued = match app
+    let issued = match api
         .issuer
         .issue(&profile, &issuance, &req.caller.principal)
         .await

@@ -22,7 +22,7 @@ use aws_lambda_events::http::{HeaderMap, HeaderValue};
 use serde_json::Value;
 
 use crate::names::ProfileName;
-use crate::App;
+use crate::Api;
 use request::{Reply, Request};
 
 pub const MAX_BODY: usize = 64 * 1024;
@@ -46,10 +46,10 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("GET", "/v1/audit"),
 ];
 
-pub async fn handle(app: &App, event: impl Into<HttpEvent>) -> ApiGatewayV2httpResponse {
+pub async fn handle(api: &Api, event: impl Into<HttpEvent>) -> ApiGatewayV2httpResponse {
     // Boxed: the routes' nested futures are deep enough that a function's `main`, which awaits
     // this one, exceeds rustc's query depth when laying them out inline.
-    match Box::pin(route(app, event.into())).await {
+    match Box::pin(route(api, event.into())).await {
         Ok(reply) => respond(reply.status, reply.body, &[]),
         Err(e) => {
             if e.status() >= 500 {
@@ -88,7 +88,8 @@ fn respond(
     r
 }
 
-async fn route(app: &App, event: HttpEvent) -> Result<Reply, ApiError> {
+async fn route(api: &Api, event: HttpEvent) -> Result<Reply, ApiError> {
+    let app = &api.app;
     let req = Request::parse(app, event)?;
     let segments: Vec<&str> = req.segments.iter().map(String::as_str).collect();
     let method = req.method.as_str();
@@ -105,10 +106,10 @@ async fn route(app: &App, event: HttpEvent) -> Result<Reply, ApiError> {
         (["v1", "profiles", n], "DELETE") => profiles::delete(app, &req, name(n)?).await,
         (["v1", "profiles", _], _) => Err(not_allowed("GET, PUT, DELETE")),
         (["v1", "profiles", n, "credentials"], "POST") => {
-            credentials::issue(app, &req, name(n)?).await
+            credentials::issue(api, &req, name(n)?).await
         }
         (["v1", "profiles", _, "credentials"], _) => Err(not_allowed("POST")),
-        (["v1", "profiles", n, "revoke"], "POST") => revoke::profile(app, &req, name(n)?).await,
+        (["v1", "profiles", n, "revoke"], "POST") => revoke::profile(api, &req, name(n)?).await,
         (["v1", "profiles", _, "revoke"], _) => Err(not_allowed("POST")),
         (["v1", "leases"], "GET") => leases::list(app, &req).await,
         (["v1", "leases"], _) => Err(not_allowed("GET")),
@@ -121,7 +122,7 @@ async fn route(app: &App, event: HttpEvent) -> Result<Reply, ApiError> {
         (["v1", "rotations", n], "DELETE") => rotations::delete(app, &req, name(n)?).await,
         (["v1", "rotations", _], _) => Err(not_allowed("GET, PUT, DELETE")),
         (["v1", "rotations", n, "rotate"], "POST") => {
-            rotations::rotate_now(app, &req, name(n)?).await
+            rotations::rotate_now(api, &req, name(n)?).await
         }
         (["v1", "rotations", _, "rotate"], _) => Err(not_allowed("POST")),
         (["v1", "audit"], "GET") => audit::query(app, &req).await,

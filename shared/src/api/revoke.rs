@@ -16,7 +16,7 @@ use crate::lease::{Lease, LeaseStatus};
 use crate::names::{Invalid, ProfileName};
 use crate::profile::{parse_json, CredentialType, Kind, StoreError};
 use crate::revocation::{Applied, Revocations, Target};
-use crate::App;
+use crate::{Api, App};
 
 pub const EVENT_REVOKED: &str = "Credentials Revoked";
 const MAX_REASON: usize = 1024;
@@ -185,10 +185,11 @@ pub(super) async fn sts_lease(
 
 /// `POST /v1/profiles/{name}/revoke` (admin).
 pub(super) async fn profile(
-    app: &App,
+    api: &Api,
     req: &Request,
     name: ProfileName,
 ) -> Result<Reply, ApiError> {
+    let app = &api.app;
     req.no_query()?;
     req.require_admin(app, "revoke a profile's credentials")
         .await?;
@@ -233,7 +234,7 @@ pub(super) async fn profile(
         let current = match &profile.kind {
             Kind::AssumedRole { role_arn, .. } => Some(Target::from_arn(role_arn.as_str())?),
             Kind::FederationToken { .. } | Kind::SessionToken { .. } => {
-                let arn = app
+                let arn = api
                     .issuer
                     .profile_base_user(&profile)
                     .await

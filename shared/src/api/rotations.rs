@@ -10,7 +10,7 @@ use crate::names::{Invalid, ProfileName};
 use crate::rotation::policy::Policy;
 use crate::rotation::RotationError;
 use crate::schedule::{self, PolicyRotationError};
-use crate::App;
+use crate::{Api, App};
 
 pub(super) async fn put(app: &App, req: &Request, name: ProfileName) -> Result<Reply, ApiError> {
     req.no_query()?;
@@ -107,10 +107,11 @@ pub(super) async fn delete(app: &App, req: &Request, name: ProfileName) -> Resul
 /// Asynchronous (SPEC §6): marks the policy requested and answers `202`; scheduled-rotation does
 /// the rotation, so this function holds no right to create or delete keys or to write secrets.
 pub(super) async fn rotate_now(
-    app: &App,
+    api: &Api,
     req: &Request,
     name: ProfileName,
 ) -> Result<Reply, ApiError> {
+    let app = &api.app;
     req.no_query()?;
     if !req.body.iter().all(u8::is_ascii_whitespace)
         && !serde_json::from_slice::<serde_json::Map<String, Value>>(&req.body)
@@ -119,6 +120,6 @@ pub(super) async fn rotate_now(
         return Err(Invalid::new("body", "must be empty or {}").into());
     }
     req.require_admin(app, "rotate keys").await?;
-    let policy = schedule::request_rotation(app, name.as_str(), &req.origin).await?;
+    let policy = schedule::request_rotation(app, &api.lambda, name.as_str(), &req.origin).await?;
     Ok(Reply::json(202, policy.to_json(chrono::Utc::now())))
 }
