@@ -51,6 +51,28 @@ const ACTION_KEYS: &[(&str, &[&str])] = &[
         "aws:tagkeys",
         &["iam:taguser", "iam:untaguser", "iam:createuser"],
     ),
+    // "Actions, resources, and condition keys for AWS Key Management Service": kms:ViaService on
+    // every operation on a key; kms:EncryptionContext:${Key} on the cryptographic operations only
+    // (not DescribeKey).
+    (
+        "kms:viaservice",
+        &[
+            "kms:decrypt",
+            "kms:encrypt",
+            "kms:generatedatakey",
+            "kms:generatedatakey*",
+            "kms:describekey",
+        ],
+    ),
+    (
+        "kms:encryptioncontext:",
+        &[
+            "kms:decrypt",
+            "kms:encrypt",
+            "kms:generatedatakey",
+            "kms:generatedatakey*",
+        ],
+    ),
 ];
 
 /// Global condition keys: present in every request's context (or absent alike for all actions).
@@ -341,6 +363,47 @@ fn violations(template: &Value) -> Vec<String> {
                         s.resources
                     ));
                 }
+            }
+        }
+        // The functions use a customer-managed key only through DynamoDB and Secrets Manager,
+        // never directly (a direct kms:Decrypt would read any ciphertext made with the key), and
+        // through Secrets Manager only for Keysmith's secrets.
+        if s.held
+            && s.allow
+            && s.actions
+                .iter()
+                .any(|a| a.to_lowercase().starts_with("kms:"))
+        {
+            let via = s.condition_on("kms:viaservice");
+            if via.is_none_or(|(op, _, _)| op != "StringEquals") {
+                v.push(format!(
+                    "{}: uses the KMS key without a kms:ViaService limit",
+                    s.name()
+                ));
+            }
+            if s.resources.iter().any(|r| r.contains('*')) {
+                v.push(format!("{}: KMS actions on {:?}", s.name(), s.resources));
+            }
+            let secrets = via.is_some_and(|(_, _, values)| values.contains("secretsmanager"));
+            let bound_to_prefix = s
+                .condition_on("kms:encryptioncontext:secretarn")
+                .is_some_and(|(op, _, values)| {
+                    op == "StringLike" && values.contains("SecretsPrefix")
+                });
+            if secrets && !bound_to_prefix {
+                v.push(format!(
+                    "{}: decrypts secrets beyond SecretsPrefix (no kms:EncryptionContext:SecretARN limit)",
+                    s.name()
+                ));
+            }
+            let encrypts = ["kms:Encrypt", "kms:GenerateDataKey"]
+                .iter()
+                .any(|a| s.grants(a));
+            if s.owner == API_FUNCTION && secrets && encrypts {
+                v.push(format!(
+                    "{}: the API function can encrypt secrets",
+                    s.name()
+                ));
             }
         }
         if ROTATION_FUNCTIONS.contains(&s.owner.as_str()) && KEY_ACTIONS.iter().any(|a| s.grants(a))
@@ -734,5 +797,117 @@ fn every_failure_kind_has_an_alarm_and_the_api_has_reserved_concurrency() {
         let on_failure =
             &resource(&t, f)["Properties"]["EventInvokeConfig"]["DestinationConfig"]["OnFailure"];
         assert_eq!(on_failure["Type"].as_str(), Some("SQS"), "{f}");
+    }
+}
+
+#[test]
+fn the_checker_flags_direct_or_unbounded_use_of_the_kms_key() {
+    let key = "  Resource: !If [CreateKmsKey, !GetAtt KeysmithKey.Arn, !Ref KmsKey]";
+    flagged(
+        "AnyFunction",
+        &format!("- Sid: Bad\n  Effect: Allow\n  Action: kms:Decrypt\n{key}"),
+        "without a kms:ViaService limit",
+    );
+    flagged(
+        "AnyFunction",
+        "- Sid: Bad\n  Effect: Allow\n  Action: kms:Decrypt\n  Resource: \"*\"\n  Condition:\n    StringEquals:\n      kms:ViaService: dynamodb.us-east-1.amazonaws.com",
+        "KMS actions on [\"*\"]",
+    );
+    flagged(
+        "AnyFunction",
+        &format!("- Sid: Bad\n  Effect: Allow\n  Action: kms:Decrypt\n{key}\n  Condition:\n    StringEquals:\n      kms:ViaService: !Sub \"secretsmanager.${{AWS::Region}}.amazonaws.com\""),
+        "decrypts secrets beyond SecretsPrefix",
+    );
+    flagged(
+        API_FUNCTION,
+        &format!("- Sid: Bad\n  Effect: Allow\n  Action: [kms:Decrypt, kms:GenerateDataKey]\n{key}\n  Condition:\n    StringEquals:\n      kms:ViaService: !Sub \"secretsmanager.${{AWS::Region}}.amazonaws.com\"\n    StringLike:\n      kms:EncryptionContext:SecretARN: !Sub \"arn:aws:secretsmanager:*:*:secret:${{SecretsPrefix}}*\""),
+        "the API function can encrypt secrets",
+    );
+    flagged(
+        "AnyFunction",
+        &format!("- Sid: Bad\n  Effect: Allow\n  Action: kms:DescribeKey\n{key}\n  Condition:\n    StringEquals:\n      kms:ViaService: dynamodb.us-east-1.amazonaws.com\n    StringLike:\n      kms:EncryptionContext:SecretARN: x"),
+        "kms:DescribeKey does not support the condition key kms:encryptioncontext:secretarn",
+    );
+    clean(
+        API_FUNCTION,
+        &format!("- Sid: Good\n  Effect: Allow\n  Action: kms:Decrypt\n{key}\n  Condition:\n    StringEquals:\n      kms:ViaService: !Sub \"secretsmanager.${{AWS::Region}}.amazonaws.com\"\n    StringLike:\n      kms:EncryptionContext:SecretARN: !Sub \"arn:aws:secretsmanager:*:*:secret:${{SecretsPrefix}}*\""),
+    );
+}
+
+/// `!If [cond, then, else]`: (cond, then, else).
+fn if_parts(v: &Value) -> (String, &Value, &Value) {
+    let Value::Tagged(t) = v else {
+        panic!("not an !If: {v:?}")
+    };
+    assert_eq!(t.tag, "!If");
+    let args = t.value.as_sequence().expect("!If takes a list");
+    (text(&args[0]), &args[1], &args[2])
+}
+
+#[test]
+fn a_customer_managed_key_is_optional_and_covers_the_tables_and_secrets() {
+    let t = template();
+    let param = &t["Parameters"]["KmsKey"];
+    assert_eq!(text(&param["Default"]), "aws-managed");
+    let pattern = allowed_pattern(&text(&param["AllowedPattern"]));
+    for ok in [
+        "aws-managed",
+        "create",
+        "arn:aws:kms:eu-west-1:123456789012:key/1234abcd-12ab-34cd-56ef-1234567890ab",
+    ] {
+        assert!(pattern(ok), "{ok} refused");
+    }
+    for bad in [
+        "",
+        "alias/aws/dynamodb",
+        "arn:aws:kms:eu-west-1:123456789012:alias/x",
+        "*",
+    ] {
+        assert!(!pattern(bad), "{bad} accepted");
+    }
+    let key = resource(&t, "KeysmithKey");
+    assert_eq!(text(&key["Condition"]), "CreateKmsKey");
+    assert_eq!(key["Properties"]["EnableKeyRotation"], Value::Bool(true));
+    // The tables are retained on stack deletion: so is the key that can read them.
+    assert_eq!(text(&key["DeletionPolicy"]), "Retain");
+    for table in ["StateTable", "AuditTable"] {
+        let (cond, cmk, default) = if_parts(&resource(&t, table)["Properties"]["SSESpecification"]);
+        assert_eq!(cond, "UseCustomerKey");
+        assert_eq!(text(&cmk["SSEType"]), "KMS");
+        assert!(text(&cmk["KMSMasterKeyId"]).contains("KeysmithKey.Arn"));
+        assert!(text(&cmk["KMSMasterKeyId"]).contains("Ref KmsKey"));
+        assert_eq!(default["SSEEnabled"], Value::Bool(true));
+    }
+    let (cond, secret_key, _) =
+        if_parts(&resource(&t, "ExampleRotatedSecret")["Properties"]["KmsKeyId"]);
+    assert_eq!(cond, "UseCustomerKey");
+    assert!(text(secret_key).contains("KeysmithKey.Arn"));
+    // Each function may use the key, through DynamoDB and Secrets Manager, only when it is set;
+    // only the rotation functions may encrypt secrets with it.
+    let all = statements(&t);
+    for function in [API_FUNCTION, ROTATION_FUNCTIONS[0], ROTATION_FUNCTIONS[1]] {
+        let kms: Vec<&Statement> = all
+            .iter()
+            .filter(|s| s.owner == function && s.actions.iter().any(|a| a.starts_with("kms:")))
+            .collect();
+        assert_eq!(kms.len(), 2, "{function}: {kms:?}");
+        assert!(kms
+            .iter()
+            .all(|s| s.cfn_condition.as_deref() == Some("UseCustomerKey")));
+        let writes_secrets = kms.iter().any(|s| {
+            s.grants("kms:GenerateDataKey")
+                && s.condition_on("kms:viaservice")
+                    .is_some_and(|c| c.2.contains("secretsmanager"))
+        });
+        assert_eq!(writes_secrets, function != API_FUNCTION, "{function}");
+    }
+}
+
+/// The parameter's `AllowedPattern` as a matcher (CloudFormation matches the whole value).
+fn allowed_pattern(pattern: &str) -> impl Fn(&str) -> bool {
+    let re = regex_lite::Regex::new(pattern).unwrap();
+    move |s| {
+        re.find(s)
+            .is_some_and(|m| m.start() == 0 && m.end() == s.len())
     }
 }

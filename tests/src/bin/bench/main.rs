@@ -3,7 +3,7 @@
 //! with boto3 under awslambdaric, all driven through the Lambda Runtime API against moto in one
 //! run. Plus the scheduled run's DynamoDB reads as the number of policies grows, and the
 //! `keysmith` client's cached `credentials` call beside `awscurl` (`bench --client-only`: that
-//! section alone).
+//! section alone; `bench --tls-only`: the cold start over TLS alone).
 //!
 //! A benchmark, not a test: it reports, it never fails on slow numbers.
 
@@ -24,6 +24,8 @@ use serde_json::{json, Value};
 
 const COLD_STARTS: usize = 10;
 const WARM_INVOCATIONS: usize = 200;
+/// Cold starts of each function over HTTP and over TLS, alternating.
+const TLS_COLD_STARTS: usize = 20;
 
 struct Candidate {
     label: String,
@@ -67,20 +69,37 @@ fn peak_rss_kib(pid: u32) -> u64 {
         .unwrap_or(0)
 }
 
-async fn measure(c: &Candidate, env: &[(&str, &str)]) -> Measured {
+/// One cold start: a new process, its init, its first invocation. The process is returned
+/// for more (warm) invocations.
+async fn cold_start(c: &Candidate, env: &[(&str, &str)], m: &mut Measured) -> FunctionProcess {
     let args: Vec<&str> = c.args.iter().map(String::as_str).collect();
+    let f = FunctionProcess::start_command(&c.program, &args, env).await;
+    let init = f.init_duration().await;
+    let t = Instant::now();
+    let out = f.invoke(&c.event).await;
+    let first = t.elapsed();
+    if let Err(e) = &out {
+        panic!("{}: {e}\n{}", c.label, f.logs());
+    }
+    m.init.push(init);
+    m.first.push(first);
+    m.cold.push(init + first);
+    f
+}
+
+impl Measured {
+    fn sort(&mut self) {
+        self.init.sort();
+        self.first.sort();
+        self.cold.sort();
+        self.warm.sort();
+    }
+}
+
+async fn measure(c: &Candidate, env: &[(&str, &str)]) -> Measured {
     let mut m = Measured::default();
     for i in 0..COLD_STARTS {
-        let f = FunctionProcess::start_command(&c.program, &args, env).await;
-        m.init.push(f.init_duration().await);
-        let t = Instant::now();
-        let out = f.invoke(&c.event).await;
-        m.first.push(t.elapsed());
-        m.cold
-            .push(*m.init.last().unwrap_or(&Duration::ZERO) + t.elapsed());
-        if let Err(e) = &out {
-            panic!("{}: {e}\n{}", c.label, f.logs());
-        }
+        let f = cold_start(c, env, &mut m).await;
         if i + 1 == COLD_STARTS {
             for _ in 0..WARM_INVOCATIONS {
                 let t = Instant::now();
@@ -90,10 +109,7 @@ async fn measure(c: &Candidate, env: &[(&str, &str)]) -> Measured {
             m.peak_rss_kib = f.pid().map(peak_rss_kib).unwrap_or(0);
         }
     }
-    m.init.sort();
-    m.first.sort();
-    m.cold.sort();
-    m.warm.sort();
+    m.sort();
     m
 }
 
@@ -182,6 +198,13 @@ async fn main() {
         size: size(&release(name)),
     };
     std::env::set_current_dir(repo_root()).unwrap();
+    if std::env::args().any(|a| a == "--tls-only") {
+        println!(
+            "{}",
+            tls_section(&moto, &env, [&issue, &scheduled, &rotation]).await
+        );
+        return;
+    }
 
     let floor_c = rust("hello-lambda", &json!({"hello": "world"}));
     eprintln!("measuring the floor…");
@@ -313,10 +336,11 @@ async fn tls_section(moto: &Moto, env: &[(&str, &str)], events: [&Value; 3]) -> 
         })
         .chain([("SSL_CERT_FILE", ca.as_str())])
         .collect();
-    let mut out = String::from(
+    let mut out = format!(
         "\n## Cold start over TLS\n\nThe same functions against moto in plain HTTP and through a \
          local TLS endpoint (its CA trusted through `SSL_CERT_FILE`). Cold request = init + first \
-         invocation of one process, p50 of the cold starts. Times in ms.\n\n\
+         invocation of one process, p50 of {TLS_COLD_STARTS} cold starts each, HTTP and TLS alternating. \
+         Times in ms.\n\n\
          | function | HTTP init | HTTP first | HTTP cold request | TLS init | TLS first | TLS cold request | TLS ÷ HTTP |\n\
          |---|---|---|---|---|---|---|---|\n",
     );
@@ -332,8 +356,15 @@ async fn tls_section(moto: &Moto, env: &[(&str, &str)], events: [&Value; 3]) -> 
             event: event.clone(),
             size: None,
         };
-        let plain = measure(&c, env).await;
-        let tls = measure(&c, &tls_env).await;
+        // Alternating, so both see moto in the same state (its latency grows with what the
+        // earlier runs created), and without warm invocations in between.
+        let (mut plain, mut tls) = (Measured::default(), Measured::default());
+        for _ in 0..TLS_COLD_STARTS {
+            drop(cold_start(&c, env, &mut plain).await);
+            drop(cold_start(&c, &tls_env, &mut tls).await);
+        }
+        plain.sort();
+        tls.sort();
         let (pc, tc) = (pct(&plain.cold, 50.0), pct(&tls.cold, 50.0));
         out.push_str(&format!(
             "| {name} | {} | {} | {} | {} | {} | {} | {:.2}× |\n",
