@@ -4,6 +4,9 @@
 use std::ffi::OsString;
 use std::os::unix::process::ExitStatusExt;
 
+use tokio::process::Child;
+use tokio::signal::unix::{signal, Signal, SignalKind};
+
 use crate::client::{Api, Target};
 use crate::env::{variables, REMOVED};
 use crate::issued::{self, IssueArgs, IssueError};
@@ -79,11 +82,61 @@ pub async fn run(target: &Target, args: &Args) -> Result<u8, ExecError> {
             command.env(name, value);
         }
     }
-    let status = command.status().await.map_err(|source| ExecError::Spawn {
+    let spawn_error = |source| ExecError::Spawn {
         program: program.to_string_lossy().into_owned(),
         source,
-    })?;
+    };
+    // Listening before the command starts leaves no moment where a signal kills keysmith alone.
+    let signals = Signals::listen().map_err(spawn_error)?;
+    let child = command.spawn().map_err(spawn_error)?;
+    let status = signals.wait_passing_on(child).await.map_err(spawn_error)?;
     Ok(exit_code(status))
+}
+
+/// What keysmith does with signals while the command runs: it stays until the command ends, so
+/// the shell (or CI runner) gets the prompt back, and the status, only when the command is done.
+struct Signals {
+    /// Ctrl-C goes to the whole foreground process group: the command has it from the terminal
+    /// already. Passing it on would make it two, and a second Ctrl-C means "stop now, skip the
+    /// clean-up" to terraform and many others. keysmith only stops dying of it.
+    interrupt: Signal,
+    /// `kill`, `timeout`, a CI runner or a supervisor address keysmith alone: passed on.
+    terminate: Signal,
+    hangup: Signal,
+}
+
+impl Signals {
+    fn listen() -> std::io::Result<Signals> {
+        Ok(Signals {
+            interrupt: signal(SignalKind::interrupt())?,
+            terminate: signal(SignalKind::terminate())?,
+            hangup: signal(SignalKind::hangup())?,
+        })
+    }
+
+    async fn wait_passing_on(
+        mut self,
+        mut child: Child,
+    ) -> std::io::Result<std::process::ExitStatus> {
+        let pid = child
+            .id()
+            .and_then(|id| i32::try_from(id).ok())
+            .and_then(rustix::process::Pid::from_raw);
+        let pass_on = |sig| {
+            if let Some(pid) = pid {
+                // The command may have just ended: its status arrives through wait below.
+                let _ = rustix::process::kill_process(pid, sig);
+            }
+        };
+        loop {
+            tokio::select! {
+                status = child.wait() => return status,
+                _ = self.interrupt.recv() => {}
+                _ = self.terminate.recv() => pass_on(rustix::process::Signal::TERM),
+                _ = self.hangup.recv() => pass_on(rustix::process::Signal::HUP),
+            }
+        }
+    }
 }
 
 /// The child's code; killed by a signal: 128 + the signal, as shells report it.

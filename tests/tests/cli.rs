@@ -160,6 +160,66 @@ async fn the_aws_cli_runs_through_credential_process_and_exec() {
     s.scan();
 }
 
+/// `keysmith exec` stands between the shell and the command until the command ends. A SIGTERM
+/// sent to keysmith alone (`kill`, `timeout`, a CI runner cancelling the job) reaches the command,
+/// which can clean up; Ctrl-C (SIGINT to the whole foreground group) reaches the command from the
+/// terminal, and keysmith waits for it instead of dying first and handing the prompt back while
+/// the command (a `terraform apply`) is still writing. Either way keysmith leaves with the
+/// command's status.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn exec_passes_sigterm_on_and_outlives_ctrl_c() {
+    use std::os::unix::process::CommandExt;
+    let s = CliStack::start().await;
+    let script = "trap 'echo got-TERM; exit 7' TERM; trap 'echo got-INT; exit 3' INT; echo ready; \
+                  while :; do sleep 0.1; done";
+    for (signal, to_group, code) in [("TERM", false, 7), ("INT", true, 3)] {
+        let mut child = s
+            .command(&s.alice)
+            .args(["exec", "deploy", "--", "sh", "-c", script])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .process_group(0)
+            .spawn()
+            .unwrap();
+        let pid = child.id().to_string();
+        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+        assert_eq!(lines.next().unwrap().unwrap(), "ready");
+        let target = if to_group {
+            format!("-{pid}")
+        } else {
+            pid.clone()
+        };
+        let sent = std::process::Command::new("kill")
+            .args([&format!("-{signal}"), "--", &target])
+            .status()
+            .unwrap();
+        assert!(sent.success());
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        let status = loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                break Some(status);
+            }
+            if std::time::Instant::now() > deadline {
+                break None;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        };
+        // Whatever happened, nothing of this run keeps going.
+        let _ = std::process::Command::new("kill")
+            .args(["-KILL", "--", &format!("-{pid}")])
+            .status();
+        let rest: Vec<String> = lines.map_while(Result::ok).collect();
+        let status = status.unwrap_or_else(|| panic!("SIG{signal}: keysmith still running"));
+        assert_eq!(
+            status.code(),
+            Some(code),
+            "SIG{signal}: {status:?}, command printed {rest:?}"
+        );
+        assert_eq!(rest, [format!("got-{signal}")], "SIG{signal}");
+    }
+    s.scan();
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn boto3_reads_from_serve_and_is_refused_without_the_token() {
     let s = CliStack::start().await;
@@ -392,6 +452,15 @@ async fn admin_commands_round_trip_a_profile_and_read_the_audit_trail() {
         table.starts_with("NAME") && table.lines().any(|l| l.starts_with("ops ")),
         "{table}"
     );
+    let header: Vec<&str> = table.lines().next().unwrap().split_whitespace().collect();
+    assert_eq!(&header[..3], ["NAME", "TYPE", "ENABLED"], "{table}");
+    let ops: Vec<&str> = table
+        .lines()
+        .find(|l| l.starts_with("ops "))
+        .unwrap()
+        .split_whitespace()
+        .collect();
+    assert_eq!(&ops[..3], ["ops", "assumed_role", "true"], "{table}");
     // Incident response from the client: every credential of the profile stops working.
     let out = s.run(
         &s.admin,

@@ -45,6 +45,8 @@ pub async fn run(target: &Target, format: Format, args: &Args) -> Result<(), Adm
             let columns = [
                 ("NAME", "name"),
                 ("TYPE", "credential_type"),
+                // A switched-off profile (`enabled: false`, 403 profile_disabled) stands out.
+                ("ENABLED", "enabled"),
                 ("MAX SECONDS", "max_duration_seconds"),
                 ("ALLOWED", "allowed_principals"),
                 ("DESCRIPTION", "description"),
