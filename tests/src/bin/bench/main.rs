@@ -314,7 +314,10 @@ async fn main() {
     }
 
     eprintln!("the keysmith client beside awscurl…");
-    out.push_str(&client::section(&moto).await);
+    // On a moto of its own: the SigV4 gateway finds keys in moto's state dump
+    // (/moto-api/data.json), which answers 500 once the sections above have filled moto.
+    let client_moto = Moto::start();
+    out.push_str(&client::section(&client_moto).await);
 
     println!("{out}");
     let dir = repo_root().join("target/bench");
