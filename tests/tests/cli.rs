@@ -103,51 +103,46 @@ async fn the_aws_cli_runs_through_credential_process_and_exec() {
     let aws = venv().join("bin/aws");
     let endpoint = s.moto.endpoint.clone();
 
+    let whoami = [
+        "sts",
+        "get-caller-identity",
+        "--endpoint-url",
+        endpoint.as_str(),
+        "--output",
+        "json",
+    ];
+    // Each way of handing the AWS CLI credentials must make it the profile's role session.
+    let assert_role = |out: std::process::Output| {
+        assert!(out.status.success(), "{}", show(&out));
+        let who: Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert!(who["Arn"].as_str().unwrap().contains(&role), "{who}");
+    };
+
     // credential_process: the AWS CLI (explicit profile: it ignores the caller's env keys).
     let mut cli = s.command_for(&aws, &s.alice);
-    cli.args(["--profile", "deploy", "sts", "get-caller-identity"])
-        .args(["--endpoint-url", &endpoint, "--output", "json"]);
-    let out = s.output(&mut cli);
-    assert!(out.status.success(), "{}", show(&out));
-    let who: Value = serde_json::from_slice(&out.stdout).unwrap();
-    assert!(who["Arn"].as_str().unwrap().contains(&role), "{who}");
+    cli.args(["--profile", "deploy"]).args(whoami);
+    assert_role(s.output(&mut cli));
 
     // exec: the child sees the credentials, not the caller's keys or profile.
-    let out = s.output(
-        s.command(&s.alice)
-            .env("AWS_PROFILE", "nonexistent")
-            .args(["exec", "deploy", "--"])
-            .arg(&aws)
-            .args([
-                "sts",
-                "get-caller-identity",
-                "--endpoint-url",
-                &endpoint,
-                "--output",
-                "json",
-            ]),
+    assert_role(
+        s.output(
+            s.command(&s.alice)
+                .env("AWS_PROFILE", "nonexistent")
+                .args(["exec", "deploy", "--"])
+                .arg(&aws)
+                .args(whoami),
+        ),
     );
-    assert!(out.status.success(), "{}", show(&out));
-    let who: Value = serde_json::from_slice(&out.stdout).unwrap();
-    assert!(who["Arn"].as_str().unwrap().contains(&role), "{who}");
 
     // exec --server: the AWS CLI reads the loopback container endpoint.
-    let out = s.output(
-        s.command(&s.alice)
-            .args(["exec", "deploy", "--server", "--"])
-            .arg(&aws)
-            .args([
-                "sts",
-                "get-caller-identity",
-                "--endpoint-url",
-                &endpoint,
-                "--output",
-                "json",
-            ]),
+    assert_role(
+        s.output(
+            s.command(&s.alice)
+                .args(["exec", "deploy", "--server", "--"])
+                .arg(&aws)
+                .args(whoami),
+        ),
     );
-    assert!(out.status.success(), "{}", show(&out));
-    let who: Value = serde_json::from_slice(&out.stdout).unwrap();
-    assert!(who["Arn"].as_str().unwrap().contains(&role), "{who}");
 
     // The child's exit status is keysmith's, and the variables are as SPEC §9 says.
     let out = s.output(

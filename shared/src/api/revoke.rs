@@ -14,7 +14,7 @@ use crate::aws::FailureKind;
 use crate::issue::IssueError;
 use crate::lease::{Lease, LeaseStatus};
 use crate::names::{Invalid, ProfileName};
-use crate::profile::{parse_json, CredentialType, Kind, StoreError};
+use crate::profile::{parse_optional_json, CredentialType, Kind, StoreError};
 use crate::revocation::{Applied, Revocations, Target};
 use crate::{Api, App};
 
@@ -23,13 +23,13 @@ const MAX_REASON: usize = 1024;
 /// `issued_before` may lie this far ahead of the function's clock (the caller's clock skew).
 const MAX_SKEW_SECONDS: i64 = 300;
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct LeaseBody {
     reason: Option<String>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct ProfileBody {
     issued_before: Option<String>,
@@ -49,10 +49,7 @@ fn reason(r: Option<String>) -> Result<Option<String>, Invalid> {
 
 /// The optional `{"reason": ...}` of `DELETE /v1/leases/{id}`.
 pub(super) fn lease_reason(req: &Request) -> Result<Option<String>, ApiError> {
-    if req.body.iter().all(u8::is_ascii_whitespace) {
-        return Ok(None);
-    }
-    let body: LeaseBody = parse_json(&req.body)?;
+    let body: LeaseBody = parse_optional_json(&req.body)?;
     Ok(reason(body.reason)?)
 }
 
@@ -193,14 +190,7 @@ pub(super) async fn profile(
     req.no_query()?;
     req.require_admin(app, "revoke a profile's credentials")
         .await?;
-    let body: ProfileBody = if req.body.iter().all(u8::is_ascii_whitespace) {
-        ProfileBody {
-            issued_before: None,
-            reason: None,
-        }
-    } else {
-        parse_json(&req.body)?
-    };
+    let body: ProfileBody = parse_optional_json(&req.body)?;
     let why = reason(body.reason)?;
     let now = Utc::now();
     let before = match body.issued_before.as_deref() {

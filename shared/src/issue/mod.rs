@@ -14,10 +14,10 @@ use crate::config::StsTarget;
 use crate::iam_user::IamError;
 use crate::lease::{Lease, LeaseError, Leases};
 use crate::names::{DurationSeconds, Invalid, PolicyArn, SessionName, TokenCode};
-use crate::profile::{parse_json, CredentialType, Kind, Profile};
+use crate::profile::{parse_optional_json, CredentialType, Kind, Profile};
 use crate::secret::AccessKeyPair;
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawRequest {
     duration_seconds: Option<i64>,
@@ -36,15 +36,7 @@ pub struct Issuance {
 impl Issuance {
     /// An empty body asks for the profile's defaults.
     pub fn parse(profile: &Profile, body: &[u8]) -> Result<Self, Invalid> {
-        let raw: RawRequest = if body.iter().all(u8::is_ascii_whitespace) {
-            RawRequest {
-                duration_seconds: None,
-                token_code: None,
-                session_name: None,
-            }
-        } else {
-            parse_json(body)?
-        };
+        let raw: RawRequest = parse_optional_json(body)?;
         let ty = profile.credential_type();
         let duration = match raw.duration_seconds {
             None => profile.default_duration,

@@ -160,6 +160,18 @@ pub const DEFAULT_USER_PATH: &str = "/keysmith/";
 pub const DEFAULT_MAX_ACTIVE_LEASES: u32 = 10;
 pub const MAX_ACTIVE_LEASES_LIMIT: u32 = 100;
 
+/// A body that may be left empty (or whitespace): empty is `T::default()`, anything else must
+/// parse as [`parse_json`] does.
+pub fn parse_optional_json<T: serde::de::DeserializeOwned + Default>(
+    body: &[u8],
+) -> Result<T, Invalid> {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        Ok(T::default())
+    } else {
+        parse_json(body)
+    }
+}
+
 /// Parses a JSON body into a value of type `T`, naming the offending field on failure. Shared by
 /// every JSON body the API accepts.
 pub fn parse_json<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, Invalid> {

@@ -64,6 +64,15 @@ pub struct Target {
 }
 
 impl Target {
+    /// An IAM call on this target failed.
+    fn iam_error(&self, action: &'static str, failure: AwsFailure) -> RevocationError {
+        RevocationError::Iam {
+            action,
+            target: self.arn.clone(),
+            failure,
+        }
+    }
+
     /// From a role or user ARN (`arn:<partition>:iam::<account>:role|user/<path/>name`).
     pub fn from_arn(arn: &str) -> Result<Self, RevocationError> {
         let bad = || RevocationError::Target(format!("{arn} is not an IAM role or user ARN"));
@@ -333,11 +342,6 @@ impl Revocations {
     /// The target's revocation policy and the size of its other inline policies (IAM's quota is
     /// on all of them together).
     async fn read(&self, target: &Target) -> Result<(Document, usize), RevocationError> {
-        let iam_err = |action, failure| RevocationError::Iam {
-            action,
-            target: target.arn.clone(),
-            failure,
-        };
         let mut names = Vec::new();
         let mut marker = None;
         loop {
@@ -350,7 +354,7 @@ impl Revocations {
                         .set_marker(marker.take())
                         .send()
                         .await
-                        .map_err(|e| iam_err("ListRolePolicies", classify(e)))?;
+                        .map_err(|e| target.iam_error("ListRolePolicies", classify(e)))?;
                     (out.policy_names, out.is_truncated, out.marker)
                 }
                 TargetKind::User => {
@@ -361,7 +365,7 @@ impl Revocations {
                         .set_marker(marker.take())
                         .send()
                         .await
-                        .map_err(|e| iam_err("ListUserPolicies", classify(e)))?;
+                        .map_err(|e| target.iam_error("ListUserPolicies", classify(e)))?;
                     (out.policy_names, out.is_truncated, out.marker)
                 }
             };
@@ -392,11 +396,6 @@ impl Revocations {
     }
 
     async fn get_policy(&self, target: &Target, name: &str) -> Result<String, RevocationError> {
-        let iam_err = |action, failure| RevocationError::Iam {
-            action,
-            target: target.arn.clone(),
-            failure,
-        };
         let text = match target.kind {
             TargetKind::Role => {
                 self.iam
@@ -405,7 +404,7 @@ impl Revocations {
                     .policy_name(name)
                     .send()
                     .await
-                    .map_err(|e| iam_err("GetRolePolicy", classify(e)))?
+                    .map_err(|e| target.iam_error("GetRolePolicy", classify(e)))?
                     .policy_document
             }
             TargetKind::User => {
@@ -415,7 +414,7 @@ impl Revocations {
                     .policy_name(name)
                     .send()
                     .await
-                    .map_err(|e| iam_err("GetUserPolicy", classify(e)))?
+                    .map_err(|e| target.iam_error("GetUserPolicy", classify(e)))?
                     .policy_document
             }
         };
@@ -424,11 +423,6 @@ impl Revocations {
 
     /// Puts the document, or deletes the policy once it is empty.
     async fn write(&self, target: &Target, doc: &Document) -> Result<(), RevocationError> {
-        let iam_err = |action, failure| RevocationError::Iam {
-            action,
-            target: target.arn.clone(),
-            failure,
-        };
         let text = doc.to_json();
         let result = match (target.kind, doc.is_empty()) {
             (TargetKind::Role, false) => self
@@ -440,7 +434,7 @@ impl Revocations {
                 .send()
                 .await
                 .map(drop)
-                .map_err(|e| iam_err("PutRolePolicy", classify(e))),
+                .map_err(|e| target.iam_error("PutRolePolicy", classify(e))),
             (TargetKind::User, false) => self
                 .iam
                 .put_user_policy()
@@ -450,7 +444,7 @@ impl Revocations {
                 .send()
                 .await
                 .map(drop)
-                .map_err(|e| iam_err("PutUserPolicy", classify(e))),
+                .map_err(|e| target.iam_error("PutUserPolicy", classify(e))),
             (TargetKind::Role, true) => self
                 .iam
                 .delete_role_policy()
@@ -459,7 +453,7 @@ impl Revocations {
                 .send()
                 .await
                 .map(drop)
-                .map_err(|e| iam_err("DeleteRolePolicy", classify(e))),
+                .map_err(|e| target.iam_error("DeleteRolePolicy", classify(e))),
             (TargetKind::User, true) => self
                 .iam
                 .delete_user_policy()
@@ -468,7 +462,7 @@ impl Revocations {
                 .send()
                 .await
                 .map(drop)
-                .map_err(|e| iam_err("DeleteUserPolicy", classify(e))),
+                .map_err(|e| target.iam_error("DeleteUserPolicy", classify(e))),
         };
         match result {
             // Already gone: that is what a delete wants.
