@@ -277,7 +277,7 @@ impl AuditLog {
         record: &AuditRecord,
     ) -> Result<(), AuditedWriteError> {
         let result = self
-            .transact(vec![change], record, &record.id.to_string())
+            .transact(vec![change], record, Some(&record.id.to_string()))
             .await;
         let written = match result {
             Err(f) if f.kind == FailureKind::ConditionFailed => {
@@ -327,8 +327,11 @@ impl AuditLog {
             .build()
             .map_err(|e| AuditError::Unavailable(AwsFailure::other(e.to_string())))?;
         let change = TransactWriteItem::builder().put(marker).build();
+        // No ClientRequestToken: a retried step builds its record anew (time, id), and DynamoDB
+        // refuses a reused token with other items (IdempotentParameterMismatch) for 10 minutes.
+        // The marker's condition alone makes the write happen once; a retry finds it and is done.
         // Reported once too: a retried step whose item exists is neither counted nor announced again.
-        match self.transact(vec![change], record, &token_of(once)).await {
+        match self.transact(vec![change], record, None).await {
             Ok(()) => {
                 self.reported(record, true).await;
                 Ok(())
@@ -345,7 +348,7 @@ impl AuditLog {
         &self,
         changes: Vec<TransactWriteItem>,
         record: &AuditRecord,
-        token: &str,
+        token: Option<&str>,
     ) -> Result<(), AwsFailure> {
         let put = Put::builder()
             .table_name(&self.table)
@@ -357,7 +360,7 @@ impl AuditLog {
             .transact_write_items()
             .set_transact_items(Some(changes))
             .transact_items(TransactWriteItem::builder().put(put).build())
-            .client_request_token(token)
+            .set_client_request_token(token.map(str::to_owned))
             .send()
             .await
             .map(drop)
@@ -477,17 +480,6 @@ impl AuditLog {
             next,
         })
     }
-}
-
-/// A `ClientRequestToken` (at most 36 characters) that is the same for the same key.
-fn token_of(key: &str) -> String {
-    use std::hash::{DefaultHasher, Hash, Hasher};
-    let half = |salt: u8| {
-        let mut h = DefaultHasher::new();
-        (salt, key).hash(&mut h);
-        h.finish()
-    };
-    format!("{:016x}{:016x}", half(1), half(2))
 }
 
 fn day_of(sort_key: &str) -> String {

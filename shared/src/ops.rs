@@ -87,6 +87,13 @@ pub fn classify(record: &AuditRecord) -> (Option<Metric>, Option<&'static str>) 
         ("Access Key Rotation Failed", _) => {
             (Some(Metric::RotationFailed), Some("Rotation Failed"))
         }
+        // SPEC §6a: a key nobody recorded is told to the operators, found or deleted.
+        (crate::rotation::EVENT_SHADOW_DETECTED, _) => {
+            (None, Some(crate::rotation::EVENT_SHADOW_DETECTED))
+        }
+        (crate::rotation::EVENT_SHADOW_DELETED, _) => {
+            (None, Some(crate::rotation::EVENT_SHADOW_DELETED))
+        }
         _ => (None, None),
     }
 }
@@ -179,5 +186,9 @@ mod tests {
             classify(&r("Profile Created", Outcome::Success)),
             (None, None)
         );
+        // SPEC §6a: shadow keys are events of their own detail-type.
+        for event in ["Shadow Access Key Detected", "Shadow Access Key Deleted"] {
+            assert_eq!(classify(&r(event, Outcome::Success)), (None, Some(event)));
+        }
     }
 }

@@ -83,6 +83,26 @@ pub enum Fault {
     Delay(std::time::Duration),
     /// Forward (the call takes effect), then answer HTTP 500: the response is lost.
     LoseResponse,
+    /// Answer this status and body without forwarding (an AWS behaviour moto lacks).
+    Answer(u16, String),
+    /// Forward, then rewrite the response body (what IAM or STS might answer instead).
+    Rewrite(Rewriter),
+}
+
+/// A response body rewrite, for `Fault::Rewrite`.
+#[derive(Clone)]
+pub struct Rewriter(pub Arc<dyn Fn(&str) -> String + Send + Sync>);
+
+impl std::fmt::Debug for Rewriter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Rewriter")
+    }
+}
+
+impl PartialEq for Rewriter {
+    fn eq(&self, other: &Self) -> bool {
+        Arc::ptr_eq(&self.0, &other.0)
+    }
 }
 
 /// Decides a fault per request, from the request and how many requests the proxy has seen.
@@ -212,7 +232,19 @@ async fn forward(
         Fault::ServerError => return Ok(error_response(&captured, 500, "InternalFailure")),
         Fault::Denied => return Ok(error_response(&captured, 403, "AccessDenied")),
         Fault::Delay(d) => tokio::time::sleep(*d).await,
-        Fault::Pass | Fault::LoseResponse => {}
+        Fault::Answer(status, body) => {
+            let content_type = if captured.header("x-amz-target").is_some() {
+                "application/x-amz-json-1.0"
+            } else {
+                "text/xml"
+            };
+            return Ok(Response::builder()
+                .status(*status)
+                .header("content-type", content_type)
+                .body(Full::new(Bytes::from(body.clone())))
+                .unwrap());
+        }
+        Fault::Pass | Fault::LoseResponse | Fault::Rewrite(_) => {}
     }
     let path = parts.uri.path_and_query().map_or("/", |p| p.as_str());
     let mut out = Request::builder()
@@ -228,11 +260,16 @@ async fn forward(
     Ok(match response {
         Ok(r) => {
             let (parts, body) = r.into_parts();
-            let body = body
+            let mut body = body
                 .collect()
                 .await
                 .map(|b| b.to_bytes())
                 .unwrap_or_default();
+            let mut parts = parts;
+            if let Fault::Rewrite(rewrite) = &fault {
+                body = Bytes::from((rewrite.0)(&String::from_utf8_lossy(&body)));
+                parts.headers.remove("content-length");
+            }
             Response::from_parts(parts, Full::new(body))
         }
         Err(e) => Response::builder()

@@ -48,18 +48,37 @@ impl Fixture {
             keys.push((k.access_key_id, k.secret_access_key));
         }
         keysmith_tests::aws::bind(&t.sdk, &user, &format!("keysmith/{user}")).await;
-        let mut value = json!({"user_name": user, "access_key_id": keys[0].0, "secret_access_key": keys[0].1,
-            "mode": mode, "owner": "platform-team"});
-        if let (Some(v), Some(e)) = (value.as_object_mut(), extra.as_object()) {
-            v.extend(e.clone());
-        }
-        let out = aws_sdk_secretsmanager::Client::new(&t.sdk)
+        let value = |key: &(String, String)| {
+            let mut value = json!({"user_name": user, "access_key_id": key.0, "secret_access_key": key.1,
+                "mode": mode, "owner": "platform-team"});
+            if let (Some(v), Some(e)) = (value.as_object_mut(), extra.as_object()) {
+                v.extend(e.clone());
+            }
+            value.to_string()
+        };
+        // SPEC §6a: graceful never deletes a key no version records; its second key is the one
+        // an earlier rotation kept as AWSPREVIOUS. Elsewhere the second key is unrecorded.
+        let first = if mode == "graceful" && start_keys == 2 {
+            &keys[1]
+        } else {
+            &keys[0]
+        };
+        let sm = aws_sdk_secretsmanager::Client::new(&t.sdk);
+        let out = sm
             .create_secret()
             .name(format!("keysmith/{user}"))
-            .secret_string(value.to_string())
+            .secret_string(value(first))
             .send()
             .await
             .unwrap();
+        if first.0 != keys[0].0 {
+            sm.put_secret_value()
+                .secret_id(out.arn.clone().unwrap())
+                .secret_string(value(&keys[0]))
+                .send()
+                .await
+                .unwrap();
+        }
         Fixture {
             t,
             lambda,
@@ -166,7 +185,7 @@ async fn every_mode_rotates_from_one_and_from_two_keys() {
                 let s = f.snapshot().await;
                 assert!(
                     !s.keys.contains_key(&f.keys[1].0),
-                    "{mode}: the unrecorded second key made room"
+                    "{mode}: the second key made room"
                 );
             }
         }
@@ -354,12 +373,20 @@ async fn crash_and_retry(
 /// Each step's audit item exactly once for this fixture's secret, and no failure item.
 async fn assert_audited_once(f: &Fixture, context: &str) {
     let items = f.t.audit_items().await;
+    // The steps and failures; key checks (a crashed attempt's key deleted, a shadow key) are
+    // items of their own.
     let mine: Vec<_> = items
         .iter()
         .filter(|i| {
             i.get("lease_id")
                 .and_then(|l| l.as_s().ok())
                 .is_some_and(|l| l.starts_with(&format!("{}#", f.secret)))
+                && [
+                    "Access Key Rotation Step",
+                    "Access Key Rotated",
+                    "Access Key Rotation Failed",
+                ]
+                .contains(&i["event"].as_s().unwrap().as_str())
         })
         .collect();
     let count = |event: &str, step: &str| {
@@ -833,8 +860,9 @@ async fn the_hook_racing_a_scheduled_run_converges() {
     }
 }
 
-/// Issue 12: rotate-now (the scheduled path) while a hook rotation is pending: it fails without
-/// touching the pending key; the hook finishes; the next run rotates.
+/// Issue 12, amended by SPEC §6a (issue 22): rotate-now (the scheduled path) while a hook
+/// rotation is pending continues that rotation under its token instead of answering "in
+/// progress"; the hook's late steps are no-ops; the next run rotates again.
 #[tokio::test]
 async fn rotate_now_while_a_hook_rotation_is_pending() {
     let (t, lambda) = shared().await;
@@ -845,19 +873,19 @@ async fn rotate_now_while_a_hook_rotation_is_pending() {
         .await
         .unwrap();
     let pending = pending_key(&f, &token).await;
-    let before = f.snapshot().await;
-    let err = r
+    let rotated = r
         .rotate_now(&f.secret, &origin(), "now", chrono::Utc::now())
         .await
-        .unwrap_err();
-    assert!(matches!(err, RotationError::Locked { .. }), "{err}");
-    assert_eq!(f.snapshot().await, before, "nothing changed");
+        .unwrap();
+    assert_eq!(rotated.new_access_key_id, pending, "the hook's version is finished");
+    let done = f.snapshot().await;
+    assert_eq!(done.current_key().0, pending);
     for step in [Step::Set, Step::Test, Step::Finish] {
         r.run(&event(step, &f.secret, &token), &origin())
             .await
             .unwrap();
     }
-    assert_eq!(f.snapshot().await.current_key().0, pending);
+    assert_eq!(f.snapshot().await, done, "the hook's late steps change nothing");
     let rotated = r
         .rotate_now(&f.secret, &origin(), "now", chrono::Utc::now())
         .await

@@ -17,7 +17,13 @@ async fn main() -> Result<(), Error> {
             ..Origin::default()
         };
         let step = event.payload.step.as_str();
-        match app.rotator.run(&event.payload, &origin).await {
+        // The step holds the secret's lock until this invocation's deadline at most.
+        let deadline = Some(event.context.deadline());
+        match app
+            .rotator
+            .run_until(&event.payload, &origin, deadline)
+            .await
+        {
             Ok(()) => Ok(()),
             Err(e) => {
                 tracing::error!(step, secret = %event.payload.secret_id, error = %e, "rotation step failed");

@@ -1,157 +1,26 @@
-//! The key engine: read the secret's versions and values, make room, create the new key, prove it,
-//! move `AWSCURRENT` and retire the keys the mode retires, each step audited exactly once.
+//! The key engine: make room, create the new key, prove it, abandon a rotation whose key is gone,
+//! each step audited exactly once (`finish` moves `AWSCURRENT` and retires the old keys).
 //!
-//! - `createSecret` first makes room (an orphan key from a crashed attempt is the first to go), so
-//!   the user never needs a third key; it is a no-op once the token's `AWSPENDING` version exists.
+//! - `createSecret` first makes room (`keys`: a crashed attempt's key is the first to go), so the
+//!   user never needs a third key; it is a no-op once the token's `AWSPENDING` version exists.
 //! - `testSecret` proves the pending key with `sts:GetCallerIdentity` (bounded retries); a pending
 //!   key that no longer exists in IAM abandons the rotation instead of failing forever.
-//! - `finishSecret` moves `AWSCURRENT` (and takes `AWSPENDING` off the finished version), then
-//!   deletes the keys the mode retires, never a key another version or the admin holds.
+//! - `finishSecret` moves `AWSCURRENT` only to a pending key that is among the user's keys and
+//!   works (else it abandons the version), takes `AWSPENDING` off it, then (replace only) deletes
+//!   the other keys, never a key another version or the admin holds.
 
-use std::collections::HashSet;
-
-use aws_sdk_iam::types::AccessKeyMetadata;
 use chrono::Utc;
 
-use super::admin::Admin;
+use super::keys::Round;
 use super::{
-    aws, Ctx, Mode, Rotated, RotatedSecret, RotationError, Rotator, Step, Versions, BINDING_TAG,
-    CURRENT, EVENT_ROTATED, EVENT_STEP, PENDING, PREVIOUS,
+    aws, Ctx, RotatedSecret, RotationError, Rotator, Step, Versions, EVENT_ABANDONED,
+    EVENT_ROTATED, EVENT_STEP, PENDING,
 };
-use crate::audit::{AuditRecord, Category, Outcome};
-use crate::aws::{wait_for_identity, AwsFailure, FailureKind};
+use crate::audit::{AuditRecord, Category, Level, Outcome};
+use crate::aws::{wait_for_identity, AwsFailure};
 use crate::secret::{AccessKeyPair, Secret};
 
 impl Rotator {
-    pub(super) async fn versions(&self, secret: &str) -> Result<Versions, RotationError> {
-        let out = self
-            .clients
-            .secrets
-            .describe_secret()
-            .secret_id(secret)
-            .send()
-            .await
-            .map_err(|e| aws("DescribeSecret", e))?;
-        Ok(Versions {
-            enabled: out.rotation_enabled == Some(true),
-            arn: out.arn.unwrap_or_default(),
-            name: out.name.unwrap_or_default(),
-            stages: out.version_ids_to_stages.unwrap_or_default(),
-        })
-    }
-
-    /// A version's value; `None` if that version/stage does not exist (or has no value yet).
-    pub(super) async fn value(
-        &self,
-        secret: &str,
-        version: Option<&str>,
-        stage: &str,
-    ) -> Result<Option<RotatedSecret>, RotationError> {
-        let out = self
-            .clients
-            .secrets
-            .get_secret_value()
-            .secret_id(secret)
-            .set_version_id(version.map(str::to_owned))
-            .version_stage(stage)
-            .send()
-            .await;
-        let out = match out.map_err(|e| aws("GetSecretValue", e)) {
-            Ok(out) => out,
-            Err(RotationError::Aws { failure, .. }) if failure.kind == FailureKind::NotFound => {
-                return Ok(None);
-            }
-            Err(e) => return Err(e),
-        };
-        let text = out.secret_string.unwrap_or_default();
-        RotatedSecret::parse(&text)
-            .map(Some)
-            .map_err(|reason| RotationError::BadSecret {
-                secret: secret.to_owned(),
-                reason,
-            })
-    }
-
-    pub(super) async fn current_value(&self, secret: &str) -> Result<RotatedSecret, RotationError> {
-        self.value(secret, None, CURRENT)
-            .await?
-            .ok_or_else(|| RotationError::BadSecret {
-                secret: secret.to_owned(),
-                reason: "has no AWSCURRENT version".into(),
-            })
-    }
-
-    /// The user's keys, oldest first: when room must be made, the oldest expendable key goes.
-    pub(super) async fn keys(
-        &self,
-        admin: &Admin,
-        user: &str,
-    ) -> Result<Vec<AccessKeyMetadata>, RotationError> {
-        let mut keys: Vec<AccessKeyMetadata> = admin
-            .iam
-            .list_access_keys()
-            .user_name(user)
-            .into_paginator()
-            .items()
-            .send()
-            .try_collect()
-            .await
-            .map_err(|e| aws("ListAccessKeys", e))?;
-        keys.sort_by_key(|k| k.create_date.map(|d| d.as_nanos()).unwrap_or_default());
-        Ok(keys)
-    }
-
-    /// SPEC §6 binding: the user must carry `keysmith:rotation-secret` naming this secret, read in
-    /// the account where the rotation acts. Whoever can write a secret cannot aim it at a user.
-    async fn check_binding(
-        &self,
-        admin: &Admin,
-        user: &str,
-        versions: &Versions,
-    ) -> Result<(), RotationError> {
-        let tags: Vec<aws_sdk_iam::types::Tag> = admin
-            .iam
-            .list_user_tags()
-            .user_name(user)
-            .into_paginator()
-            .items()
-            .send()
-            .try_collect()
-            .await
-            .map_err(|e| aws("ListUserTags", e))?;
-        if tags
-            .iter()
-            .any(|t| t.key == BINDING_TAG && versions.names(&t.value))
-        {
-            Ok(())
-        } else {
-            Err(RotationError::Unbound {
-                user: user.to_owned(),
-                secret: versions.name.clone(),
-            })
-        }
-    }
-
-    async fn delete_key(&self, admin: &Admin, user: &str, id: &str) -> Result<(), RotationError> {
-        match admin
-            .iam
-            .delete_access_key()
-            .user_name(user)
-            .access_key_id(id)
-            .send()
-            .await
-        {
-            Ok(_) => {}
-            Err(e) => {
-                let e = aws("DeleteAccessKey", e);
-                if e.failure_kind() != FailureKind::NotFound {
-                    return Err(e);
-                }
-            }
-        }
-        Ok(())
-    }
-
     pub(super) async fn create(
         &self,
         secret: &str,
@@ -160,7 +29,7 @@ impl Rotator {
         versions: &Versions,
         ctx: &Ctx<'_>,
     ) -> Result<(), RotationError> {
-        self.lock(versions, token, ctx.owner, ctx.now).await?;
+        self.lock(versions, token, ctx).await?;
         let current = self.current_value(secret).await?;
         if let Some(pending) = self.value(secret, Some(token), PENDING).await? {
             tracing::info!(
@@ -174,54 +43,17 @@ impl Rotator {
         let user = current.user_name.as_str();
         let admin = self.admin(&current, versions).await?;
         self.check_binding(&admin, user, versions).await?;
-        let keys = self.keys(&admin, user).await?;
-        let key_ids: Vec<String> = keys
-            .iter()
-            .filter_map(|k| k.access_key_id.clone())
-            .collect();
-        let protected: HashSet<&str> = [current.key_id(), admin.key_id.as_deref()]
-            .into_iter()
-            .flatten()
-            .collect();
-        let mut removed = Vec::new();
-        match current.mode {
-            Mode::DeleteFirst => {
-                if admin
-                    .key_id
-                    .as_deref()
-                    .is_some_and(|a| key_ids.iter().any(|k| k == a))
-                {
-                    return Err(RotationError::SelfDeleteFirst);
-                }
-                for id in &key_ids {
-                    self.delete_key(&admin, user, id).await?;
-                    removed.push(id.clone());
-                }
-            }
-            Mode::Replace | Mode::Graceful => {
-                // Room for the new key: an orphan from a crashed attempt, or the older key a
-                // graceful rotation kept, goes first. Never the current or the admin key.
-                if key_ids.len() >= 2 {
-                    let victim = key_ids
-                        .iter()
-                        .find(|k| !protected.contains(k.as_str()))
-                        .ok_or_else(|| RotationError::NoRoom {
-                            user: user.to_owned(),
-                        })?;
-                    self.delete_key(&admin, user, victim).await?;
-                    removed.push(victim.clone());
-                }
-                if current.mode == Mode::Replace {
-                    // Everything still there goes at finishSecret.
-                    let rest: Vec<String> = key_ids
-                        .iter()
-                        .filter(|k| !removed.contains(k))
-                        .cloned()
-                        .collect();
-                    removed.extend(rest);
-                }
-            }
-        }
+        let round = Round {
+            secret,
+            token,
+            versions,
+            ctx,
+            current: &current,
+            admin: &admin,
+        };
+        let room = self.make_room(&round).await?;
+        self.record_before(&versions.arn, token, &room.remaining)
+            .await?;
         let key = admin
             .iam
             .create_access_key()
@@ -239,8 +71,9 @@ impl Rotator {
             secret_access_key: Secret::new(key.secret_access_key),
             session_token: None,
         };
-        let next = current.with_new_key(&key, &removed, Utc::now());
-        self.clients
+        let next = current.with_new_key(&key, &room.removed, Utc::now());
+        let put = self
+            .clients
             .secrets
             .put_secret_value()
             .secret_id(secret)
@@ -250,7 +83,14 @@ impl Rotator {
             .set_rotation_token(rotation_token.map(str::to_owned))
             .send()
             .await
-            .map_err(|e| aws("PutSecretValue", e))?;
+            .map_err(|e| aws("PutSecretValue", e));
+        if let Err(e) = put {
+            self.settle_unrecorded(&round, &key.access_key_id).await;
+            return Err(e);
+        }
+        // Recorded first, checked after: no call lies between the new key and its record.
+        self.check_after_create(&round, &room, &key.access_key_id)
+            .await?;
         let pending = RotatedSecret::parse(&next).map_err(|reason| RotationError::BadSecret {
             secret: secret.to_owned(),
             reason,
@@ -288,7 +128,7 @@ impl Rotator {
         versions: &Versions,
         ctx: &Ctx<'_>,
     ) -> Result<(), RotationError> {
-        self.lock(versions, token, ctx.owner, ctx.now).await?;
+        self.lock(versions, token, ctx).await?;
         let pending = self
             .value(secret, Some(token), PENDING)
             .await?
@@ -307,7 +147,13 @@ impl Rotator {
             if matches!(e, RotationError::NotReady { .. })
                 && self.pending_key_gone(secret, versions, &pending).await?
             {
-                return Err(self.abandon(secret, token, versions, &pending).await?);
+                let reason = format!(
+                    "testSecret: its pending key {} no longer exists in IAM",
+                    key.access_key_id
+                );
+                return Err(self
+                    .abandon(secret, token, versions, &pending, ctx, reason)
+                    .await?);
             }
             return Err(e);
         }
@@ -342,30 +188,49 @@ impl Rotator {
         Ok(!keys.iter().any(|k| k.access_key_id.as_deref() == Some(id)))
     }
 
-    /// Takes `AWSPENDING` off a version whose key is gone and frees the lock: the next attempt
-    /// (Secrets Manager's next rotation, or the next scheduled run) starts with a new token.
+    /// Takes `AWSPENDING` off a version whose key is gone and frees the lock, audited once as
+    /// `Access Key Rotation Abandoned` (`WARN`, with the reason): the next attempt (Secrets
+    /// Manager's next rotation, or the same scheduled run) starts with a new token.
     pub(super) async fn abandon(
         &self,
         secret: &str,
         token: &str,
         versions: &Versions,
         pending: &RotatedSecret,
+        ctx: &Ctx<'_>,
+        reason: String,
     ) -> Result<RotationError, RotationError> {
-        tracing::warn!(
-            secret,
-            token,
-            "the pending key no longer exists in IAM: abandoning the rotation"
+        tracing::warn!(secret, token, reason, "abandoning the rotation");
+        let mut r = AuditRecord::new(
+            ctx.origin,
+            Category::Data,
+            EVENT_ABANDONED,
+            Outcome::Success,
+            format!(
+                "rotation {token} of secret {secret} (user {}) abandoned: {reason}; nothing was deleted.",
+                pending.user_name
+            ),
         );
-        self.remove_pending(secret, token).await?;
+        r.level = Level::Warn;
+        r.profile = ctx.policy.map(str::to_owned);
+        r.credential_type = Some("iam_access_key".into());
+        r.access_key_id = pending.key_id().map(str::to_owned);
+        r.lease_id = Some(format!("{secret}#{token}"));
+        let once = format!("rotation#{secret}#{token}#abandoned");
+        self.audit.write_once(&r, &self.state_table, &once).await?;
+        if versions.has_stage(token, PENDING) {
+            self.remove_pending(secret, token).await?;
+        }
         self.unlock(&versions.arn, token).await?;
         Ok(RotationError::Abandoned {
             user: pending.user_name.clone(),
             token: token.to_owned(),
+            reason,
         })
     }
 
     /// Takes `AWSPENDING` off version `token`.
-    async fn remove_pending(&self, secret: &str, token: &str) -> Result<(), RotationError> {
+    pub(super) async fn remove_pending(&self, secret: &str, token: &str) -> Result<(), RotationError> {
         self.clients
             .secrets
             .update_secret_version_stage()
@@ -380,14 +245,13 @@ impl Rotator {
 
     /// Polls `sts:GetCallerIdentity` with `key` until it names `user` (IAM is eventually
     /// consistent: a new key can take seconds to work).
-    async fn prove(&self, key: &AccessKeyPair, user: &str) -> Result<(), RotationError> {
-        let suffix = format!("/{user}");
+    pub(super) async fn prove(&self, key: &AccessKeyPair, user: &str) -> Result<(), RotationError> {
         let config = aws_sdk_sts::config::Builder::default().credentials_provider(key.provider());
         let accepted = wait_for_identity(
             &self.clients.sts,
             config,
             self.test_timeout,
-            |arn| arn.contains(":user/") && arn.ends_with(&suffix),
+            |arn| arn_names_user(arn, user),
             || Ok::<(), RotationError>(()),
         )
         .await?;
@@ -400,119 +264,7 @@ impl Rotator {
         }
     }
 
-    pub(super) async fn finish(
-        &self,
-        secret: &str,
-        token: &str,
-        versions: &Versions,
-        ctx: &Ctx<'_>,
-    ) -> Result<Rotated, RotationError> {
-        self.lock(versions, token, ctx.owner, ctx.now).await?;
-        let old = versions.with_stage(CURRENT).map(str::to_owned);
-        if old.as_deref() != Some(token) {
-            self.clients
-                .secrets
-                .update_secret_version_stage()
-                .secret_id(secret)
-                .version_stage(CURRENT)
-                .move_to_version_id(token)
-                .set_remove_from_version_id(old.clone())
-                .send()
-                .await
-                .map_err(|e| aws("UpdateSecretVersionStage", e))?;
-        }
-        // The finished version no longer needs AWSPENDING: without it the secret shows no
-        // rotation in progress, and the next RotateSecret starts cleanly.
-        if versions.has_stage(token, PENDING) {
-            self.remove_pending(secret, token).await?;
-        }
-        // Read back what is now current (always by stage: see LOCAL-AWS.md) and retire the rest.
-        let current = self.current_value(secret).await?;
-        let new_id =
-            current
-                .key_id()
-                .map(str::to_owned)
-                .ok_or_else(|| RotationError::BadSecret {
-                    secret: secret.to_owned(),
-                    reason: "the new AWSCURRENT version has no key".into(),
-                })?;
-        // The key this rotation replaced: kept in graceful mode, named in the audit item.
-        let previous = self
-            .value(secret, None, PREVIOUS)
-            .await?
-            .and_then(|p| p.key_id().map(str::to_owned))
-            .filter(|p| *p != new_id);
-        // A newer rotation's pending key is live too: a late duplicate finishSecret of an older
-        // rotation must not remove it.
-        let pending = match versions.with_stage(PENDING).filter(|p| *p != token) {
-            Some(_) => self
-                .value(secret, None, PENDING)
-                .await?
-                .and_then(|p| p.key_id().map(str::to_owned)),
-            None => None,
-        };
-        let kept_previous = match current.mode {
-            Mode::Graceful => previous.as_deref(),
-            _ => None,
-        };
-        let admin = self.admin(&current, versions).await?;
-        let user = current.user_name.clone();
-        let keep: HashSet<&str> = [
-            Some(new_id.as_str()),
-            kept_previous,
-            pending.as_deref(),
-            admin.key_id.as_deref(),
-        ]
-        .into_iter()
-        .flatten()
-        .collect();
-        let doomed: Vec<String> = self
-            .keys(&admin, &user)
-            .await?
-            .into_iter()
-            .filter_map(|k| k.access_key_id)
-            .filter(|id| !keep.contains(id.as_str()))
-            .collect();
-        if !doomed.is_empty() {
-            self.check_binding(&admin, &user, versions).await?;
-        }
-        for id in &doomed {
-            self.delete_key(&admin, &user, id).await?;
-        }
-        let policy = ctx
-            .policy
-            .map(|p| format!("rotation policy {p}: "))
-            .unwrap_or_default();
-        self.audit_step(
-            ctx,
-            secret,
-            token,
-            Step::Finish,
-            Some(&new_id),
-            format!(
-                "{policy}access key of user {user} rotated: {} -> {new_id} ({} mode); deleted: {}.",
-                previous.as_deref().unwrap_or("none"),
-                current.mode.as_str(),
-                if doomed.is_empty() {
-                    "none".to_owned()
-                } else {
-                    doomed.join(", ")
-                }
-            ),
-        )
-        .await?;
-        self.unlock(&versions.arn, token).await?;
-        Ok(Rotated {
-            user_name: user,
-            old_access_key_id: previous,
-            new_access_key_id: new_id,
-        })
-    }
-
-    /// `createSecret` and `testSecret` are recorded as steps; `finishSecret` is the rotation itself
-    /// (`event: "Access Key Rotated"`, with the policy name in `profile` for scheduled rotations).
-    /// Written once per (secret, token, step): a step re-run after a crash adds nothing.
-    async fn audit_step(
+    pub(super) async fn audit_step(
         &self,
         ctx: &Ctx<'_>,
         secret: &str,
@@ -535,5 +287,30 @@ impl Rotator {
         let once = format!("rotation#{secret}#{token}#{}", step.as_str());
         self.audit.write_once(&r, &self.state_table, &once).await?;
         Ok(())
+    }
+}
+
+/// Whether `arn` (`GetCallerIdentity`'s answer) is IAM user `user`: IAM user names are unique
+/// case-insensitively, and STS answers with IAM's spelling, not the secret's.
+fn arn_names_user(arn: &str, user: &str) -> bool {
+    arn.split_once(":user/").is_some_and(|(_, path)| {
+        path.rsplit('/')
+            .next()
+            .is_some_and(|name| name.eq_ignore_ascii_case(user))
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn user_names_compare_as_iam_compares_them() {
+        let arn = "arn:aws:iam::123456789012:user/service/CI-Deployer";
+        assert!(super::arn_names_user(arn, "ci-deployer"));
+        assert!(super::arn_names_user(arn, "CI-Deployer"));
+        assert!(!super::arn_names_user(arn, "deployer"));
+        assert!(!super::arn_names_user(
+            "arn:aws:sts::123456789012:assumed-role/ci-deployer/x",
+            "ci-deployer"
+        ));
     }
 }

@@ -1,6 +1,7 @@
-//! IAM access-key rotation (SPEC §6): the Secrets Manager rotation protocol and its guards
-//! (`protocol`), the key engine that makes, proves and retires keys (`engine`), the identity the
-//! IAM calls are signed with (`admin`), and the per-secret lock (`lock`).
+//! IAM access-key rotation (SPEC §6, §6a): the Secrets Manager rotation protocol and its guards
+//! (`protocol`), the key engine that makes, proves and retires keys (`engine`), the two-key check
+//! that trusts no listing (`keys`), the user's binding to the secret's ARN (`binding`), the
+//! identity the IAM calls are signed with (`admin`), and the per-secret lock (`lock`).
 //!
 //! Every step re-reads its state from Secrets Manager and IAM, so any step can be re-run after a
 //! crash at any point and converges. One rotation runs at a time per secret; no step deletes a
@@ -8,11 +9,15 @@
 //! `delete_first`'s own deletion); a user is rotated only when tagged for the secret.
 
 mod admin;
+mod binding;
 mod engine;
+mod finish;
+mod keys;
 mod lock;
 pub mod policy;
 mod protocol;
 mod secret;
+mod store;
 
 pub use secret::{Mode, RotatedSecret};
 
@@ -31,10 +36,21 @@ pub const PREVIOUS: &str = "AWSPREVIOUS";
 pub const EVENT_ROTATED: &str = "Access Key Rotated";
 pub const EVENT_STEP: &str = "Access Key Rotation Step";
 pub const EVENT_FAILED: &str = "Access Key Rotation Failed";
+pub const EVENT_ABANDONED: &str = "Access Key Rotation Abandoned";
+pub const EVENT_SHADOW_DETECTED: &str = "Shadow Access Key Detected";
+pub const EVENT_SHADOW_DELETED: &str = "Shadow Access Key Deleted";
+/// A key a rotation (or its crashed attempt) created that no version records, deleted by it.
+pub const EVENT_ORPHAN_DELETED: &str = "Orphan Access Key Deleted";
 /// The tag that binds an IAM user to the one secret allowed to rotate its keys.
 pub const BINDING_TAG: &str = "keysmith:rotation-secret";
 /// How long `testSecret` waits for IAM to accept a new key.
 pub const TEST_TIMEOUT: Duration = Duration::from_secs(20);
+/// How long a step waits for another invocation's step of the same rotation (a duplicate
+/// delivery) before it fails as locked: longer than a whole `testSecret`.
+pub const LOCK_WAIT: Duration = Duration::from_secs(30);
+/// A hook step's hold on the lock when the invocation's deadline is unknown: the function's
+/// timeout in `template.yaml`.
+pub const HOOK_STEP_HOLD: Duration = Duration::from_secs(60);
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 pub enum Step {
@@ -89,14 +105,22 @@ pub enum RotationError {
     },
     #[error("the pending key of {user} was not accepted by STS within {} s", TEST_TIMEOUT.as_secs())]
     NotReady { user: String },
-    #[error("the pending key of {user} no longer exists in IAM: rotation {token} was abandoned and starts again")]
-    Abandoned { user: String, token: String },
-    #[error("user {user} already has two keys that must be kept (current and admin); delete one by hand")]
-    NoRoom { user: String },
+    #[error("rotation {token} of user {user} was abandoned ({reason}); the next rotation starts again")]
+    Abandoned {
+        user: String,
+        token: String,
+        reason: String,
+    },
+    #[error("user {user} has no room for a new key: {reason}")]
+    NoRoom { user: String, reason: String },
     #[error("delete_first cannot rotate the key the rotation itself signs with")]
     SelfDeleteFirst,
-    #[error("user {user} is not bound to secret {secret}: it needs the tag {BINDING_TAG} with the secret's name or ARN")]
-    Unbound { user: String, secret: String },
+    #[error("user {user} is not bound to secret {secret}: {reason}")]
+    Unbound {
+        user: String,
+        secret: String,
+        reason: String,
+    },
     #[error("another rotation of secret {secret} is in progress")]
     Locked { secret: String },
     #[error(transparent)]
@@ -135,6 +159,7 @@ pub struct Rotator {
     /// The state table: the per-secret lock and the audit items' write-once markers.
     state_table: String,
     test_timeout: Duration,
+    lock_wait: Duration,
 }
 
 impl std::fmt::Debug for Rotator {
@@ -150,6 +175,7 @@ impl Rotator {
             audit,
             state_table: state_table.into(),
             test_timeout: TEST_TIMEOUT,
+            lock_wait: LOCK_WAIT,
         }
     }
 
@@ -184,16 +210,23 @@ impl Versions {
     fn names(&self, id: &str) -> bool {
         id == self.arn || id == self.name
     }
+
+    fn is_live(&self, version: &str) -> bool {
+        self.has_stage(version, PENDING) || self.has_stage(version, CURRENT)
+    }
 }
 
 /// Who a rotation runs for, as its audit items and its lock record it.
 struct Ctx<'a> {
     origin: &'a Origin,
     policy: Option<&'a str>,
-    /// The lock's owner: every invocation of the Secrets Manager hook shares one (Secrets Manager
-    /// drives one rotation's steps one after another); an in-process rotation owns its own.
+    /// Who holds the lock during a step: the hook invocation's request id (a duplicate delivery
+    /// has its own, so it waits instead of running beside the first); an in-process rotation's
+    /// own id. The lock itself belongs to the rotation's token, whichever path continues it.
     owner: &'a str,
     now: DateTime<Utc>,
+    /// Until when this invocation's hold on the lock lasts if it dies mid-step.
+    hold_until: DateTime<Utc>,
 }
 
 /// The outcome of a whole rotation.

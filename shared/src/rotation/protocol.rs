@@ -3,59 +3,78 @@
 
 use chrono::{DateTime, Utc};
 
+use super::policy::LOCK_TTL_MINUTES;
 use super::{
-    Ctx, Rotated, RotationError, RotationEvent, Rotator, Step, CURRENT, EVENT_FAILED, PENDING,
+    Ctx, Rotated, RotationError, RotationEvent, Rotator, Step, Versions, CURRENT, EVENT_FAILED,
+    HOOK_STEP_HOLD, PENDING,
 };
 use crate::audit::{AuditRecord, Category, Origin, Outcome};
 
-/// The lock owner of every Secrets Manager hook invocation: the hook continues its own rotation
-/// across invocations, and Secrets Manager never runs two steps of one rotation at once.
-pub const HOOK_OWNER: &str = "secretsmanager";
-
 impl Rotator {
-    /// One step of the Secrets Manager rotation protocol.
+    /// One step of the Secrets Manager rotation protocol, for an invocation whose deadline is
+    /// unknown (it holds the lock for `HOOK_STEP_HOLD` at most).
     pub async fn run(&self, event: &RotationEvent, origin: &Origin) -> Result<(), RotationError> {
+        self.run_until(event, origin, None).await
+    }
+
+    /// One step of the Secrets Manager rotation protocol. The invocation (its request id) holds
+    /// the secret's lock while the step runs, until `deadline` at most if it dies.
+    pub async fn run_until(
+        &self,
+        event: &RotationEvent,
+        origin: &Origin,
+        deadline: Option<std::time::SystemTime>,
+    ) -> Result<(), RotationError> {
+        let now = Utc::now();
+        let deadline = deadline.map(DateTime::<Utc>::from);
+        let hold = chrono::Duration::from_std(HOOK_STEP_HOLD).unwrap_or_default();
         let ctx = Ctx {
             origin,
             policy: None,
-            owner: HOOK_OWNER,
-            now: Utc::now(),
+            owner: &origin.request_id,
+            now,
+            hold_until: deadline.unwrap_or(now + hold),
         };
-        let result = self.step(event, &ctx).await;
+        let mut arn = None;
+        let result = self.step(event, &ctx, &mut arn).await;
         if let Err(e) = &result {
             self.audit_failure(&ctx, &event.secret_id, event.step, e)
                 .await;
         }
+        // A finished rotation's lock is gone already; a step that never got it holds nothing.
+        let holds = match &result {
+            Ok(()) => event.step != Step::Finish,
+            Err(e) => !matches!(e, RotationError::Locked { .. }),
+        };
+        if let Some(arn) = arn.filter(|_| holds) {
+            if let Err(e) = self.release_hold(&arn, ctx.owner).await {
+                tracing::warn!(secret = %event.secret_id, error = %e, "releasing the step's hold failed; it ends at the invocation's deadline");
+            }
+        }
         result
     }
 
-    async fn step(&self, event: &RotationEvent, ctx: &Ctx<'_>) -> Result<(), RotationError> {
+    async fn step(
+        &self,
+        event: &RotationEvent,
+        ctx: &Ctx<'_>,
+        arn: &mut Option<String>,
+    ) -> Result<(), RotationError> {
         let (secret, token) = (&event.secret_id, &event.client_request_token);
-        let versions = self.versions(secret).await?;
-        if !versions.enabled {
-            return Err(RotationError::NotEnabled(secret.clone()));
-        }
-        if !versions.stages.contains_key(token) {
-            return Err(RotationError::UnknownToken {
-                secret: secret.clone(),
-                token: token.clone(),
-            });
-        }
-        let current = versions.has_stage(token, CURRENT);
-        if current && event.step != Step::Finish {
-            tracing::info!(
-                secret,
-                token,
-                step = event.step.as_str(),
-                "version is already AWSCURRENT: nothing to do"
-            );
+        let mut versions = self.versions(secret).await?;
+        if !self.guard(event, &versions)? {
             return Ok(());
         }
-        if !current && !versions.has_stage(token, PENDING) {
-            return Err(RotationError::NotPending {
-                secret: secret.clone(),
-                token: token.clone(),
-            });
+        *arn = Some(versions.arn.clone());
+        if self.lock(&versions, token, ctx).await? {
+            // A duplicate delivery waited for the first, or the lock was not this rotation's a
+            // moment ago: look again at what the other invocation left.
+            versions = self.versions(secret).await?;
+            if !self.guard(event, &versions)? {
+                // Done by the other invocation; the lock this wait took must not outlive it.
+                self.unlock(&versions.arn, token).await?;
+                return Ok(());
+            }
         }
         match event.step {
             Step::Create => {
@@ -75,10 +94,42 @@ impl Rotator {
         }
     }
 
+    /// Secrets Manager's guards: `false` when the step has nothing to do (its version is current).
+    fn guard(&self, event: &RotationEvent, versions: &Versions) -> Result<bool, RotationError> {
+        let (secret, token) = (&event.secret_id, &event.client_request_token);
+        if !versions.enabled {
+            return Err(RotationError::NotEnabled(secret.clone()));
+        }
+        if !versions.stages.contains_key(token) {
+            return Err(RotationError::UnknownToken {
+                secret: secret.clone(),
+                token: token.clone(),
+            });
+        }
+        let current = versions.has_stage(token, CURRENT);
+        if current && event.step != Step::Finish {
+            tracing::info!(
+                secret,
+                token,
+                step = event.step.as_str(),
+                "version is already AWSCURRENT: nothing to do"
+            );
+            return Ok(false);
+        }
+        if !current && !versions.has_stage(token, PENDING) {
+            return Err(RotationError::NotPending {
+                secret: secret.clone(),
+                token: token.clone(),
+            });
+        }
+        Ok(true)
+    }
+
     /// A whole rotation, in-process, through the same steps (scheduled rotation and rotate-now;
-    /// the secret need not have Secrets Manager rotation enabled). A rotation left half-done is
-    /// continued with its token once its lock is free; one whose pending key has vanished is
-    /// abandoned and started anew. `now` is the run's time (the lock's clock).
+    /// the secret need not have Secrets Manager rotation enabled). SPEC §6a: a rotation another
+    /// path left pending is continued under its own token, unless its key is gone from IAM: then
+    /// it is abandoned and a new rotation runs, in the same call. `now` is the run's time (the
+    /// lock's clock).
     pub async fn rotate_now(
         &self,
         secret: &str,
@@ -92,19 +143,21 @@ impl Rotator {
             policy: Some(policy),
             owner: &owner,
             now,
+            hold_until: now + chrono::Duration::minutes(LOCK_TTL_MINUTES),
         };
         let mut step = Step::Create;
-        let mut held = None;
+        let mut arn = None;
         let result = self
-            .rotate_in_process(secret, &ctx, &mut step, &mut held)
+            .rotate_in_process(secret, &ctx, &mut step, &mut arn)
             .await;
         if let Err(e) = &result {
             self.audit_failure(&ctx, secret, step, e).await;
-            // A failed run frees the secret at once (a crashed one leaves the lock to expire).
-            if let (Some((arn, token)), false) = (held, matches!(e, RotationError::Locked { .. })) {
-                if let Err(unlock) = self.unlock(&arn, &token).await {
-                    tracing::warn!(secret, error = %unlock, "releasing a secret's rotation lock failed");
-                }
+        }
+        // A finished rotation released its lock. A failed one keeps it (the next run continues it
+        // or finds it dead, and it carries the pre-create record): this run only lets go of its hold.
+        if let Some(arn) = arn.filter(|_| result.is_err()) {
+            if let Err(unlock) = self.release_hold(&arn, &owner).await {
+                tracing::warn!(secret, error = %unlock, "releasing a secret's rotation lock failed");
             }
         }
         result
@@ -115,41 +168,51 @@ impl Rotator {
         secret: &str,
         ctx: &Ctx<'_>,
         step: &mut Step,
-        held: &mut Option<(String, String)>,
+        arn: &mut Option<String>,
     ) -> Result<Rotated, RotationError> {
-        let versions = self.versions(secret).await?;
-        let current = versions.with_stage(CURRENT).map(str::to_owned);
-        let pending = versions.with_stage(PENDING).map(str::to_owned);
-        // A finish cut short: AWSCURRENT moved, but AWSPENDING is still on it, or the lock
-        // (released last) still names it. Finish that rotation rather than start another.
-        let interrupted = match &pending {
-            Some(p) if Some(p) == current.as_ref() => Some(p.clone()),
-            Some(_) => None,
-            None => self
-                .lock_token(&versions.arn)
-                .await?
-                .filter(|t| Some(t) == current.as_ref()),
-        };
-        if let Some(token) = interrupted {
-            *step = Step::Finish;
-            *held = Some((versions.arn.clone(), token.clone()));
-            return self.finish(secret, &token, &versions, ctx).await;
-        }
-        let token = match pending {
-            Some(p) => {
-                self.lock(&versions, &p, ctx.owner, ctx.now).await?;
-                *held = Some((versions.arn.clone(), p.clone()));
-                match self.value(secret, Some(&p), PENDING).await? {
-                    Some(v) if self.pending_key_gone(secret, &versions, &v).await? => {
-                        self.abandon(secret, &p, &versions, &v).await?;
-                        uuid::Uuid::new_v4().to_string()
-                    }
-                    _ => p,
-                }
+        let mut versions = self.versions(secret).await?;
+        *arn = Some(versions.arn.clone());
+        let mut waited = false;
+        let token = loop {
+            let current = versions.with_stage(CURRENT).map(str::to_owned);
+            let pending = versions.with_stage(PENDING).map(str::to_owned);
+            // A finish cut short: AWSCURRENT moved, but AWSPENDING is still on it, or the lock
+            // (released last) still names it. Finish that rotation rather than start another.
+            let interrupted = match &pending {
+                Some(p) if Some(p) == current.as_ref() => Some(p.clone()),
+                Some(_) => None,
+                None => self
+                    .lock_token(&versions.arn)
+                    .await?
+                    .filter(|t| Some(t) == current.as_ref()),
+            };
+            if let Some(token) = interrupted {
+                *step = Step::Finish;
+                return self.finish(secret, &token, &versions, ctx).await;
             }
-            None => uuid::Uuid::new_v4().to_string(),
+            let Some(p) = pending else {
+                break uuid::Uuid::new_v4().to_string();
+            };
+            // Another path's rotation: continue it under its own token (the lock is the
+            // rotation's). A step another invocation is running is waited for, then the secret
+            // is read again; "in progress" is an answer only while that rotation is alive.
+            if self.lock(&versions, &p, ctx).await? && !waited {
+                waited = true;
+                versions = self.versions(secret).await?;
+                continue;
+            }
+            match self.value(secret, Some(&p), PENDING).await? {
+                Some(v) if self.pending_key_gone(secret, &versions, &v).await? => {
+                    let reason = format!(
+                        "its pending key {} no longer exists in IAM",
+                        v.key_id().unwrap_or("none")
+                    );
+                    self.abandon(secret, &p, &versions, &v, ctx, reason).await?;
+                    break uuid::Uuid::new_v4().to_string();
+                }
+                _ => break p,
+            }
         };
-        *held = Some((versions.arn.clone(), token.clone()));
         self.create(secret, &token, None, &versions, ctx).await?;
         *step = Step::Test;
         self.test(secret, &token, &versions, ctx).await?;

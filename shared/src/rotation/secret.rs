@@ -30,6 +30,13 @@ impl Mode {
     }
 }
 
+/// The key fields SPEC §5 accepts, the canonical spelling first.
+const KEY_SPELLINGS: [(&str, &str); 3] = [
+    ("access_key_id", "secret_access_key"),
+    ("AccessKeyId", "SecretAccessKey"),
+    ("aws_access_key_id", "aws_secret_access_key"),
+];
+
 /// A rotated secret's value. `Debug` shows no secret.
 #[derive(Clone)]
 pub struct RotatedSecret {
@@ -75,10 +82,14 @@ impl RotatedSecret {
             Some("delete_first") => Mode::DeleteFirst,
             Some(_) => return Err("mode must be replace, graceful or delete_first".into()),
         };
-        let key = match (
-            text_field("access_key_id")?,
-            text_field("secret_access_key")?,
-        ) {
+        // SPEC §5's spellings, canonical first; `with_new_key` writes only the canonical one.
+        let mut id = None;
+        let mut secret = None;
+        for (i, s) in KEY_SPELLINGS {
+            id = id.or(text_field(i)?);
+            secret = secret.or(text_field(s)?);
+        }
+        let key = match (id, secret) {
             (Some(id), Some(secret)) => Some(AccessKeyPair {
                 access_key_id: id,
                 secret_access_key: Secret::new(secret),
@@ -110,6 +121,10 @@ impl RotatedSecret {
         now: DateTime<Utc>,
     ) -> String {
         let mut raw = self.raw.clone();
+        for (i, s) in KEY_SPELLINGS {
+            raw.remove(i);
+            raw.remove(s);
+        }
         raw.insert("access_key_id".into(), json!(key.access_key_id));
         raw.insert(
             "secret_access_key".into(),
@@ -161,6 +176,24 @@ mod tests {
         assert_eq!(next["mode"], "replace");
         let again = RotatedSecret::parse(&next.to_string()).unwrap();
         assert!(!format!("{again:?}").contains("s3cr3t"));
+    }
+
+    #[test]
+    fn reads_every_spelling_and_writes_the_canonical_one() {
+        for (i, s) in KEY_SPELLINGS {
+            let text = json!({"user_name": "ci", i: "AKIAOLD", s: "old-secret"}).to_string();
+            let v = RotatedSecret::parse(&text).unwrap();
+            assert_eq!(v.key_id(), Some("AKIAOLD"), "{i}");
+            let key = AccessKeyPair {
+                access_key_id: "AKIANEW".into(),
+                secret_access_key: Secret::new("new-secret"),
+                session_token: None,
+            };
+            let next: Value = serde_json::from_str(&v.with_new_key(&key, &[], Utc::now())).unwrap();
+            let fields: Vec<&String> = next.as_object().unwrap().keys().collect();
+            assert!(!fields.iter().any(|f| ["AccessKeyId", "SecretAccessKey", "aws_access_key_id", "aws_secret_access_key"].contains(&f.as_str())), "{fields:?}");
+            assert_eq!(next["access_key_id"], "AKIANEW");
+        }
     }
 
     #[test]
