@@ -49,7 +49,8 @@ impl Fx {
         }
         let name = format!("keysmith/{user}");
         keysmith_tests::aws::bind(&t.sdk, &user, &name).await;
-        let value = json!({"user_name": user, fields.0: keys[0].0, fields.1: keys[0].1, "mode": mode});
+        let value =
+            json!({"user_name": user, fields.0: keys[0].0, fields.1: keys[0].1, "mode": mode});
         let secret = create_secret(&t, &name, &value).await;
         Fx {
             t,
@@ -128,7 +129,9 @@ impl Fx {
             .filter(|i| {
                 i["event"].as_s().unwrap() == event
                     && (i["message"].as_s().unwrap().contains(&self.secret)
-                        || i.get("lease_id").and_then(|l| l.as_s().ok()).is_some_and(|l| l.starts_with(&self.secret)))
+                        || i.get("lease_id")
+                            .and_then(|l| l.as_s().ok())
+                            .is_some_and(|l| l.starts_with(&self.secret)))
             })
             .collect()
     }
@@ -288,7 +291,13 @@ async fn the_same_step_delivered_twice_writes_one_audit_item() {
     })));
     let r = f.via(&proxy).await;
     let token = f.start().await;
-    for step in [Step::Create, Step::Create, Step::Set, Step::Test, Step::Test] {
+    for step in [
+        Step::Create,
+        Step::Create,
+        Step::Set,
+        Step::Test,
+        Step::Test,
+    ] {
         f.step(&r, step, &token).await.unwrap();
     }
     let steps = f.items("Access Key Rotation Step").await;
@@ -336,15 +345,14 @@ async fn a_recreated_secret_of_the_same_name_gets_no_key() {
         .await;
     assert!(pending.is_err(), "nothing was written into the impostor");
     assert_eq!(f.key_ids().await, keys, "the user's keys are unchanged");
-    let failed: Vec<String> = f
-        .t
-        .audit_items()
-        .await
-        .iter()
-        .filter(|i| i["event"].as_s().unwrap() == "Access Key Rotation Failed")
-        .map(|i| i["message"].as_s().unwrap().clone())
-        .filter(|m| m.contains(&impostor))
-        .collect();
+    let failed: Vec<String> =
+        f.t.audit_items()
+            .await
+            .iter()
+            .filter(|i| i["event"].as_s().unwrap() == "Access Key Rotation Failed")
+            .map(|i| i["message"].as_s().unwrap().clone())
+            .filter(|m| m.contains(&impostor))
+            .collect();
     assert!(
         failed.iter().any(|m| m.contains("UserNotBound")),
         "{failed:?}"
@@ -359,12 +367,19 @@ const PHANTOM: &str = "AKIAPHANTOMKEY000001";
 async fn a_third_key_after_create_access_key_is_deleted_and_audited() {
     let f = Fx::canonical("graceful", 1).await;
     let proxy = CaptureProxy::start(&Moto::shared().endpoint).await;
-    let (created, deleted) = (Arc::new(AtomicBool::new(false)), Arc::new(AtomicBool::new(false)));
+    let (created, deleted) = (
+        Arc::new(AtomicBool::new(false)),
+        Arc::new(AtomicBool::new(false)),
+    );
     let user = f.user.clone();
     let rewrite = Rewriter(Arc::new(|body: &str| {
         let member = format!("<member><UserName>x</UserName><AccessKeyId>{PHANTOM}</AccessKeyId><Status>Active</Status><CreateDate>{}</CreateDate></member>",
             chrono::Utc::now().format("%Y-%m-%dT%H:%M:%SZ"));
-        body.replacen("</AccessKeyMetadata>", &format!("{member}</AccessKeyMetadata>"), 1)
+        body.replacen(
+            "</AccessKeyMetadata>",
+            &format!("{member}</AccessKeyMetadata>"),
+            1,
+        )
     }));
     proxy.set_faults(Some(Arc::new(move |r| {
         let for_user = r.form("UserName").as_deref() == Some(user.as_str());
@@ -384,7 +399,9 @@ async fn a_third_key_after_create_access_key_is_deleted_and_audited() {
         }
     })));
     let token = f.start().await;
-    rotate(&f.via(&proxy).await, &f.secret, &token).await.unwrap();
+    rotate(&f.via(&proxy).await, &f.secret, &token)
+        .await
+        .unwrap();
     let deletes: Vec<String> = proxy
         .requests()
         .iter()
@@ -396,7 +413,10 @@ async fn a_third_key_after_create_access_key_is_deleted_and_audited() {
     assert!(s.keys.len() <= 2, "{:?}", s.keys);
     let (id, secret) = s.current_key();
     assert!(f.works(id, secret).await, "the current key is intact");
-    assert!(s.keys.contains_key(&f.keys[0].0), "graceful keeps AWSPREVIOUS");
+    assert!(
+        s.keys.contains_key(&f.keys[0].0),
+        "graceful keeps AWSPREVIOUS"
+    );
     let audited = f.items("Orphan Access Key Deleted").await;
     assert_eq!(audited.len(), 1, "{audited:?}");
     assert_eq!(audited[0]["access_key_id"].as_s().unwrap(), PHANTOM);
@@ -411,7 +431,10 @@ async fn a_shadow_key_is_reported_outside_replace_and_deleted_audited_in_replace
     let shadow = f.keys[1].0.clone();
     let before = f.key_ids().await;
     let token = f.start().await;
-    let err = f.step(&f.rotator(), Step::Create, &token).await.unwrap_err();
+    let err = f
+        .step(&f.rotator(), Step::Create, &token)
+        .await
+        .unwrap_err();
     let text = err.to_string();
     assert!(matches!(err, RotationError::NoRoom { .. }), "{err}");
     for part in [f.keys[0].0.as_str(), shadow.as_str(), "replace"] {
@@ -483,10 +506,18 @@ async fn every_key_spelling_rotates_like_the_canonical_one() {
             }
             let s = f.snapshot().await;
             let (id, secret) = s.current_key();
-            assert!(id.starts_with("AKIA") && id != f.keys[0].0, "{:?}", s.current);
+            assert!(
+                id.starts_with("AKIA") && id != f.keys[0].0,
+                "{:?}",
+                s.current
+            );
             assert!(f.works(id, secret).await);
             assert!(s.current.get(fields.0).is_none() && s.current.get(fields.1).is_none());
-            assert_eq!(f.key_ids().await, [id.to_owned()], "{fields:?}/{start_keys}");
+            assert_eq!(
+                f.key_ids().await,
+                [id.to_owned()],
+                "{fields:?}/{start_keys}"
+            );
             let previous = s.previous.unwrap();
             assert_eq!(previous[fields.0], f.keys[0].0.as_str());
         }
@@ -529,7 +560,10 @@ async fn a_create_secret_delivered_twice_at_once_makes_one_key() {
 async fn a_user_name_in_another_case_passes_test_secret() {
     let f = Fx::canonical("replace", 1).await;
     let proxy = CaptureProxy::start(&Moto::shared().endpoint).await;
-    let (from, to) = (format!(":user/{}", f.user), format!(":user/{}", f.user.to_uppercase()));
+    let (from, to) = (
+        format!(":user/{}", f.user),
+        format!(":user/{}", f.user.to_uppercase()),
+    );
     let rewrite = Rewriter(Arc::new(move |body: &str| body.replace(&from, &to)));
     proxy.set_faults(Some(Arc::new(move |r| {
         if r.operation() == "GetCallerIdentity" {
@@ -539,6 +573,8 @@ async fn a_user_name_in_another_case_passes_test_secret() {
         }
     })));
     let token = f.start().await;
-    rotate(&f.via(&proxy).await, &f.secret, &token).await.unwrap();
+    rotate(&f.via(&proxy).await, &f.secret, &token)
+        .await
+        .unwrap();
     assert_eq!(f.snapshot().await.stages[&token], ["AWSCURRENT"]);
 }

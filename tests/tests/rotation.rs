@@ -877,7 +877,10 @@ async fn rotate_now_while_a_hook_rotation_is_pending() {
         .rotate_now(&f.secret, &origin(), "now", chrono::Utc::now())
         .await
         .unwrap();
-    assert_eq!(rotated.new_access_key_id, pending, "the hook's version is finished");
+    assert_eq!(
+        rotated.new_access_key_id, pending,
+        "the hook's version is finished"
+    );
     let done = f.snapshot().await;
     assert_eq!(done.current_key().0, pending);
     for step in [Step::Set, Step::Test, Step::Finish] {
@@ -885,7 +888,11 @@ async fn rotate_now_while_a_hook_rotation_is_pending() {
             .await
             .unwrap();
     }
-    assert_eq!(f.snapshot().await, done, "the hook's late steps change nothing");
+    assert_eq!(
+        f.snapshot().await,
+        done,
+        "the hook's late steps change nothing"
+    );
     let rotated = r
         .rotate_now(&f.secret, &origin(), "now", chrono::Utc::now())
         .await

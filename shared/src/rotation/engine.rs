@@ -230,7 +230,11 @@ impl Rotator {
     }
 
     /// Takes `AWSPENDING` off version `token`.
-    pub(super) async fn remove_pending(&self, secret: &str, token: &str) -> Result<(), RotationError> {
+    pub(super) async fn remove_pending(
+        &self,
+        secret: &str,
+        token: &str,
+    ) -> Result<(), RotationError> {
         self.clients
             .secrets
             .update_secret_version_stage()

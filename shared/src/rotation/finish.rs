@@ -4,8 +4,8 @@
 use std::collections::HashSet;
 
 use super::{
-    aws, Ctx, Mode, Rotated, RotationError, Rotator, Step, Versions, CURRENT,
-    EVENT_SHADOW_DELETED, PENDING, PREVIOUS,
+    aws, Ctx, Mode, Rotated, RotationError, Rotator, Step, Versions, CURRENT, EVENT_SHADOW_DELETED,
+    PENDING, PREVIOUS,
 };
 
 impl Rotator {

@@ -70,13 +70,17 @@ impl Rotator {
             let orphan = !recorded.contains(&id)
                 && before.as_ref().is_some_and(|(ids, at)| {
                     !ids.contains(&id)
-                        && created.is_some_and(|c| {
-                            c >= *at - CREATED_BEFORE && c <= *at + CREATED_AFTER
-                        })
+                        && created
+                            .is_some_and(|c| c >= *at - CREATED_BEFORE && c <= *at + CREATED_AFTER)
                 });
             if orphan {
-                self.delete_orphan(r, &id, Step::Create, "a key an earlier attempt of this secret's rotation created and never recorded")
-                    .await?;
+                self.delete_orphan(
+                    r,
+                    &id,
+                    Step::Create,
+                    "a key an earlier attempt of this secret's rotation created and never recorded",
+                )
+                .await?;
             } else {
                 remaining.push(id);
             }
@@ -109,9 +113,10 @@ impl Rotator {
                 Mode::DeleteFirst => remaining.first().cloned(),
                 _ if remaining.len() < 2 => None,
                 // The key AWSPREVIOUS holds is the older non-current one graceful retires.
-                Mode::Graceful => match previous.as_ref().filter(|p| {
-                    remaining.contains(p) && !protected.contains(p.as_str())
-                }) {
+                Mode::Graceful => match previous
+                    .as_ref()
+                    .filter(|p| remaining.contains(p) && !protected.contains(p.as_str()))
+                {
                     Some(p) => Some(p.clone()),
                     None => return Err(no_room(r, &remaining, &protected, &shadows)),
                 },
@@ -269,7 +274,8 @@ impl Rotator {
         id: &str,
         message: String,
     ) -> Result<(), RotationError> {
-        let mut rec = AuditRecord::new(ctx.origin, Category::Data, event, Outcome::Success, message);
+        let mut rec =
+            AuditRecord::new(ctx.origin, Category::Data, event, Outcome::Success, message);
         rec.level = if event == EVENT_SHADOW_DETECTED {
             Level::Error
         } else {
@@ -281,7 +287,9 @@ impl Rotator {
         rec.lease_id = Some(format!("{secret}#{}", step.as_str()));
         tracing::warn!(secret, event, access_key_id = id, "rotation key check");
         let once = format!("rotation#{secret}#{token}#{event}#{id}");
-        self.audit.write_once(&rec, &self.state_table, &once).await?;
+        self.audit
+            .write_once(&rec, &self.state_table, &once)
+            .await?;
         Ok(())
     }
 }

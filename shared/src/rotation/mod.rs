@@ -105,7 +105,9 @@ pub enum RotationError {
     },
     #[error("the pending key of {user} was not accepted by STS within {} s", TEST_TIMEOUT.as_secs())]
     NotReady { user: String },
-    #[error("rotation {token} of user {user} was abandoned ({reason}); the next rotation starts again")]
+    #[error(
+        "rotation {token} of user {user} was abandoned ({reason}); the next rotation starts again"
+    )]
     Abandoned {
         user: String,
         token: String,

@@ -191,7 +191,16 @@ mod tests {
             };
             let next: Value = serde_json::from_str(&v.with_new_key(&key, &[], Utc::now())).unwrap();
             let fields: Vec<&String> = next.as_object().unwrap().keys().collect();
-            assert!(!fields.iter().any(|f| ["AccessKeyId", "SecretAccessKey", "aws_access_key_id", "aws_secret_access_key"].contains(&f.as_str())), "{fields:?}");
+            assert!(
+                !fields.iter().any(|f| [
+                    "AccessKeyId",
+                    "SecretAccessKey",
+                    "aws_access_key_id",
+                    "aws_secret_access_key"
+                ]
+                .contains(&f.as_str())),
+                "{fields:?}"
+            );
             assert_eq!(next["access_key_id"], "AKIANEW");
         }
     }

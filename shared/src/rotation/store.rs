@@ -93,7 +93,12 @@ impl Rotator {
         Ok(keys)
     }
 
-    pub(super) async fn delete_key(&self, admin: &Admin, user: &str, id: &str) -> Result<(), RotationError> {
+    pub(super) async fn delete_key(
+        &self,
+        admin: &Admin,
+        user: &str,
+        id: &str,
+    ) -> Result<(), RotationError> {
         match admin
             .iam
             .delete_access_key()
