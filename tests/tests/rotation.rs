@@ -352,6 +352,10 @@ async fn crash_and_retry(
         }
         Some(at) => {
             assert!(first.is_err(), "a crash after call {at} must fail the run");
+            assert!(
+                at < crashed.len(),
+                "the run ended before call {at}: {first:?} {crashed:?}"
+            );
             crashed[..=at].to_vec()
         }
     };

@@ -85,7 +85,8 @@ impl Rotator {
             let recorded = previous.as_deref() == Some(id.as_str());
             match (current.mode, recorded) {
                 (Mode::Replace, _) => doomed.push(id),
-                (Mode::Graceful, true) => {}
+                // The key AWSPREVIOUS records: graceful keeps it, and it is no shadow elsewhere.
+                (_, true) => {}
                 _ => {
                     self.report_shadow_key(ctx, secret, token, Step::Finish, &user, &id)
                         .await?
