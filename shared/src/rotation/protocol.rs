@@ -10,6 +10,9 @@ use super::{
 };
 use crate::audit::{AuditRecord, Category, Origin, Outcome};
 
+/// How often an in-process rotation looks again after waiting for another path's step.
+const MAX_LOOKS: usize = 8;
+
 impl Rotator {
     /// One step of the Secrets Manager rotation protocol, for an invocation whose deadline is
     /// unknown (it holds the lock for `HOOK_STEP_HOLD` at most).
@@ -172,7 +175,8 @@ impl Rotator {
     ) -> Result<Rotated, RotationError> {
         let mut versions = self.versions(secret).await?;
         *arn = Some(versions.arn.clone());
-        let mut waited = false;
+        // Each wait for another invocation's step is followed by a fresh look at the secret.
+        let mut looks = 0;
         let token = loop {
             let current = versions.with_stage(CURRENT).map(str::to_owned);
             let pending = versions.with_stage(PENDING).map(str::to_owned);
@@ -196,8 +200,13 @@ impl Rotator {
             // Another path's rotation: continue it under its own token (the lock is the
             // rotation's). A step another invocation is running is waited for, then the secret
             // is read again; "in progress" is an answer only while that rotation is alive.
-            if self.lock(&versions, &p, ctx).await? && !waited {
-                waited = true;
+            if self.lock(&versions, &p, ctx).await? {
+                looks += 1;
+                if looks > MAX_LOOKS {
+                    return Err(RotationError::Locked {
+                        secret: versions.arn.clone(),
+                    });
+                }
                 versions = self.versions(secret).await?;
                 continue;
             }

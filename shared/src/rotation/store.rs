@@ -46,13 +46,6 @@ impl Rotator {
             Err(RotationError::Aws { failure, .. }) if failure.kind == FailureKind::NotFound => {
                 return Ok(None);
             }
-            // The version exists but no longer carries `stage` (a rotation finished meanwhile).
-            Err(RotationError::Aws { failure, .. })
-                if version.is_some()
-                    && failure.code.as_deref() == Some("InvalidRequestException") =>
-            {
-                return Ok(None);
-            }
             Err(e) => return Err(e),
         };
         let text = out.secret_string.unwrap_or_default();
