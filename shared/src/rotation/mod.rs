@@ -13,6 +13,7 @@ mod lock;
 pub mod policy;
 mod protocol;
 mod secret;
+mod session;
 
 pub use secret::{Mode, RotatedSecret};
 
@@ -135,6 +136,8 @@ pub struct Rotator {
     /// The state table: the per-secret lock and the audit items' write-once markers.
     state_table: String,
     test_timeout: Duration,
+    /// `KEYSMITH_ROTATOR_ROLE_ARN`: see `session`.
+    rotator_role: Option<String>,
 }
 
 impl std::fmt::Debug for Rotator {
@@ -150,7 +153,15 @@ impl Rotator {
             audit,
             state_table: state_table.into(),
             test_timeout: TEST_TIMEOUT,
+            rotator_role: None,
         }
+    }
+
+    /// Key changes with the function's own identity go through this role, tagged with the
+    /// secret (SPEC §18); `None` keeps the function's own IAM client (local runs).
+    pub fn with_rotator_role(mut self, role_arn: Option<String>) -> Self {
+        self.rotator_role = role_arn;
+        self
     }
 
     pub fn with_test_timeout(mut self, timeout: Duration) -> Self {
