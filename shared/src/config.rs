@@ -22,6 +22,9 @@ pub struct Config {
     /// assumed with the rotated secret as session tags (SPEC §18). Unset (local runs), rotations
     /// act with the function's own identity.
     pub rotator_role_arn: Option<String>,
+    /// `KEYSMITH_LEASE_GROUP_PATH` (default `/keysmith/`): the IAM path of the groups `iam_user`
+    /// profiles may name (the template's `LeaseGroupPath`), checked at `PUT`.
+    pub lease_group_path: String,
 }
 
 /// Where STS calls go. Empty means the SDK's own resolution (region's endpoint, `AWS_ENDPOINT_URL`).
@@ -99,6 +102,14 @@ impl Config {
                 }
             })
             .transpose()?;
+        let lease_group_path =
+            get("KEYSMITH_LEASE_GROUP_PATH").unwrap_or_else(|| "/keysmith/".to_owned());
+        if !(lease_group_path.starts_with('/') && lease_group_path.ends_with('/')) {
+            return Err(ConfigError::Malformed {
+                name: "KEYSMITH_LEASE_GROUP_PATH",
+                reason: "must be an IAM path that starts and ends with /".into(),
+            });
+        }
         let sts = parse_sts_target(
             (
                 "KEYSMITH_STS_ENDPOINT",
@@ -145,6 +156,7 @@ impl Config {
             lease_boundary_arns,
             rotation_function: get("KEYSMITH_ROTATION_FUNCTION"),
             rotator_role_arn,
+            lease_group_path,
             max_key_age_days,
             key_age_dry_run,
             state_table: required("KEYSMITH_STATE_TABLE")?,

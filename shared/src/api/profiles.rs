@@ -14,6 +14,9 @@ pub(super) async fn put(app: &App, req: &Request, name: ProfileName) -> Result<R
     req.require_admin(app, "change profiles").await?;
     let profile = Profile::parse(name, &req.body)?;
     profile.check_lease_boundary(&app.config.lease_boundary_arns)?;
+    crate::profile::check_lease_groups(&app.clients.iam, &profile, &app.config.lease_group_path)
+        .await
+        .map_err(|f| super::error::upstream(&f))??;
     // Parsed above, so the body is a JSON object: does it set the kill switch at all?
     let enabled_given =
         serde_json::from_slice::<Value>(&req.body).is_ok_and(|body| body.get("enabled").is_some());
