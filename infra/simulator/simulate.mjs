@@ -12,7 +12,8 @@
 //    "rows": [{"why" | "attack": "...", "action": "...", "resource": "...", "context": {...},
 //              "expect": "Allowed" | "ExplicitlyDenied" | "ImplicitlyDenied" | "Denied"
 //                        | {"<parameter set>": ..., "*": ...},
-//              "variants": ["default"], "xfail": "issue 21: reason"}]}
+//              "variants": ["default"], "only": ["<each name>"], "xfail": "issue 21: reason"}]}
+// "each": [{"name": ..., "principal": ..., "identity": [...]}, ...] runs the rows once per entry.
 // A row or table may override identity/boundary/resourcePolicy/principal. Policy refs:
 // "template:<owner>" (every document of that resource), "trust:<role>", "code:<name>", or an
 // inline policy document. Strings may hold {{placeholders}}: template_policies.py's values and
