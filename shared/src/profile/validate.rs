@@ -187,20 +187,17 @@ fn exactly_one<'a>(
 }
 
 fn strings<'a>(at: &str, name: &str, v: &'a Value) -> Result<Vec<&'a str>, Invalid> {
-    let list = match v {
-        Value::String(s) => vec![s.as_str()],
+    match v {
+        Value::String(s) => Ok(vec![s.as_str()]),
         Value::Array(items) if !items.is_empty() => items
             .iter()
             .map(Value::as_str)
             .collect::<Option<Vec<_>>>()
-            .ok_or_else(|| bad(format!("{at}.{name} must hold strings")))?,
-        _ => {
-            return Err(bad(format!(
-                "{at}.{name} must be a string or a non-empty list"
-            )))
-        }
-    };
-    Ok(list)
+            .ok_or_else(|| bad(format!("{at}.{name} must hold strings"))),
+        _ => Err(bad(format!(
+            "{at}.{name} must be a string or a non-empty list"
+        ))),
+    }
 }
 
 fn condition(at: &str, c: &Value) -> Result<(), Invalid> {
