@@ -11,10 +11,11 @@ PYTHON ?= python3
 export KEYSMITH_VENV := $(CURDIR)/$(VENV)
 
 LINT_VENV := .venv-lint
+SIMULATOR := infra/simulator
 DEPLOY_VENV := .venv-deploy
 export SAM_CLI_TELEMETRY := 0
 
-.PHONY: demo test bench lint venv lint-venv deploy-venv deploy-build build clean dev fuzz
+.PHONY: demo test bench lint venv lint-venv deploy-venv deploy-build build clean dev fuzz simulate simulator
 
 # `build` compiles every binary of the workspace (demo included) with one feature resolution; a
 # separate `cargo run -p …` would resolve features per package and build the dependency graph again.
@@ -39,18 +40,36 @@ fuzz: venv build
 	KEYSMITH_FUZZ_EXAMPLES=$${KEYSMITH_FUZZ_EXAMPLES:-1000} cargo test -p keysmith-tests --test gateway schemathesis -- --nocapture
 
 # Formatting, the template (cfn-lint, SAM's own validation, checkov with every remaining finding
-# skipped in the resource's Metadata with its reason, parliament over every IAM policy), clippy.
-lint: venv lint-venv deploy-venv
+# skipped in the resource's Metadata with its reason, parliament over every IAM policy), the IAM
+# simulator over every policy (below), clippy.
+lint: venv lint-venv deploy-venv simulator
 	cargo fmt --all --check
 	$(VENV)/bin/cfn-lint template.yaml
 	$(DEPLOY_VENV)/bin/sam validate --lint --template template.yaml --region us-east-1
 	$(LINT_VENV)/bin/checkov --skip-download --quiet --compact --framework cloudformation --file template.yaml
 	$(LINT_VENV)/bin/python infra/lint_policies.py template.yaml
+	$(MAKE) --no-print-directory simulate
 	cargo clippy --workspace --all-targets -- -D warnings
+
+# SPEC 18: @cloud-copilot/iam-simulate (pinned by package-lock.json, installed with npm ci) over
+# every function role and RotatorRole as SAM builds them (template_policies.py resolves the
+# template under each parameter set of parameters.json), the lease boundary, and the policies
+# the Rust code writes (printed by the code: the `policies` binary), against the tables in
+# expectations/. Any mismatch fails, printed.
+simulate: lint-venv simulator
+	mkdir -p target/policies
+	$(LINT_VENV)/bin/python $(SIMULATOR)/template_policies.py template.yaml $(SIMULATOR)/parameters.json > target/policies/template.json
+	cargo run --quiet -p keysmith-tests --bin policies > target/policies/code.json
+	node $(SIMULATOR)/simulate.mjs target/policies/template.json target/policies/code.json $(SIMULATOR)/expectations
 
 venv: $(VENV)/.installed
 lint-venv: $(LINT_VENV)/.installed
 deploy-venv: $(DEPLOY_VENV)/.installed
+simulator: $(SIMULATOR)/node_modules/.installed
+
+$(SIMULATOR)/node_modules/.installed: $(SIMULATOR)/package-lock.json
+	cd $(SIMULATOR) && npm ci --no-audit --no-fund --ignore-scripts --loglevel=error
+	touch $@
 
 $(LINT_VENV)/.installed: infra/lint-requirements.txt
 	$(PYTHON) -m venv $(LINT_VENV)
@@ -80,4 +99,4 @@ build:
 	cargo build --workspace --bins
 
 clean:
-	rm -rf target $(VENV) $(LINT_VENV) $(DEPLOY_VENV) .aws-sam
+	rm -rf target $(VENV) $(LINT_VENV) $(DEPLOY_VENV) .aws-sam $(SIMULATOR)/node_modules

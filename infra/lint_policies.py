@@ -25,6 +25,7 @@ IGNORED = [
     # Reference does too), but its check only accepts aws:ResourceTag there: a false positive.
     ("UNKNOWN_CONDITION_FOR_ACTION", "SecretRotationFunction", "iam:ResourceTag/keysmith:rotation-secret"),
     ("UNKNOWN_CONDITION_FOR_ACTION", "ScheduledRotationFunction", "iam:ResourceTag/keysmith:rotation-secret"),
+    ("UNKNOWN_CONDITION_FOR_ACTION", "RotatorRole", "iam:ResourceTag/keysmith:rotation-secret"),
     # iam:PermissionsBoundary is typed ARN; StringEquals on the exact ARN is what AWS's own
     # examples use, and parliament rates it usable.
     ("MISMATCHED_TYPE_BUT_USABLE", "IssueCredentialsFunction", "StringEquals"),
@@ -52,6 +53,7 @@ VARIANTS = [
         "ExampleRotatedUser": "example",
         "AlarmEmail": "ops@example.com",
         "LeaseBoundaryArns": "arn:aws:iam::123456789012:policy/extra-boundary",
+        "RevocationTargetBoundaryArn": "arn:aws:iam::123456789012:policy/revocable",
     },
     {"KmsKey": "arn:aws:kms:us-east-1:123456789012:key/1234abcd-12ab-34cd-56ef-1234567890ab"},
 ]
@@ -66,6 +68,9 @@ ARN_OF_TYPE = {
     "AWS::SecretsManager::Secret": "arn:aws:secretsmanager:{r}:{a}:secret:keysmith/{n}",
     "AWS::KMS::Key": "arn:aws:kms:{r}:{a}:key/00000000-0000-0000-0000-{n:0>12.12}",
 }
+
+# Resources whose Ref is their ARN (the others' Ref is a name or id).
+REF_IS_ARN = ("AWS::IAM::ManagedPolicy", "AWS::SNS::Topic")
 
 
 NO_VALUE = object()
@@ -113,16 +118,31 @@ class Resolver:
         if name in self.params:
             v = self.params[name]
             return v.split(",") if self.t["Parameters"][name]["Type"] == "CommaDelimitedList" else str(v)
-        res = self.resources[name]
-        return self.arn(name, res) if res["Type"] == "AWS::IAM::ManagedPolicy" else f"{STACK}-{name}"
+        res = self.resource(name)
+        return self.arn(name, res) if res["Type"] in REF_IS_ARN else f"{STACK}-{name}"
+
+    def resource(self, name):
+        # SAM's implicit role of a function (<function>Role), when the template refers to it.
+        if name not in self.resources and name.endswith("Role"):
+            if self.resources.get(name[: -len("Role")], {}).get("Type") == "AWS::Serverless::Function":
+                return {"Type": "AWS::IAM::Role"}
+        return self.resources[name]
 
     def arn(self, name, res):
+        if res["Type"] == "AWS::IAM::Role":
+            # A role's path is part of its ARN, and policies match roles by path.
+            path = (res.get("Properties") or {}).get("Path", "/")
+            return f"arn:aws:iam::{ACCOUNT}:role{path}{STACK}-{name}"
+        if res["Type"] == "AWS::IAM::ManagedPolicy" and "ManagedPolicyName" in res.get("Properties", {}):
+            props = res["Properties"]
+            path = props.get("Path", "/")
+            return f"arn:aws:iam::{ACCOUNT}:policy{path}{self.resolve(props['ManagedPolicyName'])}"
         pattern = ARN_OF_TYPE.get(res["Type"], "arn:aws:unknown:{r}:{a}:{n}")
         return pattern.format(r=REGION, a=ACCOUNT, s=STACK, n=name)
 
     def getatt(self, target):
         name, attr = target.split(".", 1) if isinstance(target, str) else target
-        res = self.resources[name]
+        res = self.resource(name)
         if attr == "Arn":
             return self.arn(name, res)
         return f"{STACK}-{name}-{attr}"

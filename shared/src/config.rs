@@ -18,6 +18,13 @@ pub struct Config {
     /// `KEYSMITH_ROTATION_FUNCTION` (optional): the scheduled-rotation function rotate-now invokes
     /// at once; unset, the next scheduled run picks the request up.
     pub rotation_function: Option<String>,
+    /// `KEYSMITH_ROTATOR_ROLE_ARN` (optional): the role rotations change a user's keys through,
+    /// assumed with the rotated secret as session tags (SPEC §18). Unset (local runs), rotations
+    /// act with the function's own identity.
+    pub rotator_role_arn: Option<String>,
+    /// `KEYSMITH_LEASE_GROUP_PATH` (default `/keysmith/`): the IAM path of the groups `iam_user`
+    /// profiles may name (the template's `LeaseGroupPath`), checked at `PUT`.
+    pub lease_group_path: String,
 }
 
 /// Where STS calls go. Empty means the SDK's own resolution (region's endpoint, `AWS_ENDPOINT_URL`).
@@ -72,6 +79,37 @@ impl Config {
             .map(|p| PrincipalPattern::parse("KEYSMITH_ADMINS", p))
             .collect::<Result<Vec<_>, _>>()
             .map_err(malformed("KEYSMITH_ADMINS"))?;
+        // "," or " , " would start with nobody able to administer Keysmith.
+        if admins.is_empty() {
+            return Err(ConfigError::Malformed {
+                name: "KEYSMITH_ADMINS",
+                reason: "names no admin principal pattern".into(),
+            });
+        }
+        let rotator_role_arn = get("KEYSMITH_ROTATOR_ROLE_ARN")
+            .map(|arn| {
+                let role = arn.split(':').nth(5).unwrap_or_default();
+                if arn.starts_with("arn:")
+                    && arn.split(':').count() == 6
+                    && role.starts_with("role/")
+                {
+                    Ok(arn)
+                } else {
+                    Err(ConfigError::Malformed {
+                        name: "KEYSMITH_ROTATOR_ROLE_ARN",
+                        reason: "must be an IAM role ARN".into(),
+                    })
+                }
+            })
+            .transpose()?;
+        let lease_group_path =
+            get("KEYSMITH_LEASE_GROUP_PATH").unwrap_or_else(|| "/keysmith/".to_owned());
+        if !(lease_group_path.starts_with('/') && lease_group_path.ends_with('/')) {
+            return Err(ConfigError::Malformed {
+                name: "KEYSMITH_LEASE_GROUP_PATH",
+                reason: "must be an IAM path that starts and ends with /".into(),
+            });
+        }
         let sts = parse_sts_target(
             (
                 "KEYSMITH_STS_ENDPOINT",
@@ -117,6 +155,8 @@ impl Config {
         Ok(Self {
             lease_boundary_arns,
             rotation_function: get("KEYSMITH_ROTATION_FUNCTION"),
+            rotator_role_arn,
+            lease_group_path,
             max_key_age_days,
             key_age_dry_run,
             state_table: required("KEYSMITH_STATE_TABLE")?,
@@ -319,6 +359,44 @@ mod tests {
             .unwrap_err()
             .to_string()
             .contains("KEYSMITH_STS_REGION"));
+    }
+
+    #[test]
+    fn a_rotator_role_is_an_iam_role_arn() {
+        let mut vars = BASE.to_vec();
+        vars.push((
+            "KEYSMITH_ROTATOR_ROLE_ARN",
+            "arn:aws:iam::123456789012:role/keysmith-rotator/r",
+        ));
+        let c = Config::from_lookup(env(&vars)).unwrap();
+        assert_eq!(
+            c.rotator_role_arn.as_deref(),
+            Some("arn:aws:iam::123456789012:role/keysmith-rotator/r")
+        );
+        vars.pop();
+        vars.push((
+            "KEYSMITH_ROTATOR_ROLE_ARN",
+            "arn:aws:iam::123456789012:user/x",
+        ));
+        let err = Config::from_lookup(env(&vars)).unwrap_err().to_string();
+        assert!(err.contains("KEYSMITH_ROTATOR_ROLE_ARN"), "{err}");
+        assert_eq!(
+            Config::from_lookup(env(&BASE)).unwrap().rotator_role_arn,
+            None
+        );
+    }
+
+    #[test]
+    fn admins_that_name_nobody_stop_the_start() {
+        for admins in [",", " , ", ",,"] {
+            let mut vars = BASE.to_vec();
+            vars[2] = ("KEYSMITH_ADMINS", admins);
+            let err = Config::from_lookup(env(&vars)).unwrap_err().to_string();
+            assert_eq!(
+                err, "environment variable KEYSMITH_ADMINS is malformed: names no admin principal pattern",
+                "{admins:?}"
+            );
+        }
     }
 
     #[test]

@@ -60,7 +60,8 @@ impl App {
             &config.state_table,
             IamUsers::new(clients.iam.clone()),
         );
-        let rotator = Rotator::new(clients.clone(), audit.clone(), &config.state_table);
+        let rotator = Rotator::new(clients.clone(), audit.clone(), &config.state_table)
+            .with_rotator_role(config.rotator_role_arn.clone());
         let policies =
             PolicyStore::new(clients.dynamodb.clone(), &config.state_table, audit.clone());
         let revocations = Revocations::new(
@@ -145,7 +146,8 @@ impl RotationHook {
             .reporting(Ops::new(aws_sdk_eventbridge::Client::new(sdk)));
         Self {
             region: clients.region.clone(),
-            rotator: Rotator::new(clients, audit, &config.state_table),
+            rotator: Rotator::new(clients, audit, &config.state_table)
+                .with_rotator_role(config.rotator_role_arn.clone()),
         }
     }
 

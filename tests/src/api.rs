@@ -55,6 +55,8 @@ impl TestApp {
             key_age_dry_run: true,
             lease_boundary_arns: vec![PolicyArn::parse("boundary", LEASE_BOUNDARY).unwrap()],
             rotation_function: None,
+            rotator_role_arn: None,
+            lease_group_path: "/keysmith/".into(),
         };
         let app = keysmith::App::new(config, &sdk);
         TestApp {

@@ -203,6 +203,7 @@ async fn iam_user_issuance_and_revocation_under_faults_leave_nothing_behind() {
         .arn
         .unwrap();
     iam.create_group()
+        .path("/keysmith/")
         .group_name(format!("fault-{id}"))
         .send()
         .await

@@ -13,7 +13,9 @@ use serde_json::{json, Value};
 
 /// A group and a managed policy for profiles to use; returns the policy's arn.
 async fn iam_fixtures(iam: &Iam) -> String {
+    // Under the lease group path: the only groups a profile may name.
     iam.create_group()
+        .path("/keysmith/")
         .group_name("deployers")
         .send()
         .await
@@ -350,7 +352,12 @@ async fn an_unaudited_user_is_deleted_and_a_failed_issuance_cleans_up() {
     // Own names on the shared server: a path of this test's own.
     let path = format!("/keysmith/{}/", uuid::Uuid::new_v4().simple());
     let group = format!("g-{}", uuid::Uuid::new_v4().simple());
-    iam.create_group().group_name(&group).send().await.unwrap();
+    iam.create_group()
+        .path("/keysmith/")
+        .group_name(&group)
+        .send()
+        .await
+        .unwrap();
     t.put_profile(
         "temp",
         json!({"credential_type": "iam_user", "iam_groups": [group], "user_path": path,

@@ -49,8 +49,23 @@ const ACTION_KEYS: &[(&str, &[&str])] = &[
     ),
     (
         "aws:tagkeys",
-        &["iam:taguser", "iam:untaguser", "iam:createuser"],
+        &[
+            "iam:taguser",
+            "iam:untaguser",
+            "iam:createuser",
+            "sts:assumerole",
+            "sts:tagsession",
+        ],
     ),
+    // "Actions, resources, and condition keys for AWS Security Token Service": AssumeRole and
+    // TagSession take aws:RequestTag/${TagKey} (the session tags asked for).
+    ("aws:requesttag/", &["sts:assumerole", "sts:tagsession"]),
+    // Secrets Manager: the `Secret` resource type has aws:ResourceTag/${TagKey}.
+    ("aws:resourcetag/", &["secretsmanager:getsecretvalue"]),
+    // CloudWatch: PutMetricData has cloudwatch:namespace; EventBridge: PutEvents has
+    // events:source (a list, one per entry).
+    ("cloudwatch:namespace", &["cloudwatch:putmetricdata"]),
+    ("events:source", &["events:putevents"]),
     // "Actions, resources, and condition keys for AWS Key Management Service": kms:ViaService on
     // every operation on a key; kms:EncryptionContext:${Key} on the cryptographic operations only
     // (not DescribeKey).

@@ -4,7 +4,7 @@ use serde_json::{json, Value};
 
 use super::request::{limit, Reply, Request};
 use super::ApiError;
-use crate::audit::{AuditRecord, Category, Outcome};
+use crate::audit::{AuditRecord, Category, Level, Outcome};
 use crate::names::ProfileName;
 use crate::profile::{Outdated, Profile, Saved, StoreError};
 use crate::App;
@@ -14,28 +14,40 @@ pub(super) async fn put(app: &App, req: &Request, name: ProfileName) -> Result<R
     req.require_admin(app, "change profiles").await?;
     let profile = Profile::parse(name, &req.body)?;
     profile.check_lease_boundary(&app.config.lease_boundary_arns)?;
+    crate::profile::check_lease_groups(&app.clients.iam, &profile, &app.config.lease_group_path)
+        .await
+        .map_err(|f| super::error::upstream(&f))??;
+    // Parsed above, so the body is a JSON object: does it set the kill switch at all?
+    let enabled_given =
+        serde_json::from_slice::<Value>(&req.body).is_ok_and(|body| body.get("enabled").is_some());
     let ty = profile.credential_type().as_str();
-    let saved = app
+    let (saved, stored) = app
         .profiles
-        .put(&profile, |saved| {
-            let (event, verb) = match saved {
-                Saved::Created => ("Profile Created", "created"),
-                Saved::Replaced => ("Profile Replaced", "replaced"),
+        .put(&profile, enabled_given, |saved, was_enabled, stored| {
+            // The kill switch's transitions are audited as such (SPEC §10), not as an edit.
+            let (event, verb) = match (saved, was_enabled, stored.enabled) {
+                (Saved::Created, ..) => ("Profile Created", "created"),
+                (Saved::Replaced, Some(true), false) => ("Profile Disabled", "disabled"),
+                (Saved::Replaced, Some(false), true) => ("Profile Enabled", "enabled"),
+                (Saved::Replaced, ..) => ("Profile Replaced", "replaced"),
             };
             let mut r = AuditRecord::new(
                 &req.origin,
                 Category::Config,
                 event,
                 Outcome::Success,
-                format!("Profile {} {verb}.", profile.name),
+                format!("Profile {} {verb}.", stored.name),
             )
-            .profile(profile.name.as_str());
+            .profile(stored.name.as_str());
+            if event == "Profile Disabled" {
+                r.level = Level::Warn;
+            }
             r.credential_type = Some(ty.to_owned());
             r
         })
         .await?;
     let status = if saved == Saved::Created { 201 } else { 200 };
-    Ok(Reply::json(status, profile.to_json()))
+    Ok(Reply::json(status, stored.to_json()))
 }
 
 pub(super) async fn get(app: &App, req: &Request, name: ProfileName) -> Result<Reply, ApiError> {

@@ -2,7 +2,11 @@
 //! [`Kind`] carries exactly the fields its credential type uses, so a profile that does not fit its
 //! type cannot exist past `PUT`.
 
+mod groups;
 mod store;
+mod validate;
+
+pub use groups::check_lease_groups;
 
 pub use store::{Listed, Outdated, ProfileStore, Saved, StoreError};
 
@@ -243,7 +247,7 @@ impl Profile {
             document: raw
                 .policy_document
                 .as_ref()
-                .map(policy_document)
+                .map(validate::policy_document)
                 .transpose()?,
             arns: parse_list(
                 "policy_arns",
@@ -252,7 +256,7 @@ impl Profile {
                 PolicyArn::parse,
             )?,
         };
-        let tags = session_tags(raw.session_tags.as_ref())?;
+        let tags = validate::session_tags(raw.session_tags.as_ref())?;
         let mfa = raw
             .mfa_serial_number
             .as_deref()
@@ -331,6 +335,9 @@ impl Profile {
                             )
                         })?,
                 };
+                if let Some(doc) = &policies.document {
+                    validate::fits_beside_lease_expiry(doc)?;
+                }
                 // A boundary only caps permissions: without a policy or group the user has none.
                 if policies.is_empty() && !groups_given {
                     return Err(Invalid::new(
@@ -605,60 +612,6 @@ fn parse_list<T>(
         .enumerate()
         .map(|(i, s)| parse(&format!("{field}[{i}]"), s))
         .collect()
-}
-
-/// STS counts the characters of the packed policy: 2048 at most.
-fn policy_document(doc: &Value) -> Result<String, Invalid> {
-    if !doc.is_object() || doc.get("Statement").is_none() {
-        return Err(Invalid::new(
-            "policy_document",
-            "must be an IAM policy document object with a Statement",
-        ));
-    }
-    let compact = doc.to_string();
-    if compact.chars().count() > 2048 {
-        return Err(Invalid::new(
-            "policy_document",
-            "must be at most 2048 characters once compacted (the STS limit)",
-        ));
-    }
-    Ok(compact)
-}
-
-fn session_tags(
-    tags: Option<&BTreeMap<String, String>>,
-) -> Result<BTreeMap<String, String>, Invalid> {
-    let tags = tags.cloned().unwrap_or_default();
-    // STS takes 50 session tags; Keysmith adds its own two (SPEC §10).
-    if tags.len() > 50 - RESERVED_SESSION_TAGS.len() {
-        return Err(Invalid::new("session_tags", "may hold at most 48 tags"));
-    }
-    let allowed = |c: char| c.is_alphanumeric() || c.is_whitespace() || "_.:/=+-@".contains(c);
-    for (k, v) in &tags {
-        let field = format!("session_tags.{k}");
-        // Keysmith's own tags name the lease and profile that revocations deny: a profile setting
-        // them could make its sessions escape (or fall under) another lease's revocation. Tag keys
-        // are case-insensitive in IAM, so the prefix is too.
-        if k.to_ascii_lowercase().starts_with(RESERVED_TAG_PREFIX) {
-            return Err(Invalid::new(
-                field,
-                "keysmith: tag keys are reserved: Keysmith sets keysmith:lease and keysmith:profile itself",
-            ));
-        }
-        if k.is_empty() || k.chars().count() > 128 || !k.chars().all(allowed) {
-            return Err(Invalid::new(
-                field,
-                "tag keys are 1-128 letters, digits, spaces or _.:/=+-@",
-            ));
-        }
-        if v.chars().count() > 256 || !v.chars().all(allowed) {
-            return Err(Invalid::new(
-                field,
-                "tag values are 0-256 letters, digits, spaces or _.:/=+-@",
-            ));
-        }
-    }
-    Ok(tags)
 }
 
 fn user_path(path: Option<&str>) -> Result<String, Invalid> {

@@ -98,17 +98,30 @@ impl ProfileStore {
         out.item.map(|item| decode(name.clone(), &item)).transpose()
     }
 
-    /// Creates or replaces `profile`; `audit` is built once we know which it is.
+    /// Creates or replaces `profile`; `audit` is built once we know which it is, with whether the
+    /// profile it replaces was enabled. When the request left `enabled` out (`enabled_given`
+    /// false), a replaced profile keeps its kill switch as it was (SPEC §10: a `PUT` that only
+    /// edits must not switch a disabled profile back on). Returns what was stored.
     pub async fn put(
         &self,
         profile: &Profile,
-        audit: impl FnOnce(Saved) -> AuditRecord,
-    ) -> Result<Saved, StoreError> {
-        let saved = match self.get(&profile.name).await {
-            Ok(Some(_)) | Err(StoreError::Outdated(_)) => Saved::Replaced,
-            Ok(None) => Saved::Created,
+        enabled_given: bool,
+        audit: impl FnOnce(Saved, Option<bool>, &Profile) -> AuditRecord,
+    ) -> Result<(Saved, Profile), StoreError> {
+        let (saved, was_enabled) = match self.get(&profile.name).await {
+            Ok(Some(old)) => (Saved::Replaced, Some(old.enabled)),
+            Err(StoreError::Outdated(o)) => (
+                Saved::Replaced,
+                Some(o.doc["enabled"].as_bool().unwrap_or(true)),
+            ),
+            Ok(None) => (Saved::Created, None),
             Err(e) => return Err(e),
         };
+        let mut profile = profile.clone();
+        if let (false, Some(was)) = (enabled_given, was_enabled) {
+            profile.enabled = was;
+        }
+        let profile = profile;
         let mut item = key(&profile.name);
         item.insert(
             "doc".into(),
@@ -124,9 +137,10 @@ impl ProfileStore {
             .condition_expression(condition)
             .build()
             .map_err(|e| StoreError::Aws(AwsFailure::other(e.to_string())))?;
-        self.transact(TransactWriteItem::builder().put(put).build(), &audit(saved))
+        let record = audit(saved, was_enabled, &profile);
+        self.transact(TransactWriteItem::builder().put(put).build(), &record)
             .await?;
-        Ok(saved)
+        Ok((saved, profile))
     }
 
     pub async fn delete(&self, name: &ProfileName, audit: &AuditRecord) -> Result<(), StoreError> {

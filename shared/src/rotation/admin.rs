@@ -67,7 +67,7 @@ impl Rotator {
             }
         };
         let iam = match credentials {
-            None => self.clients.iam.clone(),
+            None => self.own_identity_iam(versions).await?,
             Some(c) => aws_sdk_iam::Client::from_conf(
                 aws_sdk_iam::config::Builder::from(&self.clients.sdk)
                     .credentials_provider(c.provider())

@@ -18,6 +18,7 @@ pub mod policy;
 mod protocol;
 mod secret;
 mod store;
+mod session;
 
 pub use secret::{Mode, RotatedSecret};
 
@@ -162,6 +163,8 @@ pub struct Rotator {
     state_table: String,
     test_timeout: Duration,
     lock_wait: Duration,
+    /// `KEYSMITH_ROTATOR_ROLE_ARN`: see `session`.
+    rotator_role: Option<String>,
 }
 
 impl std::fmt::Debug for Rotator {
@@ -178,7 +181,15 @@ impl Rotator {
             state_table: state_table.into(),
             test_timeout: TEST_TIMEOUT,
             lock_wait: LOCK_WAIT,
+            rotator_role: None,
         }
+    }
+
+    /// Key changes with the function's own identity go through this role, tagged with the
+    /// secret (SPEC §18); `None` keeps the function's own IAM client (local runs).
+    pub fn with_rotator_role(mut self, role_arn: Option<String>) -> Self {
+        self.rotator_role = role_arn;
+        self
     }
 
     pub fn with_test_timeout(mut self, timeout: Duration) -> Self {
