@@ -17,8 +17,8 @@ mod lock;
 pub mod policy;
 mod protocol;
 mod secret;
-mod store;
 mod session;
+mod store;
 
 pub use secret::{Mode, RotatedSecret};
 
