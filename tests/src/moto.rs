@@ -91,8 +91,8 @@ impl Moto {
             )
             .timeout_config(
                 TimeoutConfig::builder()
-                    .operation_attempt_timeout(Duration::from_secs(1))
-                    .operation_timeout(Duration::from_secs(5))
+                    .operation_attempt_timeout(Duration::from_secs(4))
+                    .operation_timeout(Duration::from_secs(20))
                     .build(),
             )
             .endpoint_url(endpoint)
