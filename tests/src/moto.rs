@@ -76,7 +76,7 @@ impl Moto {
     }
 
     /// Like `sdk_config_at`, with retries and timeouts short enough for fault-injection tests:
-    /// attempts milliseconds apart, 1 s an attempt. Six attempts, not three: moto answers 500 to a
+    /// attempts milliseconds apart, 4 s an attempt (moto deep-copies tables in a transaction: 1 s timed out on a loaded 2-core machine). Six attempts, not three: moto answers 500 to a
     /// `TransactWriteItems` that runs while another request changes the same table (it deep-copies
     /// the table for rollback), which parallel tests hit; AWS has no such failure.
     pub async fn fast_sdk_config_at(endpoint: &str) -> SdkConfig {
