@@ -76,7 +76,7 @@ impl Moto {
     }
 
     /// Like `sdk_config_at`, with retries and timeouts short enough for fault-injection tests:
-    /// attempts milliseconds apart, 4 s an attempt (moto deep-copies tables in a transaction: 1 s timed out on a loaded 2-core machine). Six attempts, not three: moto answers 500 to a
+    /// attempts milliseconds apart, 1 s an attempt (fault tests delay a call 1.5 s to time it out), 20 s in all (moto deep-copies tables in a transaction: 5 s ran out on a loaded 2-core machine). Six attempts, not three: moto answers 500 to a
     /// `TransactWriteItems` that runs while another request changes the same table (it deep-copies
     /// the table for rollback), which parallel tests hit; AWS has no such failure.
     pub async fn fast_sdk_config_at(endpoint: &str) -> SdkConfig {
@@ -91,7 +91,7 @@ impl Moto {
             )
             .timeout_config(
                 TimeoutConfig::builder()
-                    .operation_attempt_timeout(Duration::from_secs(4))
+                    .operation_attempt_timeout(Duration::from_secs(1))
                     .operation_timeout(Duration::from_secs(20))
                     .build(),
             )
