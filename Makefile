@@ -22,8 +22,12 @@ export SAM_CLI_TELEMETRY := 0
 demo: venv build
 	target/debug/demo
 
+# The crash-after-every-call rotation test drives hundreds of moto transactions, each deep-copying
+# the tables: beside the other tests on 2 cores its audit writes ran out of retries, so it runs
+# alone, after the rest.
 test: venv build
-	cargo test --workspace
+	cargo test --workspace -- --skip rotation_through_an_admin_secret_and_role_converges_after_any_crash
+	cargo test --workspace --test rotation rotation_through_an_admin_secret_and_role_converges_after_any_crash
 
 bench: venv
 	$(VENV)/bin/pip install --quiet --disable-pip-version-check -r bench/requirements.txt
