@@ -129,21 +129,8 @@ impl Rotator {
         ctx: &Ctx<'_>,
     ) -> Result<(), RotationError> {
         self.lock(versions, token, ctx).await?;
-        let pending = self
-            .value(secret, Some(token), PENDING)
-            .await?
-            .ok_or_else(|| RotationError::BadSecret {
-                secret: secret.to_owned(),
-                reason: format!("version {token} has no AWSPENDING value"),
-            })?;
-        let key = pending
-            .key
-            .as_ref()
-            .ok_or_else(|| RotationError::BadSecret {
-                secret: secret.to_owned(),
-                reason: "the pending version has no key".into(),
-            })?;
-        if let Err(e) = self.prove(key, &pending.user_name).await {
+        let (pending, key) = self.pending_with_key(secret, token).await?;
+        if let Err(e) = self.prove(&key, &pending.user_name).await {
             if matches!(e, RotationError::NotReady { .. })
                 && self.pending_key_gone(secret, versions, &pending).await?
             {

@@ -150,20 +150,7 @@ impl Rotator {
         versions: &Versions,
         ctx: &Ctx<'_>,
     ) -> Result<(), RotationError> {
-        let pending = self
-            .value(secret, Some(token), PENDING)
-            .await?
-            .ok_or_else(|| RotationError::BadSecret {
-                secret: secret.to_owned(),
-                reason: format!("version {token} has no AWSPENDING value"),
-            })?;
-        let key = pending
-            .key
-            .as_ref()
-            .ok_or_else(|| RotationError::BadSecret {
-                secret: secret.to_owned(),
-                reason: "the pending version has no key".into(),
-            })?;
+        let (pending, key) = self.pending_with_key(secret, token).await?;
         if self.pending_key_gone(secret, versions, &pending).await? {
             let reason = format!(
                 "finishSecret: its pending key {} is not among the user's keys",
@@ -173,6 +160,6 @@ impl Rotator {
                 .abandon(secret, token, versions, &pending, ctx, reason)
                 .await?);
         }
-        self.prove(key, &pending.user_name).await
+        self.prove(&key, &pending.user_name).await
     }
 }

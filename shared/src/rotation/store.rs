@@ -4,8 +4,9 @@
 use aws_sdk_iam::types::AccessKeyMetadata;
 
 use super::admin::Admin;
-use super::{aws, RotatedSecret, RotationError, Rotator, Versions, CURRENT};
+use super::{aws, RotatedSecret, RotationError, Rotator, Versions, CURRENT, PENDING};
 use crate::aws::FailureKind;
+use crate::secret::AccessKeyPair;
 
 impl Rotator {
     pub(super) async fn versions(&self, secret: &str) -> Result<Versions, RotationError> {
@@ -55,6 +56,30 @@ impl Rotator {
                 secret: secret.to_owned(),
                 reason,
             })
+    }
+
+    /// The `AWSPENDING` value of version `token` and its key: both exist once `createSecret` has
+    /// run (what `testSecret` and `finishSecret` act on).
+    pub(super) async fn pending_with_key(
+        &self,
+        secret: &str,
+        token: &str,
+    ) -> Result<(RotatedSecret, AccessKeyPair), RotationError> {
+        let pending = self
+            .value(secret, Some(token), PENDING)
+            .await?
+            .ok_or_else(|| RotationError::BadSecret {
+                secret: secret.to_owned(),
+                reason: format!("version {token} has no AWSPENDING value"),
+            })?;
+        let key = pending
+            .key
+            .clone()
+            .ok_or_else(|| RotationError::BadSecret {
+                secret: secret.to_owned(),
+                reason: "the pending version has no key".into(),
+            })?;
+        Ok((pending, key))
     }
 
     pub(super) async fn current_value(&self, secret: &str) -> Result<RotatedSecret, RotationError> {
