@@ -25,6 +25,10 @@ pub struct Config {
     /// `KEYSMITH_LEASE_GROUP_PATH` (default `/keysmith/`): the IAM path of the groups `iam_user`
     /// profiles may name (the template's `LeaseGroupPath`), checked at `PUT`.
     pub lease_group_path: String,
+    /// `KEYSMITH_REVOKER_ROLE_NAME` (optional, SPEC §10a): the role (`[path/]name`) Keysmith
+    /// assumes in another account to write a revocation there. Unset, such revocations are
+    /// refused with `409` naming the account.
+    pub revoker_role_name: Option<String>,
 }
 
 /// Where STS calls go. Empty means the SDK's own resolution (region's endpoint, `AWS_ENDPOINT_URL`).
@@ -152,7 +156,15 @@ impl Config {
             .map(|a| PolicyArn::parse("KEYSMITH_LEASE_BOUNDARY_ARNS", a))
             .collect::<Result<Vec<_>, _>>()
             .map_err(malformed("KEYSMITH_LEASE_BOUNDARY_ARNS"))?;
+        let revoker_role_name = get("KEYSMITH_REVOKER_ROLE_NAME")
+            .map(|r| parse_role_path_name(&r))
+            .transpose()
+            .map_err(|reason| ConfigError::Malformed {
+                name: "KEYSMITH_REVOKER_ROLE_NAME",
+                reason,
+            })?;
         Ok(Self {
+            revoker_role_name,
             lease_boundary_arns,
             rotation_function: get("KEYSMITH_ROTATION_FUNCTION"),
             rotator_role_arn,
@@ -171,6 +183,22 @@ impl Config {
             .iter()
             .any(|a| principals.iter().any(|p| a.matches(p)))
     }
+}
+
+/// A role's `[path/]name` as it follows `:role/` in its ARN: IAM's characters, a name of at most
+/// 64 and a whole of at most 512.
+fn parse_role_path_name(s: &str) -> Result<String, String> {
+    let s = s.trim_matches('/');
+    let name = s.rsplit('/').next().unwrap_or_default();
+    let ok = |c: char| c.is_ascii_alphanumeric() || "+=,.@_-".contains(c);
+    if name.is_empty()
+        || name.len() > 64
+        || s.len() > 512
+        || !s.split('/').all(|p| !p.is_empty() && p.chars().all(ok))
+    {
+        return Err("must be a role name, optionally with its path (keysmith/keysmith-revoker)".into());
+    }
+    Ok(s.to_owned())
 }
 
 /// An STS endpoint URL (SPEC §5), parsed with a real URL parser: `https`, or plain `http` only for

@@ -37,6 +37,10 @@ use crate::state::{due_items, put_new};
 const PK: &str = "lease";
 const COUNT_PK: &str = "lease-count";
 const BY_OWNER: &str = "by_owner";
+const BY_PROFILE: &str = "by_profile";
+/// The longest credentials any lease can hold (`session_token`, `federation_token`, `iam_user`:
+/// 36 hours): a lease issued earlier than this before now has ended.
+const LONGEST_LEASE_SECONDS: i64 = 129_600;
 pub const EVENT_LEASE_REVOKED: &str = "Lease Revoked";
 /// How long a revoked lease record stays readable before DynamoDB's TTL removes it.
 pub const REVOKED_RETENTION_DAYS: i64 = 90;
@@ -196,6 +200,12 @@ impl Lease {
         }
         if let Some(t) = &self.target {
             item.insert("target".into(), s(t));
+        }
+        // STS leases end on their own: the record ages out a retention period after its expiry
+        // (SPEC §10a), like a revoked lease's.
+        if self.is_sts() {
+            let ttl = (self.expires_at + Duration::days(REVOKED_RETENTION_DAYS)).timestamp();
+            item.insert("expires_at".into(), AttributeValue::N(ttl.to_string()));
         }
         if self.counted {
             item.insert("counted".into(), AttributeValue::Bool(true));
@@ -584,6 +594,51 @@ impl Leases {
             match out.last_evaluated_key {
                 Some(k) => start = Some(k),
                 None => return Ok((leases, None)),
+            }
+        }
+    }
+
+    /// The live leases of `profile` issued before `before`, through the `by_profile` index
+    /// (`profile`, `created_at`): only leases issued within the longest credential lifetime before
+    /// now can still be live, so that is all a query reads, however many leases the profile ever
+    /// had. Also returns how many items DynamoDB read.
+    pub async fn live_of_profile(
+        &self,
+        profile: &str,
+        before: DateTime<Utc>,
+        now: DateTime<Utc>,
+    ) -> Result<(Vec<Lease>, usize), LeaseError> {
+        let from = now - Duration::seconds(LONGEST_LEASE_SECONDS) - Duration::minutes(1);
+        let mut live = Vec::new();
+        let mut read = 0;
+        let mut start = None;
+        loop {
+            let out = self
+                .db
+                .query()
+                .table_name(&self.table)
+                .index_name(BY_PROFILE)
+                .key_condition_expression("profile = :p AND created_at BETWEEN :from AND :to")
+                .expression_attribute_values(":p", AttributeValue::S(profile.to_owned()))
+                .expression_attribute_values(":from", AttributeValue::S(format_time(from)))
+                .expression_attribute_values(":to", AttributeValue::S(format_time(before)))
+                .set_exclusive_start_key(start.take())
+                .send()
+                .await
+                .map_err(|e| LeaseError::Store(classify(e)))?;
+            read += usize::try_from(out.scanned_count).unwrap_or_default();
+            for item in out.items.unwrap_or_default() {
+                let l = Lease::from_item(&item).ok_or_else(|| LeaseError::Corrupt("(by_profile)".into()))?;
+                if l.status != LeaseStatus::Revoked
+                    && l.created_at < before
+                    && (!l.is_sts() || l.expires_at > now)
+                {
+                    live.push(l);
+                }
+            }
+            match out.last_evaluated_key {
+                Some(k) => start = Some(k),
+                None => return Ok((live, read)),
             }
         }
     }

@@ -28,7 +28,7 @@ use crate::issue::Issuer;
 use crate::lease::Leases;
 use crate::ops::Ops;
 use crate::profile::ProfileStore;
-use crate::revocation::Revocations;
+use crate::revocation::{Accounts, Revocations};
 use crate::rotation::policy::PolicyStore;
 use crate::rotation::Rotator;
 
@@ -64,10 +64,17 @@ impl App {
             .with_rotator_role(config.rotator_role_arn.clone());
         let policies =
             PolicyStore::new(clients.dynamodb.clone(), &config.state_table, audit.clone());
-        let revocations = Revocations::new(
+        let accounts = Accounts::new(
             clients.iam.clone(),
+            clients.sts.clone(),
+            sdk.clone(),
+            config.revoker_role_name.clone(),
+        );
+        let revocations = Revocations::new(
+            accounts,
             clients.dynamodb.clone(),
             &config.state_table,
+            audit.clone(),
         );
         Self {
             region: clients.region.clone(),

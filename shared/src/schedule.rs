@@ -111,6 +111,8 @@ pub enum ScheduleError {
     Leases(#[from] LeaseError),
     #[error("the old-key report failed: {0}")]
     OldKeys(AwsFailure),
+    #[error("{0} revocation polic(ies) could not be pruned or written; they stay due")]
+    Prune(usize),
     #[error("the old-key report could not be audited: {0}")]
     OldKeysAudit(#[from] AuditError),
 }
@@ -125,10 +127,18 @@ pub async fn run(
 ) -> Result<RunReport, ScheduleError> {
     let mut report = run_rotations(app, now, origin).await?;
     report.leases = app.leases.revoke_expired(now, &app.audit, origin).await?;
-    report.revocations =
-        crate::revocation::scheduled_prune(&app.revocations, &app.audit, now, origin).await;
+    report.revocations = app.revocations.prune_due(now, origin).await;
     if let Some(max_age) = app.config.max_key_age_days {
         report.old_keys = old_keys(app, max_age, now, origin).await?;
+    }
+    // A prune that failed (its IAM write or its audit item) fails the run, after everything else
+    // is done, so EventBridge retries it and the alarm fires; the target stays due meanwhile.
+    let failed = report.revocations.failed.len();
+    if failed > 0 {
+        for _ in 0..failed {
+            crate::ops::count(crate::ops::Metric::SweepFailed, Some("revocations"));
+        }
+        return Err(ScheduleError::Prune(failed));
     }
     Ok(report)
 }

@@ -200,9 +200,15 @@ impl From<PolicyRotationError> for ApiError {
 impl From<RevocationError> for ApiError {
     fn from(e: RevocationError) -> Self {
         match (&e, e.failure_kind()) {
-            (RevocationError::Busy(_) | RevocationError::Full { .. }, _) => {
-                Self::Conflict(e.to_string())
-            }
+            (
+                RevocationError::Busy(_)
+                | RevocationError::Full { .. }
+                | RevocationError::OwnerFull { .. }
+                | RevocationError::LockLost(_)
+                | RevocationError::ForeignAccount { .. },
+                _,
+            ) => Self::Conflict(e.to_string()),
+            (RevocationError::Audit(_), _) => Self::AuditUnavailable,
             // The role or base user is not in this account (deleted, or another account's): a
             // fact about the profile, not an AWS failure.
             (RevocationError::Iam { target, .. }, FailureKind::NotFound) => Self::Conflict(format!(

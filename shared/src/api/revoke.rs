@@ -15,7 +15,7 @@ use crate::issue::IssueError;
 use crate::lease::{Lease, LeaseStatus};
 use crate::names::{Invalid, ProfileName};
 use crate::profile::{parse_optional_json, CredentialType, Kind, StoreError};
-use crate::revocation::{Applied, Revocations, Target};
+use crate::revocation::{Actor, Applied, Revocations, Target};
 use crate::{Api, App};
 
 pub const EVENT_REVOKED: &str = "Credentials Revoked";
@@ -100,14 +100,17 @@ pub(super) async fn sts_lease(
         app.audit.write(&r).await?;
         return Err(ApiError::Conflict(message));
     }
-    // Repeating a revocation changes nothing.
-    if lease.status == LeaseStatus::Revoked {
-        return Ok(Reply::json(200, lease.to_json()));
-    }
+    let admin = req.is_admin(app);
     let now = Utc::now();
-    // Expired credentials need no Deny; the lease is only marked.
+    let actor = Actor {
+        origin: &req.origin,
+        admin,
+        reason: why.as_deref(),
+    };
+    // Expired credentials need no Deny; the lease is only marked. A lease already revoked gets
+    // its entry written again (a repeated revoke repairs an out-of-band change).
     let applied = if lease.expires_at > now {
-        match app.revocations.revoke_lease(&lease, now).await {
+        match app.revocations.revoke_lease(&lease, now, actor).await {
             Ok(a) => Some(a),
             Err(e) => {
                 let mut r = record(
@@ -125,10 +128,17 @@ pub(super) async fn sts_lease(
     } else {
         None
     };
+    if lease.status == LeaseStatus::Revoked {
+        let mut body = lease.to_json();
+        body["revocation"] = applied.as_ref().map_or(Value::Null, |a| a.to_json(admin));
+        return Ok(Reply::json(200, body));
+    }
     let what = match &applied {
-        Some(a) if a.fell_back_to_cutoff => format!(
-            "the per-lease entry did not fit IAM's inline policy quota on {}, so every session of profile {} issued before now is denied instead ({})",
-            a.target.arn, lease.profile, a.statement
+        Some(a) if !a.folded.is_empty() => format!(
+            "the per-lease entry did not fit IAM's inline policy quota on {}, so every session of profile(s) {} through it issued before now is denied instead ({})",
+            a.target.arn,
+            a.folded.join(", "),
+            a.statement
         ),
         Some(a) => format!("{} in keysmith-revocations of {}", a.statement, a.target.arn),
         None => "its credentials had already expired".to_owned(),
@@ -153,31 +163,48 @@ pub(super) async fn sts_lease(
         Err(AuditedWriteError::Audit(_)) => return Err(ApiError::AuditUnavailable),
         Err(AuditedWriteError::Store(f)) => return Err(super::error::upstream(&f)),
     }
-    // After a fallback the profile's other sessions through this target issued before now are
-    // denied too: the lease list says so.
+    // After a fold (admins only) the folded profiles' other sessions through this target issued
+    // before now are denied too: the lease list says so.
     let mut also = Vec::new();
-    if applied.as_ref().is_some_and(|a| a.fell_back_to_cutoff) {
-        let covered: Vec<Lease> = live_leases(app, &lease.profile, now, now)
-            .await?
-            .into_iter()
-            .filter(|l| {
-                l.id != lease.id
-                    && l.is_sts()
-                    && l.credential_type != CredentialType::SessionToken
-                    && l.target == lease.target
-            })
-            .collect();
-        also = end_leases(app, req, &lease.profile, covered, now, why.as_deref()).await?;
+    if let Some(a) = applied.as_ref().filter(|a| !a.folded.is_empty()) {
+        also = end_folded(app, req, a, &lease.id, now, why.as_deref()).await?;
     }
     let mut revoked = lease;
     revoked.status = LeaseStatus::Revoked;
     revoked.revoked_at = Some(now);
     let mut body = revoked.to_json();
-    body["revocation"] = applied.as_ref().map_or(Value::Null, Applied::to_json);
+    body["revocation"] = applied.as_ref().map_or(Value::Null, |a| a.to_json(admin));
     if !also.is_empty() {
         body["revocation"]["also_revoked"] = json!(also);
     }
     Ok(Reply::json(200, body))
+}
+
+/// Marks the live STS leases that a fold's cut-offs now deny (those of the folded profiles through
+/// the same target), each audited.
+async fn end_folded(
+    app: &App,
+    req: &Request,
+    applied: &Applied,
+    except: &str,
+    now: DateTime<Utc>,
+    why: Option<&str>,
+) -> Result<Vec<String>, ApiError> {
+    let mut also = Vec::new();
+    for profile in &applied.folded {
+        let covered: Vec<Lease> = live_leases(app, profile, now, now)
+            .await?
+            .into_iter()
+            .filter(|l| {
+                l.id != except
+                    && l.is_sts()
+                    && l.credential_type != CredentialType::SessionToken
+                    && l.target.as_deref() == Some(applied.target.arn.as_str())
+            })
+            .collect();
+        also.extend(end_leases(app, req, profile, covered, now, why).await?);
+    }
+    Ok(also)
 }
 
 /// `POST /v1/profiles/{name}/revoke` (admin).
@@ -220,6 +247,7 @@ pub(super) async fn profile(
     let mut targets = Vec::new();
     let mut note = None;
     let mut ended = Vec::new();
+    let mut folded_ended = Vec::new();
     let result: Result<(), ApiError> = async {
         let current = match &profile.kind {
             Kind::AssumedRole { role_arn, .. } => Some(Target::from_arn(role_arn.as_str())?),
@@ -272,14 +300,30 @@ pub(super) async fn profile(
                     target.arn
                 ));
             }
+            let actor = Actor {
+                origin: &req.origin,
+                admin: true,
+                reason: why.as_deref(),
+            };
             let applied = app
                 .revocations
-                .revoke_before(&target, scope, before, now)
+                .revoke_before(&target, scope, before, now, actor)
                 .await?;
-            targets.push(applied.to_json());
+            targets.push(applied.to_json(true));
+            let others = Applied {
+                folded: applied
+                    .folded
+                    .iter()
+                    .filter(|p| p.as_str() != name.as_str())
+                    .cloned()
+                    .collect(),
+                ..applied
+            };
+            folded_ended.extend(end_folded(app, req, &others, "", now, why.as_deref()).await?);
         }
         // Leases issued before the time are marked (STS) or ended (iam_user).
         ended = end_leases(app, req, name.as_str(), live, now, why.as_deref()).await?;
+        ended.append(&mut folded_ended);
         Ok(())
     }
     .await;
@@ -327,23 +371,9 @@ async fn live_leases(
     before: DateTime<Utc>,
     now: DateTime<Utc>,
 ) -> Result<Vec<Lease>, ApiError> {
-    let mut live = Vec::new();
-    let mut next: Option<String> = None;
-    loop {
-        let (page, after) = app
-            .leases
-            .list(Some(profile), None, 100, next.as_deref())
-            .await?;
-        live.extend(page.into_iter().filter(|l| {
-            l.status != LeaseStatus::Revoked
-                && l.created_at < before
-                && (!l.is_sts() || l.expires_at > now)
-        }));
-        match after {
-            Some(n) => next = Some(n),
-            None => return Ok(live),
-        }
-    }
+    let (leases, read) = app.leases.live_of_profile(profile, before, now).await?;
+    tracing::info!(profile, live = leases.len(), items_read = read, "live leases of a profile");
+    Ok(leases)
 }
 
 /// Ends `leases`: `iam_user` ones (user deleted), STS ones marked revoked (the policy change

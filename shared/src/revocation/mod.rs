@@ -1,32 +1,36 @@
-//! Revoking STS credentials (SPEC §10): they cannot be deleted, so Keysmith denies them in the
-//! inline policy `keysmith-revocations` of the role or base user they act through, and prunes each
-//! `Deny` once every credential it can match has expired.
+//! Revoking STS credentials (SPEC §10, §10a): they cannot be deleted, so Keysmith denies them in
+//! the inline policy `keysmith-revocations` of the role or base user they act through — in that
+//! target's own account — and prunes each `Deny` once every credential it can match has expired.
 //!
-//! IAM has no conditional write, so every change is a read-modify-write under a lock in the state
-//! table (`pk = "revocation"`, `sk = "<role|user>#<arn>"`). The same item is in the `due` index
-//! (`due_pk = "revocation"`) at the time its policy's next entry can be pruned, so the scheduled run
-//! reads only the targets with work to do. The policy is [`policy::Document`].
+//! Every change follows one order, so that "revoked" is true and nothing is lost or unaudited:
+//! 1. the target's lock ([`deny_set`]); the IAM client of the target's account ([`target`]);
+//! 2. the deny set from the state table (never read back from IAM), edited;
+//! 3. the new set and its audit item in one transaction, on condition that the lock is still held
+//!    and the version is the one read (fencing);
+//! 4. the document rendered from the set and written to IAM; the version marked applied.
+//!
+//! A crash or failure after 3 leaves the target due at once: the scheduled run writes the stored
+//! set to IAM. A revoke of an already revoked lease writes it again too (it repairs an out-of-band
+//! change).
 
+mod deny_set;
+mod iam;
 pub mod policy;
+mod target;
 
-use std::collections::HashMap;
-use std::time::Duration as StdDuration;
-
-use aws_sdk_dynamodb::types::AttributeValue;
-use chrono::{DateTime, Duration, Utc};
+use chrono::{DateTime, Utc};
 use serde_json::{json, Value};
 
-use crate::audit::{format_time, AuditLog, AuditRecord, Category, Origin, Outcome};
-use crate::aws::{classify, AwsFailure, FailureKind};
+use crate::audit::{AuditLog, AuditRecord, AuditedWriteError, Category, Level, Origin, Outcome};
+use crate::aws::{AwsFailure, FailureKind};
 use crate::lease::Lease;
 use crate::state::due_items;
-use policy::{ceil_second, Document, TargetKind, POLICY_NAME};
+use deny_set::DenySets;
+use policy::{ceil_second, cutoff_statement, Document, POLICY_NAME};
+pub use target::{Accounts, Target};
 
-const PK: &str = "revocation";
 pub const EVENT_PRUNED: &str = "Revocations Pruned";
-/// A lock outlives any revocation (a few IAM calls); a crashed holder's lock expires by itself.
-const LOCK_TTL: Duration = Duration::seconds(30);
-const LOCK_ATTEMPTS: u32 = 20;
+pub const EVENT_STARTED: &str = "Revocation Started";
 
 #[derive(Debug, thiserror::Error)]
 pub enum RevocationError {
@@ -40,74 +44,47 @@ pub enum RevocationError {
     },
     #[error("the state table failed: {0}")]
     Store(AwsFailure),
+    #[error("the audit trail could not be written: {0}")]
+    Audit(AwsFailure),
     #[error("another revocation on {0} is under way; retry")]
     Busy(String),
-    #[error("the inline policies of {target} would exceed IAM's {limit}-character quota even with a profile-wide cut-off; remove other inline policies or wait for the scheduled run to prune expired entries")]
+    #[error("the revocation lock on {0} expired before the change was recorded; retry")]
+    LockLost(String),
+    #[error("{target} is in account {account}, not Keysmith's ({home}), and no revoker role is configured (KEYSMITH_REVOKER_ROLE_NAME): nothing was revoked")]
+    ForeignAccount {
+        target: String,
+        account: String,
+        home: String,
+    },
+    #[error("the revoker role {role_arn} could not be assumed: {failure}")]
+    Revoker {
+        role_arn: String,
+        failure: AwsFailure,
+    },
+    #[error("the inline policy {POLICY_NAME} of {target} has no room for another lease entry; an admin can revoke profile {profile} (POST /v1/profiles/{profile}/revoke)")]
+    OwnerFull { target: String, profile: String },
+    #[error("the inline policies of {target} would exceed IAM's {limit}-character quota even with profile-wide cut-offs; remove other inline policies or wait for the scheduled run to prune expired entries")]
     Full { target: String, limit: usize },
 }
 
 impl RevocationError {
     pub fn failure_kind(&self) -> FailureKind {
         match self {
-            Self::Iam { failure: f, .. } | Self::Store(f) => f.kind,
+            Self::Iam { failure: f, .. }
+            | Self::Store(f)
+            | Self::Audit(f)
+            | Self::Revoker { failure: f, .. } => f.kind,
             _ => FailureKind::Other,
         }
     }
 }
 
-/// A role or IAM user that carries a revocation policy.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Target {
-    pub kind: TargetKind,
-    pub arn: String,
-    pub name: String,
-}
-
-impl Target {
-    /// An IAM call on this target failed.
-    fn iam_error(&self, action: &'static str, failure: AwsFailure) -> RevocationError {
-        RevocationError::Iam {
-            action,
-            target: self.arn.clone(),
-            failure,
-        }
-    }
-
-    /// From a role or user ARN (`arn:<partition>:iam::<account>:role|user/<path/>name`).
-    pub fn from_arn(arn: &str) -> Result<Self, RevocationError> {
-        let bad = || RevocationError::Target(format!("{arn} is not an IAM role or user ARN"));
-        let resource = arn
-            .strip_prefix("arn:")
-            .and_then(|r| r.splitn(5, ':').nth(4))
-            .ok_or_else(bad)?;
-        let (kind, path) = if let Some(p) = resource.strip_prefix("role/") {
-            (TargetKind::Role, p)
-        } else if let Some(p) = resource.strip_prefix("user/") {
-            (TargetKind::User, p)
-        } else {
-            return Err(bad());
-        };
-        let name = path
-            .rsplit('/')
-            .next()
-            .filter(|n| !n.is_empty())
-            .ok_or_else(bad)?;
-        Ok(Self {
-            kind,
-            arn: arn.to_owned(),
-            name: name.to_owned(),
-        })
-    }
-
-    fn key(&self) -> HashMap<String, AttributeValue> {
-        HashMap::from([
-            ("pk".to_owned(), AttributeValue::S(PK.to_owned())),
-            (
-                "sk".to_owned(),
-                AttributeValue::S(format!("{}#{}", self.kind.as_str(), self.arn)),
-            ),
-        ])
-    }
+/// Who asks for a revocation: only an admin's may widen into profile-wide cut-offs.
+#[derive(Debug, Clone, Copy)]
+pub struct Actor<'a> {
+    pub origin: &'a Origin,
+    pub admin: bool,
+    pub reason: Option<&'a str>,
 }
 
 /// What a revocation changed on one target.
@@ -116,8 +93,10 @@ pub struct Applied {
     pub target: Target,
     /// The statement now in force for this revocation.
     pub statement: String,
-    /// A per-lease entry did not fit IAM's quota: the profile-wide cut-off was written instead.
-    pub fell_back_to_cutoff: bool,
+    /// Profiles whose per-lease entries were folded into cut-offs at now to make room (an admin's
+    /// revoke on a full policy): every session of theirs through this target issued before now is
+    /// denied too.
+    pub folded: Vec<String>,
     /// The policy's size after the change, and the budget it had (the quota minus the target's
     /// other inline policies).
     pub size: usize,
@@ -125,16 +104,21 @@ pub struct Applied {
 }
 
 impl Applied {
-    pub fn to_json(&self) -> Value {
-        json!({
+    /// Sizes are for admins only: they tell an attacker how close a policy is to full.
+    pub fn to_json(&self, admin: bool) -> Value {
+        let mut v = json!({
             "target": self.target.arn,
             "target_type": self.target.kind.as_str(),
             "policy_name": POLICY_NAME,
             "statement": self.statement,
-            "fallback": self.fell_back_to_cutoff.then_some("profile_cutoff"),
-            "policy_size": self.size,
-            "policy_budget": self.budget,
-        })
+            "fallback": (!self.folded.is_empty()).then_some("profile_cutoff"),
+        });
+        if admin {
+            v["folded_profiles"] = json!(self.folded);
+            v["policy_size"] = json!(self.size);
+            v["policy_budget"] = json!(self.budget);
+        }
+        v
     }
 }
 
@@ -154,37 +138,42 @@ impl PruneReport {
     }
 }
 
+/// Why an edit could not be made.
+enum Refused {
+    /// A lease owner's entry does not fit beside the admin reserve.
+    OwnerFull,
+    /// Nothing fits, cut-offs included.
+    Full,
+}
+
+/// An edit of a deny set: the statement in force afterwards, and the profiles folded.
+type Edited = Result<(String, Vec<String>), Refused>;
+
+/// A change to make under the lock.
+struct Change<'a> {
+    actor: Actor<'a>,
+    profile: Option<&'a str>,
+    lease_id: Option<&'a str>,
+}
+
 #[derive(Clone, Debug)]
 pub struct Revocations {
-    iam: aws_sdk_iam::Client,
-    db: aws_sdk_dynamodb::Client,
-    table: String,
-}
-
-/// IAM returns policy documents URL-encoded (RFC 3986); tolerate plain JSON too.
-fn decode_policy(text: &str) -> String {
-    if text.trim_start().starts_with('{') {
-        return text.to_owned();
-    }
-    percent_encoding::percent_decode_str(text)
-        .decode_utf8_lossy()
-        .into_owned()
-}
-
-fn chars(text: &str) -> usize {
-    text.chars().filter(|c| !c.is_whitespace()).count()
+    accounts: Accounts,
+    sets: DenySets,
+    audit: AuditLog,
 }
 
 impl Revocations {
     pub fn new(
-        iam: aws_sdk_iam::Client,
+        accounts: Accounts,
         db: aws_sdk_dynamodb::Client,
         table: impl Into<String>,
+        audit: AuditLog,
     ) -> Self {
         Self {
-            iam,
-            db,
-            table: table.into(),
+            accounts,
+            sets: DenySets::new(db, table.into()),
+            audit,
         }
     }
 
@@ -196,428 +185,293 @@ impl Revocations {
         Target::from_arn(arn)
     }
 
-    /// Denies one lease's session tag on its role / base user. When the entry does not fit the
-    /// quota, denies the lease's profile for sessions issued before now instead (which covers
-    /// the lease) and says so. Adding a lease already denied changes nothing.
+    /// Denies one lease's session tag on its role / base user, or re-applies the entry when it is
+    /// already there. Lease entries keep [`Document::reserve`] free; when one does not fit, an
+    /// admin's revoke folds every profile's entries into per-profile cut-offs at now (and says
+    /// which), an owner's is refused.
     pub async fn revoke_lease(
         &self,
         lease: &Lease,
         now: DateTime<Utc>,
+        actor: Actor<'_>,
     ) -> Result<Applied, RevocationError> {
         let target = Self::lease_target(lease)?;
-        self.change(&target, now, |doc, budget| {
+        let change = Change {
+            actor,
+            profile: Some(&lease.profile),
+            lease_id: Some(&lease.id),
+        };
+        self.change(&target, now, change, |doc, budget| {
+            if let Some(covering) = doc.covering(&lease.profile, &lease.id, lease.created_at) {
+                return Ok((covering, Vec::new()));
+            }
             let statement = format!("Deny aws:PrincipalTag/keysmith:lease = {}", lease.id);
-            if !doc.add_lease(&lease.profile, &lease.id, lease.expires_at) || doc.size() <= budget {
-                return Ok((statement, false));
+            doc.add_lease(&lease.profile, &lease.id, lease.expires_at);
+            if doc.size() <= budget.saturating_sub(Document::reserve()) {
+                return Ok((statement, Vec::new()));
             }
-            // Every lease of the profile in the policy was issued before now: one cut-off at now
-            // denies them all (and this one), in the room their ids took.
+            if !actor.admin {
+                return Err(Refused::OwnerFull);
+            }
             let before = ceil_second(now);
-            doc.fold_into_cutoff(&lease.profile, before);
+            let folded = doc.fold_all_into_cutoffs(before);
             if doc.size() > budget {
-                return Err(());
+                return Err(Refused::Full);
             }
-            Ok((cutoff_statement(Some(&lease.profile), before), true))
+            Ok((cutoff_statement(Some(&lease.profile), before), folded))
         })
         .await
     }
 
     /// Denies sessions of `profile` (None: every session token of the user) issued before
-    /// `before`.
+    /// `before` (an admin's profile revoke). On a full policy every profile's lease entries are
+    /// folded into cut-offs first.
     pub async fn revoke_before(
         &self,
         target: &Target,
         profile: Option<&str>,
         before: DateTime<Utc>,
         now: DateTime<Utc>,
+        actor: Actor<'_>,
     ) -> Result<Applied, RevocationError> {
         let before = ceil_second(before);
-        self.change(target, now, |doc, budget| {
+        let change = Change {
+            actor,
+            profile,
+            lease_id: None,
+        };
+        self.change(target, now, change, |doc, budget| {
             doc.add_cutoff(profile, before);
-            if doc.size() > budget {
-                return Err(());
+            let mut folded = Vec::new();
+            if doc.size() > budget && actor.admin {
+                folded = doc.fold_all_into_cutoffs(ceil_second(now));
             }
-            Ok((cutoff_statement(profile, before), false))
+            if doc.size() > budget {
+                return Err(Refused::Full);
+            }
+            Ok((cutoff_statement(profile, before), folded))
         })
         .await
     }
 
-    /// Prunes every target whose policy has an entry past its credentials' expiry.
-    pub async fn prune_due(&self, now: DateTime<Utc>) -> Result<PruneReport, RevocationError> {
-        let items = due_items(&self.db, &self.table, PK, now)
-            .await
-            .map_err(RevocationError::Store)?;
+    /// The scheduled run's part (SPEC §10): every due target is pruned of entries whose
+    /// credentials have all expired, and any stored set not yet written to IAM is written. Each
+    /// change is audited in the same transaction as the set. One target's failure does not stop
+    /// the others; it is reported, and the target stays due.
+    pub async fn prune_due(&self, now: DateTime<Utc>, origin: &Origin) -> PruneReport {
         let mut report = PruneReport::default();
+        let items = match due_items(self.sets.db(), self.sets.table(), target::PK, now).await {
+            Ok(items) => items,
+            Err(e) => {
+                report
+                    .failed
+                    .push(("(due revocations)".to_owned(), e.to_string()));
+                return report;
+            }
+        };
         for item in items {
             let Some(arn) = item.get("target").and_then(|v| v.as_s().ok()) else {
                 continue;
             };
-            let target = match Target::from_arn(arn) {
-                Ok(t) => t,
-                Err(e) => {
-                    report.failed.push((arn.clone(), e.to_string()));
-                    continue;
-                }
+            let result = match Target::from_arn(arn) {
+                Ok(target) => self.prune(&target, now, origin).await,
+                Err(e) => Err(e),
             };
-            match self.prune(&target, now).await {
-                Ok((removed, deleted)) => report.pruned.push((target.arn, removed, deleted)),
+            match result {
+                Ok((removed, deleted)) => report.pruned.push((arn.clone(), removed, deleted)),
                 Err(e) => {
-                    tracing::warn!(target = %target.arn, error = %e, "pruning a revocation policy failed; the next run retries");
-                    report.failed.push((target.arn, e.to_string()));
+                    tracing::warn!(target = %arn, error = %e, "pruning a revocation policy failed; the next run retries");
+                    report.failed.push((arn.clone(), e.to_string()));
                 }
             }
         }
-        Ok(report)
+        report
     }
 
     async fn prune(
         &self,
         target: &Target,
         now: DateTime<Utc>,
+        origin: &Origin,
     ) -> Result<(usize, bool), RevocationError> {
-        let owner = self.lock(target, now).await?;
+        let iam = self.accounts.iam_for(target).await?;
+        let owner = self.sets.lock(target, now).await?;
         let result = async {
-            let (mut doc, _) = self.read(target).await?;
+            let (from, applied, mut doc) = self.current(&iam, target).await?;
             let removed = doc.prune(now, target.kind);
-            if removed > 0 {
-                self.write(target, &doc).await?;
+            let mut version = from.unwrap_or(0);
+            if removed > 0 || (from.is_none() && !doc.is_empty()) {
+                let record = AuditRecord::new(
+                    origin,
+                    Category::Config,
+                    EVENT_PRUNED,
+                    Outcome::Success,
+                    format!(
+                        "{removed} expired entr{} removed from {POLICY_NAME} of {}{}.",
+                        if removed == 1 { "y" } else { "ies" },
+                        target.arn,
+                        if doc.is_empty() {
+                            "; the empty policy is deleted"
+                        } else {
+                            ""
+                        }
+                    ),
+                );
+                version = self.record(target, &owner, from, &doc, now, &record).await?;
             }
-            Ok::<_, RevocationError>((removed, doc.is_empty(), doc.next_prune(target.kind)))
+            if version > applied {
+                iam::write(&iam, target, &doc).await?;
+            }
+            Ok::<_, RevocationError>((removed, doc.is_empty(), version, doc.next_prune(target.kind)))
         }
         .await;
-        let next = result.as_ref().ok().and_then(|r| r.2);
-        // On failure the item stays due (its old time), so the next run retries.
-        self.unlock(target, &owner, result.is_ok().then_some(next))
+        self.release(target, &owner, result.as_ref().ok().map(|r| (r.2, r.3)))
             .await?;
-        result.map(|(removed, deleted, _)| (removed, deleted))
+        result.map(|(removed, deleted, _, _)| (removed, deleted))
     }
 
-    /// Read-modify-write of the target's policy under the lock. `edit` changes the document
-    /// within the budget, or answers `Err(())` when even its fallback does not fit.
+    /// Read-edit-record-write of the target's deny set under its lock.
     async fn change(
         &self,
         target: &Target,
         now: DateTime<Utc>,
-        edit: impl FnOnce(&mut Document, usize) -> Result<(String, bool), ()>,
+        change: Change<'_>,
+        edit: impl FnOnce(&mut Document, usize) -> Edited,
     ) -> Result<Applied, RevocationError> {
-        let owner = self.lock(target, now).await?;
+        // First: a target in another account without a revoker role is refused before anything.
+        let iam = self.accounts.iam_for(target).await?;
+        let owner = self.sets.lock(target, now).await?;
         let result = async {
-            let (mut doc, others) = self.read(target).await?;
-            let before = doc.clone();
+            let inline = iam::read(&iam, target).await?;
+            let (from, _, mut doc) = self.stored_or(target, inline.current).await?;
+            let read = doc.clone();
             // Entries already past are dropped on the way: room for this one.
             doc.prune(now, target.kind);
-            let budget = target.kind.inline_limit().saturating_sub(others);
-            let (statement, fell_back) =
-                edit(&mut doc, budget).map_err(|()| RevocationError::Full {
+            let budget = target.kind.inline_limit().saturating_sub(inline.others);
+            let (statement, folded) = edit(&mut doc, budget).map_err(|r| match r {
+                Refused::OwnerFull => RevocationError::OwnerFull {
+                    target: target.arn.clone(),
+                    profile: change.profile.unwrap_or_default().to_owned(),
+                },
+                Refused::Full => RevocationError::Full {
                     target: target.arn.clone(),
                     limit: target.kind.inline_limit(),
-                })?;
-            if doc != before {
-                self.write(target, &doc).await?;
+                },
+            })?;
+            let mut version = from.unwrap_or(0);
+            if doc != read || from.is_none() {
+                let record = started(&change, target, &statement, &folded);
+                version = self.record(target, &owner, from, &doc, now, &record).await?;
             }
-            Ok::<_, RevocationError>(Applied {
+            // Always written, also when unchanged: a repeated revoke repairs IAM.
+            iam::write(&iam, target, &doc).await?;
+            let applied = Applied {
                 target: target.clone(),
                 statement,
-                fell_back_to_cutoff: fell_back,
+                folded,
                 size: doc.size(),
                 budget,
-            })
-            .map(|a| (a, doc.next_prune(target.kind)))
+            };
+            Ok::<_, RevocationError>((applied, version, doc.next_prune(target.kind)))
         }
         .await;
-        match result {
-            Ok((applied, next)) => {
-                self.unlock(target, &owner, Some(next)).await?;
-                Ok(applied)
-            }
-            Err(e) => {
-                if let Err(u) = self.unlock(target, &owner, None).await {
-                    tracing::warn!(target = %target.arn, error = %u, "releasing a revocation lock failed; it expires by itself");
-                }
-                Err(e)
+        self.release(target, &owner, result.as_ref().ok().map(|r| (r.1, r.2)))
+            .await?;
+        result.map(|r| r.0)
+    }
+
+    /// The stored set, or (first touch of a target revoked by an older version) IAM's document.
+    async fn current(
+        &self,
+        iam: &aws_sdk_iam::Client,
+        target: &Target,
+    ) -> Result<(Option<u64>, u64, Document), RevocationError> {
+        match self.sets.load(target).await? {
+            Some(s) => Ok((Some(s.version), s.applied, s.doc)),
+            None => {
+                let inline = iam::read(iam, target).await?;
+                Ok((None, 0, inline.current.unwrap_or_default()))
             }
         }
     }
 
-    /// The target's revocation policy and the size of its other inline policies (IAM's quota is
-    /// on all of them together).
-    async fn read(&self, target: &Target) -> Result<(Document, usize), RevocationError> {
-        let mut names = Vec::new();
-        let mut marker = None;
-        loop {
-            let (page, truncated, next) = match target.kind {
-                TargetKind::Role => {
-                    let out = self
-                        .iam
-                        .list_role_policies()
-                        .role_name(&target.name)
-                        .set_marker(marker.take())
-                        .send()
-                        .await
-                        .map_err(|e| target.iam_error("ListRolePolicies", classify(e)))?;
-                    (out.policy_names, out.is_truncated, out.marker)
-                }
-                TargetKind::User => {
-                    let out = self
-                        .iam
-                        .list_user_policies()
-                        .user_name(&target.name)
-                        .set_marker(marker.take())
-                        .send()
-                        .await
-                        .map_err(|e| target.iam_error("ListUserPolicies", classify(e)))?;
-                    (out.policy_names, out.is_truncated, out.marker)
-                }
-            };
-            names.extend(page);
-            match (truncated, next) {
-                (true, Some(m)) => marker = Some(m),
-                _ => break,
-            }
-        }
-        let mut doc = Document::default();
-        let mut others = 0;
-        for name in names {
-            let text = self.get_policy(target, &name).await?;
-            if name == POLICY_NAME {
-                // A document Keysmith cannot read is kept whole, as foreign statements cannot be
-                // parsed either: refuse rather than overwrite somebody's policy.
-                doc = Document::parse(&text).ok_or_else(|| {
-                    RevocationError::Target(format!(
-                        "the inline policy {POLICY_NAME} of {} is not a policy Keysmith can read",
-                        target.arn
-                    ))
-                })?;
-            } else {
-                others += chars(&text);
-            }
-        }
-        Ok((doc, others))
+    async fn stored_or(
+        &self,
+        target: &Target,
+        in_iam: Option<Document>,
+    ) -> Result<(Option<u64>, u64, Document), RevocationError> {
+        Ok(match self.sets.load(target).await? {
+            Some(s) => (Some(s.version), s.applied, s.doc),
+            None => (None, 0, in_iam.unwrap_or_default()),
+        })
     }
 
-    async fn get_policy(&self, target: &Target, name: &str) -> Result<String, RevocationError> {
-        let text = match target.kind {
-            TargetKind::Role => {
-                self.iam
-                    .get_role_policy()
-                    .role_name(&target.name)
-                    .policy_name(name)
-                    .send()
-                    .await
-                    .map_err(|e| target.iam_error("GetRolePolicy", classify(e)))?
-                    .policy_document
-            }
-            TargetKind::User => {
-                self.iam
-                    .get_user_policy()
-                    .user_name(&target.name)
-                    .policy_name(name)
-                    .send()
-                    .await
-                    .map_err(|e| target.iam_error("GetUserPolicy", classify(e)))?
-                    .policy_document
-            }
-        };
-        Ok(decode_policy(&text))
-    }
-
-    /// Puts the document, or deletes the policy once it is empty.
-    async fn write(&self, target: &Target, doc: &Document) -> Result<(), RevocationError> {
-        let text = doc.to_json();
-        let result = match (target.kind, doc.is_empty()) {
-            (TargetKind::Role, false) => self
-                .iam
-                .put_role_policy()
-                .role_name(&target.name)
-                .policy_name(POLICY_NAME)
-                .policy_document(text)
-                .send()
-                .await
-                .map(drop)
-                .map_err(|e| target.iam_error("PutRolePolicy", classify(e))),
-            (TargetKind::User, false) => self
-                .iam
-                .put_user_policy()
-                .user_name(&target.name)
-                .policy_name(POLICY_NAME)
-                .policy_document(text)
-                .send()
-                .await
-                .map(drop)
-                .map_err(|e| target.iam_error("PutUserPolicy", classify(e))),
-            (TargetKind::Role, true) => self
-                .iam
-                .delete_role_policy()
-                .role_name(&target.name)
-                .policy_name(POLICY_NAME)
-                .send()
-                .await
-                .map(drop)
-                .map_err(|e| target.iam_error("DeleteRolePolicy", classify(e))),
-            (TargetKind::User, true) => self
-                .iam
-                .delete_user_policy()
-                .user_name(&target.name)
-                .policy_name(POLICY_NAME)
-                .send()
-                .await
-                .map(drop)
-                .map_err(|e| target.iam_error("DeleteUserPolicy", classify(e))),
-        };
-        match result {
-            // Already gone: that is what a delete wants.
-            Err(RevocationError::Iam { failure, .. })
-                if doc.is_empty() && failure.kind == FailureKind::NotFound =>
-            {
-                Ok(())
-            }
-            other => other,
-        }
-    }
-
-    /// Takes the target's lock (waiting a little for another holder); returns the owner token.
-    async fn lock(&self, target: &Target, now: DateTime<Utc>) -> Result<String, RevocationError> {
-        let owner = uuid::Uuid::new_v4().to_string();
-        for attempt in 0..LOCK_ATTEMPTS {
-            let now = now.max(Utc::now());
-            let result = self
-                .db
-                .update_item()
-                .table_name(&self.table)
-                .set_key(Some(target.key()))
-                .update_expression(
-                    "SET lock_owner = :owner, lock_until = :until, target = :arn, target_type = :kind",
-                )
-                .condition_expression("attribute_not_exists(lock_until) OR lock_until < :now")
-                .expression_attribute_values(":owner", AttributeValue::S(owner.clone()))
-                .expression_attribute_values(
-                    ":until",
-                    AttributeValue::S(format_time(now + LOCK_TTL)),
-                )
-                .expression_attribute_values(":now", AttributeValue::S(format_time(now)))
-                .expression_attribute_values(":arn", AttributeValue::S(target.arn.clone()))
-                .expression_attribute_values(
-                    ":kind",
-                    AttributeValue::S(target.kind.as_str().to_owned()),
-                )
-                .send()
-                .await
-                .map_err(classify);
-            match result {
-                Ok(_) => return Ok(owner),
-                Err(f) if f.kind == FailureKind::ConditionFailed => {
-                    tokio::time::sleep(StdDuration::from_millis(100 + 50 * u64::from(attempt)))
-                        .await;
-                }
-                Err(f) => return Err(RevocationError::Store(f)),
-            }
-        }
-        Err(RevocationError::Busy(target.arn.clone()))
-    }
-
-    /// Releases the lock; `due` (when known) sets when the next prune is due (`Some(None)`:
-    /// nothing left to prune).
-    async fn unlock(
+    /// The new set and its audit item, in one transaction fenced by the lock and the version.
+    async fn record(
         &self,
         target: &Target,
         owner: &str,
-        due: Option<Option<DateTime<Utc>>>,
+        from: Option<u64>,
+        doc: &Document,
+        now: DateTime<Utc>,
+        record: &AuditRecord,
+    ) -> Result<u64, RevocationError> {
+        let item = self.sets.change_item(target, owner, from, doc, now)?;
+        match self.audit.write_with(item, record).await {
+            Ok(()) => Ok(from.map_or(1, |v| v + 1)),
+            Err(AuditedWriteError::Conflict) => Err(RevocationError::LockLost(target.arn.clone())),
+            Err(AuditedWriteError::Audit(f)) => Err(RevocationError::Audit(f)),
+            Err(AuditedWriteError::Store(f)) => Err(RevocationError::Store(f)),
+        }
+    }
+
+    /// Releases the lock, marking `applied` (version, next due) when the IAM write succeeded.
+    async fn release(
+        &self,
+        target: &Target,
+        owner: &str,
+        applied: Option<(u64, Option<DateTime<Utc>>)>,
     ) -> Result<(), RevocationError> {
-        let mut q = self
-            .db
-            .update_item()
-            .table_name(&self.table)
-            .set_key(Some(target.key()))
-            .condition_expression("lock_owner = :owner")
-            .expression_attribute_values(":owner", AttributeValue::S(owner.to_owned()));
-        q = match due {
-            None => q.update_expression("REMOVE lock_owner, lock_until"),
-            Some(None) => q.update_expression("REMOVE lock_owner, lock_until, due_pk, due_at"),
-            Some(Some(at)) => q
-                .update_expression("SET due_pk = :pk, due_at = :at REMOVE lock_owner, lock_until")
-                .expression_attribute_values(":pk", AttributeValue::S(PK.to_owned()))
-                .expression_attribute_values(":at", AttributeValue::S(format_time(at))),
-        };
-        q.send()
-            .await
-            .map(drop)
-            .map_err(|e| RevocationError::Store(classify(e)))
+        let ok = applied.is_some();
+        match self.sets.unlock(target, owner, applied).await {
+            Ok(()) => Ok(()),
+            Err(e) if ok => Err(e),
+            Err(e) => {
+                tracing::warn!(target = %target.arn, error = %e, "releasing a revocation lock failed; it expires by itself");
+                Ok(())
+            }
+        }
     }
 }
 
-/// The scheduled run's part (SPEC §10): prunes every due revocation policy, each pruned target
-/// audited. A failure is reported and logged, never fatal to the run: the item stays due and the
-/// next run retries it.
-pub async fn scheduled_prune(
-    revocations: &Revocations,
-    audit: &AuditLog,
-    now: DateTime<Utc>,
-    origin: &Origin,
-) -> PruneReport {
-    let mut report = match revocations.prune_due(now).await {
-        Ok(r) => r,
-        Err(e) => {
-            tracing::error!(error = %e, "reading due revocation policies failed");
-            return PruneReport {
-                failed: vec![("(due revocations)".to_owned(), e.to_string())],
-                ..PruneReport::default()
-            };
-        }
-    };
-    for (arn, removed, deleted) in &report.pruned {
-        if *removed == 0 {
-            continue;
-        }
-        let r = AuditRecord::new(
-            origin,
-            Category::Config,
-            EVENT_PRUNED,
-            Outcome::Success,
-            format!(
-                "{removed} expired entr{} removed from {POLICY_NAME} of {arn}{}.",
-                if *removed == 1 { "y" } else { "ies" },
-                if *deleted {
-                    "; the empty policy was deleted"
-                } else {
-                    ""
-                }
-            ),
-        );
-        if let Err(e) = audit.write(&r).await {
-            tracing::error!(target = %arn, error = %e, "audit write for a revocation prune failed");
-            report.failed.push((arn.clone(), e.to_string()));
-        }
+/// The audit item of a deny-set change, written with it (before IAM is touched).
+fn started(change: &Change<'_>, target: &Target, statement: &str, folded: &[String]) -> AuditRecord {
+    let mut message = format!(
+        "{} by {}: {statement} recorded for {POLICY_NAME} of {}.",
+        change
+            .lease_id
+            .map_or_else(|| "Revocation".to_owned(), |id| format!("Revocation of lease {id}")),
+        change.actor.origin.principal,
+        target.arn
+    );
+    if !folded.is_empty() {
+        message.push_str(&format!(
+            " The policy was full: the lease entries of profile(s) {} were folded into cut-offs at now.",
+            folded.join(", ")
+        ));
     }
-    report
-}
-
-fn cutoff_statement(profile: Option<&str>, before: DateTime<Utc>) -> String {
-    let before = before.to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
-    match profile {
-        Some(p) => format!(
-            "Deny aws:PrincipalTag/keysmith:profile = {p} when aws:TokenIssueTime < {before}"
-        ),
-        None => format!("Deny every session token when aws:TokenIssueTime < {before}"),
+    if let Some(r) = change.actor.reason {
+        message.push_str(&format!(" Reason: {r}"));
     }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn targets_are_named_by_their_arn() {
-        let r = Target::from_arn("arn:aws:iam::123456789012:role/keysmith/deploy").unwrap();
-        assert_eq!((r.kind, r.name.as_str()), (TargetKind::Role, "deploy"));
-        let u = Target::from_arn("arn:aws:iam::123456789012:user/base").unwrap();
-        assert_eq!((u.kind, u.name.as_str()), (TargetKind::User, "base"));
-        assert!(Target::from_arn("arn:aws:sts::123456789012:federated-user/x").is_err());
-        assert!(Target::from_arn("arn:aws:iam::123456789012:role/").is_err());
-    }
-
-    #[test]
-    fn url_encoded_policies_are_decoded() {
-        assert_eq!(decode_policy("%7B%22a%22%3A1%7D"), "{\"a\":1}");
-        assert_eq!(decode_policy("{\"a\":1}"), "{\"a\":1}");
-    }
+    let mut r = AuditRecord::new(
+        change.actor.origin,
+        Category::Config,
+        EVENT_STARTED,
+        Outcome::Success,
+        message,
+    );
+    r.level = Level::Warn;
+    r.profile = change.profile.map(str::to_owned);
+    r.lease_id = change.lease_id.map(str::to_owned);
+    r
 }

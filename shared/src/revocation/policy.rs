@@ -109,6 +109,17 @@ pub fn ceil_second(t: DateTime<Utc>) -> DateTime<Utc> {
     }
 }
 
+/// A cut-off in words, for answers and audit items.
+pub fn cutoff_statement(profile: Option<&str>, before: DateTime<Utc>) -> String {
+    let before = iso(before);
+    match profile {
+        Some(p) => format!(
+            "Deny aws:PrincipalTag/keysmith:profile = {p} when aws:TokenIssueTime < {before}"
+        ),
+        None => format!("Deny every session token when aws:TokenIssueTime < {before}"),
+    }
+}
+
 fn ceil_hour(t: DateTime<Utc>) -> DateTime<Utc> {
     let floor = t.duration_trunc(Duration::hours(1)).unwrap_or(t);
     if floor < t {
@@ -254,6 +265,20 @@ impl Document {
             .count()
     }
 
+    /// The statement that already denies lease `id` of `profile` (issued at `created_at`): its
+    /// own entry, or a cut-off of its profile after it was issued.
+    pub fn covering(&self, profile: &str, id: &str, created_at: DateTime<Utc>) -> Option<String> {
+        if self.contains_lease(id) {
+            return Some(format!("Deny aws:PrincipalTag/keysmith:lease = {id}"));
+        }
+        self.entries.iter().find_map(|e| match e {
+            Entry::Profile { profile: p, before } if p == profile && *before > created_at => {
+                Some(cutoff_statement(Some(p), *before))
+            }
+            _ => None,
+        })
+    }
+
     pub fn contains_lease(&self, id: &str) -> bool {
         self.entries
             .iter()
@@ -294,6 +319,40 @@ impl Document {
         self.entries
             .retain(|e| !matches!(e, Entry::Leases { profile: p, .. } if p == profile));
         self.add_cutoff(Some(profile), before);
+    }
+
+    /// Replaces every per-lease entry, of every profile, by that profile's cut-off at `before`
+    /// (an admin's way to make room: a cut-off never takes more room than the lease entries it
+    /// replaces). Returns the profiles folded.
+    pub fn fold_all_into_cutoffs(&mut self, before: DateTime<Utc>) -> Vec<String> {
+        let mut folded: Vec<String> = Vec::new();
+        for e in &self.entries {
+            if let Entry::Leases { profile, .. } = e {
+                if !folded.contains(profile) {
+                    folded.push(profile.clone());
+                }
+            }
+        }
+        for p in &folded {
+            self.fold_into_cutoff(p, before);
+        }
+        folded
+    }
+
+    /// Room kept free of per-lease entries so that an admin's cut-off always fits: one
+    /// statement for the longest profile name, and its separator.
+    pub fn reserve() -> usize {
+        let widest = Entry::Profile {
+            profile: "p".repeat(64),
+            before: DateTime::<Utc>::MIN_UTC,
+        };
+        widest
+            .to_statement()
+            .to_string()
+            .chars()
+            .filter(|c| !c.is_whitespace())
+            .count()
+            + 1
     }
 
     /// Denies sessions of `profile` (or, with `None`, every session token) issued before
