@@ -57,6 +57,7 @@ impl TestApp {
             rotation_function: None,
             rotator_role_arn: None,
             lease_group_path: "/keysmith/".into(),
+            revoker_role_name: None,
         };
         let app = keysmith::App::new(config, &sdk);
         TestApp {

@@ -612,6 +612,13 @@ async fn three_hundred_revoked_leases_never_overflow_the_roles_inline_policy_quo
         .await
         .unwrap();
     let now = Utc::now();
+    let origin = keysmith::audit::Origin {
+        principal: ADMIN.into(),
+        source_ip: "127.0.0.1".into(),
+        user_agent: "test".into(),
+        request_id: "r".into(),
+        region: "us-east-1".into(),
+    };
     let mut first_fallback = None;
     let mut largest = 0;
     for i in 0..300_i64 {
@@ -624,8 +631,18 @@ async fn three_hundred_revoked_leases_never_overflow_the_roles_inline_policy_quo
             now,
             now + Duration::minutes(15 + (i % 700)),
         );
-        let applied = t.app.revocations.revoke_lease(&lease, now).await.unwrap();
-        if applied.fell_back_to_cutoff && first_fallback.is_none() {
+        let actor = keysmith::revocation::Actor {
+            origin: &origin,
+            admin: true,
+            reason: None,
+        };
+        let applied = t
+            .app
+            .revocations
+            .revoke_lease(&lease, now, actor)
+            .await
+            .unwrap();
+        if !applied.folded.is_empty() && first_fallback.is_none() {
             first_fallback = Some(i);
         }
         // Every inline policy of the role, as IAM counts them.
