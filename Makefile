@@ -44,14 +44,17 @@ fuzz: venv build
 	KEYSMITH_FUZZ_EXAMPLES=$${KEYSMITH_FUZZ_EXAMPLES:-1000} cargo test -p keysmith-tests --test gateway schemathesis -- --nocapture
 
 # Formatting, the template (cfn-lint, SAM's own validation, checkov with every remaining finding
-# skipped in the resource's Metadata with its reason, parliament over every IAM policy), the IAM
-# simulator over every policy (below), clippy.
+# skipped in the resource's Metadata with its reason, parliament over every IAM policy), the same
+# but SAM for infra/target-account.yaml, the IAM simulator over every policy (below), clippy.
 lint: venv lint-venv deploy-venv simulator
 	cargo fmt --all --check
 	$(VENV)/bin/cfn-lint template.yaml
+	$(VENV)/bin/cfn-lint infra/target-account.yaml
 	$(DEPLOY_VENV)/bin/sam validate --lint --template template.yaml --region us-east-1
 	$(LINT_VENV)/bin/checkov --skip-download --quiet --compact --framework cloudformation --file template.yaml
+	$(LINT_VENV)/bin/checkov --skip-download --quiet --compact --framework cloudformation --file infra/target-account.yaml
 	$(LINT_VENV)/bin/python infra/lint_policies.py template.yaml
+	$(LINT_VENV)/bin/python infra/lint_policies.py infra/target-account.yaml
 	$(MAKE) --no-print-directory simulate
 	cargo clippy --workspace --all-targets -- -D warnings
 

@@ -6,6 +6,9 @@ fit an action. Intrinsic functions are resolved twice: from the parameters' defa
 every optional part switched on (VARIANTS), so a statement behind a condition is checked too.
 The stack's own resources get stand-in ARNs.
 
+Also run over infra/target-account.yaml (the roles of each target account), whose parameters
+without a default (the Keysmith account, its function roles) resolve to empty text here.
+
 Usage: python infra/lint_policies.py [template.yaml]   exit 1 on any finding not ignored below.
 """
 
@@ -26,10 +29,14 @@ IGNORED = [
     ("UNKNOWN_CONDITION_FOR_ACTION", "SecretRotationFunction", "iam:ResourceTag/keysmith:rotation-secret"),
     ("UNKNOWN_CONDITION_FOR_ACTION", "ScheduledRotationFunction", "iam:ResourceTag/keysmith:rotation-secret"),
     ("UNKNOWN_CONDITION_FOR_ACTION", "RotatorRole", "iam:ResourceTag/keysmith:rotation-secret"),
+    # infra/target-account.yaml's cross-account rotation role: the same statement as RotatorRole.
+    ("UNKNOWN_CONDITION_FOR_ACTION", "RotationRole", "iam:ResourceTag/keysmith:rotation-secret"),
     # iam:PermissionsBoundary is typed ARN; StringEquals on the exact ARN is what AWS's own
     # examples use, and parliament rates it usable.
     ("MISMATCHED_TYPE_BUT_USABLE", "IssueCredentialsFunction", "StringEquals"),
     ("MISMATCHED_TYPE_BUT_USABLE", "ScheduledRotationFunction", "StringEquals"),
+    # infra/target-account.yaml's revoker role: the same RevocationTargetBoundaryArn condition.
+    ("MISMATCHED_TYPE_BUT_USABLE", "RevokerRole", "StringEquals"),
     # In a key policy "Resource": "*" means the key itself; the statement is AWS's default key
     # policy (the account, through IAM policies), which is what lets IAM grant any use of it.
     ("RESOURCE_STAR", "KeysmithKey", ""),
@@ -54,6 +61,9 @@ VARIANTS = [
         "AlarmEmail": "ops@example.com",
         "LeaseBoundaryArns": "arn:aws:iam::123456789012:policy/extra-boundary",
         "RevocationTargetBoundaryArn": "arn:aws:iam::123456789012:policy/revocable",
+        "RevokerRoleName": "keysmith/keysmith-revoker",
+        # infra/target-account.yaml creates its rotation role only with a RotatedUserPath.
+        "RotatedUserPath": "/service-accounts/",
     },
     {"KmsKey": "arn:aws:kms:us-east-1:123456789012:key/1234abcd-12ab-34cd-56ef-1234567890ab"},
 ]
@@ -95,8 +105,9 @@ yaml.SafeLoader.add_multi_constructor("!", construct)
 
 
 class Resolver:
-    def __init__(self, template, overrides=None):
+    def __init__(self, template, overrides=None, account=ACCOUNT):
         self.t = template
+        self.account = account
         self.params = {
             k: v.get("Default", "") for k, v in (template.get("Parameters") or {}).items()
         }
@@ -106,7 +117,7 @@ class Resolver:
 
     def ref(self, name):
         pseudo = {
-            "AWS::AccountId": ACCOUNT,
+            "AWS::AccountId": self.account,
             "AWS::Region": REGION,
             "AWS::Partition": PARTITION,
             "AWS::StackName": STACK,
@@ -129,16 +140,17 @@ class Resolver:
         return self.resources[name]
 
     def arn(self, name, res):
+        props = res.get("Properties") or {}
         if res["Type"] == "AWS::IAM::Role":
             # A role's path is part of its ARN, and policies match roles by path.
-            path = (res.get("Properties") or {}).get("Path", "/")
-            return f"arn:aws:iam::{ACCOUNT}:role{path}{STACK}-{name}"
-        if res["Type"] == "AWS::IAM::ManagedPolicy" and "ManagedPolicyName" in res.get("Properties", {}):
-            props = res["Properties"]
+            path = self.resolve(props.get("Path", "/"))
+            role = self.resolve(props["RoleName"]) if "RoleName" in props else f"{STACK}-{name}"
+            return f"arn:aws:iam::{self.account}:role{path}{role}"
+        if res["Type"] == "AWS::IAM::ManagedPolicy" and "ManagedPolicyName" in props:
             path = props.get("Path", "/")
-            return f"arn:aws:iam::{ACCOUNT}:policy{path}{self.resolve(props['ManagedPolicyName'])}"
+            return f"arn:aws:iam::{self.account}:policy{path}{self.resolve(props['ManagedPolicyName'])}"
         pattern = ARN_OF_TYPE.get(res["Type"], "arn:aws:unknown:{r}:{a}:{n}")
-        return pattern.format(r=REGION, a=ACCOUNT, s=STACK, n=name)
+        return pattern.format(r=REGION, a=self.account, s=STACK, n=name)
 
     def getatt(self, target):
         name, attr = target.split(".", 1) if isinstance(target, str) else target
@@ -198,9 +210,9 @@ class Resolver:
         raise ValueError(f"unsupported intrinsic !{tag}")
 
 
-def policies(template, overrides=None):
+def policies(template, overrides=None, account=ACCOUNT):
     """(owner, document) for every IAM policy document of the resources the parameters create."""
-    r = Resolver(template, overrides)
+    r = Resolver(template, overrides, account)
     for name, res in (template.get("Resources") or {}).items():
         if "Condition" in res and not r.condition(res["Condition"]):
             continue

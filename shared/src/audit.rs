@@ -266,18 +266,18 @@ impl AuditLog {
         }
     }
 
-    /// Writes `change` (to the state table) and its audit item in one transaction: the change
+    /// Writes `changes` (to the state table) and its audit item in one transaction: the change
     /// happens audited or not at all. Callers read the state table just before, so a missing table
     /// here is the audit table. The record's id is the `ClientRequestToken`, and a failed condition
     /// is checked against the record itself: if an earlier attempt (whose answer was lost) wrote
     /// it, the change happened and this is success, not a conflict.
     pub async fn write_with(
         &self,
-        change: TransactWriteItem,
+        changes: Vec<TransactWriteItem>,
         record: &AuditRecord,
     ) -> Result<(), AuditedWriteError> {
         let result = self
-            .transact(vec![change], record, Some(&record.id.to_string()))
+            .transact(changes, record, Some(&record.id.to_string()))
             .await;
         let written = match result {
             Err(f) if f.kind == FailureKind::ConditionFailed => {

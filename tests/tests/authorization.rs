@@ -294,7 +294,7 @@ async fn one_caller_cannot_hold_more_than_max_active_leases() {
 }
 
 #[tokio::test]
-async fn max_active_leases_is_bounded_and_only_for_iam_user() {
+async fn max_active_leases_is_bounded_and_applies_to_every_type() {
     let t = TestApp::new().await;
     for n in [0, 101, -1] {
         let p = json!({"credential_type": "iam_user", "permissions_boundary_arn": LEASE_BOUNDARY,
@@ -302,6 +302,10 @@ async fn max_active_leases_is_bounded_and_only_for_iam_user() {
         let (s, b) = put(&t, "p", &p).await;
         assert_error(s, &b, 400, "invalid_request", Some("max_active_leases"));
     }
-    let (s, b) = put(&t, "p", &role_profile(json!({"max_active_leases": 3}))).await;
+    let (s, b) = put(&t, "p", &role_profile(json!({"max_active_leases": 0}))).await;
     assert_error(s, &b, 400, "invalid_request", Some("max_active_leases"));
+    // SPEC §10a: every credential type has the cap.
+    let (s, b) = put(&t, "p", &role_profile(json!({"max_active_leases": 3}))).await;
+    assert_eq!(s, 201, "{b}");
+    assert_eq!(b["max_active_leases"], 3);
 }

@@ -438,7 +438,7 @@ fn pending_lease(user_name: &str, expires_in: i64) -> Lease {
         expires_at: now + chrono::Duration::seconds(expires_in),
         status: LeaseStatus::Pending,
         revoked_at: None,
-        counted: false,
+        counter: None,
         credential_type: keysmith::profile::CredentialType::IamUser,
         target: None,
     }

@@ -162,11 +162,11 @@ async fn sts_sessions_carry_their_lease_and_profile_as_session_tags() {
     assert_eq!(tags["keysmith:profile"], "tagged");
     assert_eq!(tags["team"], "payments", "the profile's own tags stay");
     assert_eq!(r.form("Tags.member.4.Key"), None);
-    assert_eq!(
-        r.form("TransitiveTagKeys.member.1"),
-        None,
-        "not transitive (docs/decisions.md)"
-    );
+    // Transitive (SPEC §10a): a chained session keeps both, so revocations still match it.
+    let transitive: Vec<String> = (1..=3)
+        .filter_map(|i| r.form(&format!("TransitiveTagKeys.member.{i}")))
+        .collect();
+    assert_eq!(transitive, ["keysmith:lease", "keysmith:profile"]);
 
     // federation_token: the same two tags, and the base user is found by GetCallerIdentity.
     let (user, secret_id) = base_user(&t).await;
@@ -318,14 +318,21 @@ async fn revoking_one_of_three_leases_denies_exactly_that_one_and_repeating_is_a
     assert_eq!(s(ok[0], "lease_id"), ids[1]);
     assert!(s(ok[0], "message").contains("pasted in a chat"));
 
-    // The sweep of iam_user leases never sees STS leases.
-    let due = t
+    // At expiry the sweep sees only the two live STS leases (to give back their count); the
+    // revoked one is out of the due index.
+    let mut due: Vec<String> = t
         .app
         .leases
         .expired(Utc::now() + Duration::days(3))
         .await
-        .unwrap();
-    assert!(due.is_empty(), "{due:?}");
+        .unwrap()
+        .into_iter()
+        .map(|l| l.id)
+        .collect();
+    due.sort();
+    let mut live = vec![ids[0].clone(), ids[2].clone()];
+    live.sort();
+    assert_eq!(due, live);
 }
 
 #[tokio::test]
@@ -428,7 +435,12 @@ async fn a_profile_revoke_denies_by_issue_time_on_the_role_and_base_users_and_en
         policy["Statement"],
         json!([{"Effect": "Deny", "Action": "*", "Resource": "*", "Condition": {
             "StringEquals": {"aws:PrincipalTag/keysmith:profile": "deploy"},
-            "DateLessThan": {"aws:TokenIssueTime": before}}}]),
+            "DateLessThan": {"aws:TokenIssueTime": before}}},
+            // The caller of the live lease, by SourceIdentity, for sessions that lost the tags.
+            {"Effect": "Deny", "Action": "*", "Resource": "*", "Condition": {
+            "StringEquals": {"aws:SourceIdentity": ["arn-aws-sts--123456789012-assumed-role-Deployers-ci-alice"]},
+            "DateLessThan": {"aws:TokenIssueTime": before},
+            "Null": {"aws:PrincipalTag/keysmith:profile": "true"}}}]),
         "{policy}"
     );
 

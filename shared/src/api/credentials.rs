@@ -5,7 +5,7 @@ use serde_json::json;
 use super::request::{Reply, Request};
 use super::ApiError;
 use crate::audit::{self, AuditRecord, AuditedWriteError, Category, Outcome};
-use crate::issue::Issuance;
+use crate::issue::{Issuance, IssueError};
 use crate::names::{Invalid, ProfileName};
 use crate::profile::StoreError;
 use crate::{Api, App};
@@ -86,27 +86,30 @@ pub(super) async fn issue(api: &Api, req: &Request, name: ProfileName) -> Result
     r.duration_seconds = Some(issuance.duration.get());
     r.access_key_id = Some(issued.credentials.access_key_id.clone());
     r.lease_id = Some(lease_id.clone());
-    // Credentials are returned only once the trail holds them. A dynamic IAM user is deleted at
-    // once; STS credentials whose lease and audit item were not written expire unused.
-    // STS leases are recorded in the same transaction as the audit item.
-    let written = match &issued.unrecorded_lease {
-        None => app.audit.write(&r).await.map_err(ApiError::from),
-        Some(lease) => {
-            let put = app.leases.put_new_item(lease)?;
-            match app.audit.write_with(put, &r).await {
-                // Both items are new (fresh ids): a failed "must not exist" can only mean an
-                // earlier attempt of this very transaction committed (its response was lost).
-                Ok(()) | Err(AuditedWriteError::Conflict) => Ok(()),
-                Err(AuditedWriteError::Store(f)) => Err(super::error::upstream(&f)),
-                Err(AuditedWriteError::Audit(_)) => Err(ApiError::AuditUnavailable),
-            }
-        }
+    // Credentials are returned only once the trail holds them and their lease is active: both
+    // in one transaction. Otherwise the lease is ended (a dynamic IAM user deleted at once; STS
+    // credentials nobody received expire unused) and nothing is handed out.
+    let lease = &issued.lease;
+    let written = match app.leases.activate_item(
+        lease,
+        &issued.credentials.access_key_id,
+        issued.expiration,
+    ) {
+        Err(e) => Err(ApiError::from(e)),
+        Ok(activate) => match app.audit.write_with(vec![activate], &r).await {
+            Ok(()) => Ok(()),
+            // The audit item's id is fresh, so the lease was no longer pending: the sweep ended
+            // an issuance that outlived its budget.
+            Err(AuditedWriteError::Conflict) => Err(ApiError::from(IssueError::OverBudget(
+                crate::lease::ISSUE_BUDGET.as_secs(),
+            ))),
+            Err(AuditedWriteError::Store(f)) => Err(super::error::upstream(&f)),
+            Err(AuditedWriteError::Audit(_)) => Err(ApiError::AuditUnavailable),
+        },
     };
     if let Err(e) = written {
-        if let Some(lease) = &issued.lease {
-            if let Err(cleanup) = app.leases.revoke(lease).await {
-                tracing::warn!(lease_id = %lease.id, error = %cleanup, "deleting an unaudited IAM user failed; it stays due for revocation");
-            }
+        if let Err(cleanup) = app.leases.abandon(lease).await {
+            tracing::warn!(lease_id = %lease.id, error = %cleanup, "ending an unaudited lease failed; it stays due for the sweep");
         }
         return Err(e);
     }

@@ -5,7 +5,7 @@ use serde_json::json;
 use crate::audit::AuditError;
 use crate::aws::{AwsFailure, FailureKind};
 use crate::issue::IssueError;
-use crate::lease::LeaseError;
+use crate::lease::{LeaseError, PROFILE_LIVE_LIMIT};
 use crate::names::Invalid;
 use crate::profile::StoreError;
 use crate::revocation::RevocationError;
@@ -39,6 +39,8 @@ pub enum ApiError {
         max: u32,
         retry_after: u64,
     },
+    #[error("profile {0} has {PROFILE_LIVE_LIMIT} live leases, all callers together; retry when one ends")]
+    ProfileLeaseLimit(String),
     #[error("{0}")]
     Upstream(String),
     #[error("the audit trail is unavailable, so nothing was done or returned")]
@@ -55,7 +57,7 @@ impl ApiError {
             Self::MethodNotAllowed { .. } => 405,
             Self::Conflict(_) => 409,
             Self::PayloadTooLarge => 413,
-            Self::Throttled | Self::LeaseLimit { .. } => 429,
+            Self::Throttled | Self::LeaseLimit { .. } | Self::ProfileLeaseLimit(_) => 429,
             Self::Upstream(_) => 502,
             Self::AuditUnavailable => 503,
         }
@@ -72,7 +74,7 @@ impl ApiError {
             Self::Conflict(_) => "conflict",
             Self::PayloadTooLarge => "payload_too_large",
             Self::Throttled => "throttled",
-            Self::LeaseLimit { .. } => "lease_limit",
+            Self::LeaseLimit { .. } | Self::ProfileLeaseLimit(_) => "lease_limit",
             Self::Upstream(_) => "upstream_error",
             Self::AuditUnavailable => "audit_unavailable",
         }
@@ -83,6 +85,7 @@ impl ApiError {
         match self {
             Self::Throttled => Some(1),
             Self::LeaseLimit { retry_after, .. } => Some((*retry_after).max(1)),
+            Self::ProfileLeaseLimit(_) => Some(60),
             _ => None,
         }
     }
@@ -139,7 +142,7 @@ impl From<AuditError> for ApiError {
 
 impl From<IssueError> for ApiError {
     fn from(e: IssueError) -> Self {
-        if let IssueError::Lease(l @ LeaseError::Limit { .. }) = e {
+        if let IssueError::Lease(l @ (LeaseError::Limit { .. } | LeaseError::ProfileLimit(_))) = e {
             return l.into();
         }
         match e.failure_kind() {
@@ -154,6 +157,7 @@ impl From<LeaseError> for ApiError {
         match (&e, e.failure_kind()) {
             (LeaseError::NotFound, _) => Self::NotFound("lease not found".into()),
             (LeaseError::NotIamUser(_), _) => Self::Conflict(e.to_string()),
+            (LeaseError::ProfileLimit(p), _) => Self::ProfileLeaseLimit(p.clone()),
             (
                 LeaseError::Limit {
                     profile,

@@ -11,10 +11,11 @@ use super::request::{Reply, Request};
 use super::ApiError;
 use crate::audit::{AuditRecord, AuditedWriteError, Category, Level, Outcome};
 use crate::aws::FailureKind;
-use crate::issue::IssueError;
+use crate::issue::{source_identity, IssueError};
 use crate::lease::{Lease, LeaseStatus};
 use crate::names::{Invalid, ProfileName};
 use crate::profile::{parse_optional_json, CredentialType, Kind, StoreError};
+use crate::revocation::policy::TargetKind;
 use crate::revocation::{Actor, Applied, Revocations, Target};
 use crate::{Api, App};
 
@@ -156,7 +157,7 @@ pub(super) async fn sts_lease(
         ),
     );
     r.lease_id = Some(lease.id.clone());
-    let mark = app.leases.mark_revoked_item(&lease, now)?;
+    let mark = app.leases.mark_revoked_items(&lease, now)?;
     match app.audit.write_with(mark, &r).await {
         // Revoked meanwhile by another call: the Deny is in place either way.
         Ok(()) | Err(AuditedWriteError::Conflict) => {}
@@ -305,9 +306,20 @@ pub(super) async fn profile(
                 admin: true,
                 reason: why.as_deref(),
             };
+            // On a role, the callers of the live leases by SourceIdentity too: a chained session
+            // that lost the tags is still theirs (SPEC §18).
+            let mut sources: Vec<String> = Vec::new();
+            if target.kind == TargetKind::Role {
+                for l in live.iter().filter(|l| l.target.as_deref() == Some(target.arn.as_str())) {
+                    let id = source_identity(&l.principal);
+                    if !sources.contains(&id) {
+                        sources.push(id);
+                    }
+                }
+            }
             let applied = app
                 .revocations
-                .revoke_before(&target, scope, before, now, actor)
+                .revoke_before(&target, scope, &sources, before, now, actor)
                 .await?;
             targets.push(applied.to_json(true));
             let others = Applied {
@@ -403,7 +415,7 @@ async fn end_leases(
             r.lease_id = Some(lease.id.clone());
             match app
                 .audit
-                .write_with(app.leases.mark_revoked_item(&lease, now)?, &r)
+                .write_with(app.leases.mark_revoked_items(&lease, now)?, &r)
                 .await
             {
                 Ok(()) | Err(AuditedWriteError::Conflict) => {}

@@ -8,7 +8,7 @@ use super::{Issuance, IssueError, Issued, Issuer};
 use crate::aws::{wait_for_identity, AwsFailure};
 use crate::config::StsTarget;
 use crate::iam_user::UserSpec;
-use crate::lease::{Lease, LeaseStatus};
+use crate::lease::{caller_counter, Lease, LeaseStatus, ISSUE_BUDGET};
 use crate::names::{sanitize_iam_name, SessionName};
 use crate::profile::{Kind, Profile};
 use crate::secret::AccessKeyPair;
@@ -18,9 +18,10 @@ use crate::secret::AccessKeyPair;
 pub const IAM_USER_READY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(15);
 
 impl Issuer {
-    /// A fresh IAM user for this lease. The lease is recorded first, so a crash at any later
-    /// point leaves a record that revocation (on request or at expiry) can finish; any failure
-    /// here deletes the user at once.
+    /// A fresh IAM user for this lease. The lease is recorded (pending, counted) first, so a crash
+    /// at any later point leaves a record the sweep ends within minutes; any failure here, or
+    /// running past the time budget, deletes the user at once. The lease becomes active only with
+    /// the issuance's audit item, after the key is proven.
     pub(super) async fn issue_iam_user(
         &self,
         profile: &Profile,
@@ -28,13 +29,13 @@ impl Issuer {
         principal: &str,
         target: &StsTarget,
         region: String,
+        deadline: tokio::time::Instant,
     ) -> Result<Issued, IssueError> {
         let Kind::IamUser {
             policies,
             iam_groups,
             permissions_boundary_arn,
             user_path,
-            max_active_leases,
         } = &profile.kind
         else {
             return Err(IssueError::Sts(AwsFailure::other(
@@ -60,12 +61,12 @@ impl Issuer {
             expires_at,
             status: LeaseStatus::Pending,
             revoked_at: None,
-            counted: true,
+            counter: Some(caller_counter(profile.name.as_str(), principal)),
             credential_type: crate::profile::CredentialType::IamUser,
             target: None,
         };
         self.leases
-            .record_counted(&lease, *max_active_leases)
+            .record_counted(&lease, profile.max_active_leases)
             .await?;
         let spec = UserSpec {
             user_name: lease.user_name.clone(),
@@ -80,25 +81,23 @@ impl Issuer {
             ],
             expires_at,
         };
-        let result = async {
+        let result = tokio::time::timeout_at(deadline, async {
             let key = self.leases.users.create(&spec).await?;
-            self.leases.activate(&lease.id, &key.access_key_id).await?;
             self.wait_until_usable(&key, target, &spec).await?;
             Ok::<_, IssueError>(key)
-        }
-        .await;
+        })
+        .await
+        .unwrap_or(Err(IssueError::OverBudget(ISSUE_BUDGET.as_secs())));
         match result {
             Ok(credentials) => {
                 let mut lease = lease;
                 lease.access_key_id = Some(credentials.access_key_id.clone());
-                lease.status = LeaseStatus::Active;
                 Ok(Issued {
                     lease_id: lease.id.clone(),
                     credentials,
                     expiration: lease.expires_at,
                     region,
-                    lease: Some(lease),
-                    unrecorded_lease: None,
+                    lease,
                 })
             }
             Err(e) => {

@@ -5,6 +5,7 @@ mod iam_user;
 mod sts;
 
 pub use iam_user::IAM_USER_READY_TIMEOUT;
+pub use sts::source_identity;
 
 use chrono::{DateTime, Utc};
 use serde::Deserialize;
@@ -12,7 +13,7 @@ use serde::Deserialize;
 use crate::aws::{AwsFailure, Clients, FailureKind};
 use crate::config::StsTarget;
 use crate::iam_user::IamError;
-use crate::lease::{Lease, LeaseError, Leases};
+use crate::lease::{Lease, LeaseError, Leases, ISSUE_BUDGET};
 use crate::names::{DurationSeconds, Invalid, PolicyArn, SessionName, TokenCode};
 use crate::profile::{parse_optional_json, CredentialType, Kind, Profile};
 use crate::secret::AccessKeyPair;
@@ -114,11 +115,10 @@ pub struct Issued {
     pub expiration: DateTime<Utc>,
     /// The STS region that issued or checked them, for the audit trail.
     pub region: String,
-    /// The revocable lease behind `iam_user` credentials (already recorded).
-    pub lease: Option<Lease>,
-    /// The lease of STS credentials, still to be recorded in one transaction with the issuance's
-    /// audit item: both exist, or neither and no credentials are returned.
-    pub unrecorded_lease: Option<Lease>,
+    /// The lease behind them, recorded and counted but still pending: it becomes active in one
+    /// transaction with the issuance's audit item ([`Leases::activate_item`]); if that fails, the
+    /// caller ends it ([`Leases::abandon`]) and hands nothing out.
+    pub lease: Lease,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -142,6 +142,8 @@ pub enum IssueError {
     Lease(#[from] LeaseError),
     #[error("the new IAM user's key was not accepted by STS within the wait")]
     NotReady,
+    #[error("the issuance did not finish within its time budget ({0} s); nothing was handed out, retry")]
+    OverBudget(u64),
     #[error("the profile's permissions_boundary_arn {0}")]
     BoundaryNotAllowed(String),
 }
@@ -154,7 +156,7 @@ impl IssueError {
             | Self::Iam(IamError { failure: f, .. }) => f.kind,
             Self::Lease(e) => e.failure_kind(),
             Self::BaseKey { kind, .. } => *kind,
-            Self::NotReady => FailureKind::Other,
+            Self::NotReady | Self::OverBudget(_) => FailureKind::Other,
             Self::BoundaryNotAllowed(_) => FailureKind::Denied,
         }
     }
@@ -207,13 +209,14 @@ impl Issuer {
             .region
             .clone()
             .unwrap_or_else(|| self.clients.region.clone());
+        let deadline = tokio::time::Instant::now() + ISSUE_BUDGET;
         match &profile.kind {
             Kind::IamUser { .. } => {
-                self.issue_iam_user(profile, req, principal, &target, region)
+                self.issue_iam_user(profile, req, principal, &target, region, deadline)
                     .await
             }
             _ => {
-                self.issue_sts(profile, req, principal, &target, region)
+                self.issue_sts(profile, req, principal, &target, region, deadline)
                     .await
             }
         }

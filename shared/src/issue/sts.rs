@@ -7,6 +7,7 @@ use aws_sdk_sts::types::{PolicyDescriptorType, Tag};
 use chrono::DateTime;
 
 use super::{Issuance, IssueError, Issued, Issuer};
+use crate::lease::ISSUE_BUDGET;
 use crate::aws::{classify, AwsFailure, FailureKind};
 use crate::config::StsTarget;
 use crate::lease::Lease;
@@ -22,18 +23,97 @@ impl Issuer {
         principal: &str,
         target: &StsTarget,
         region: String,
+        deadline: tokio::time::Instant,
     ) -> Result<Issued, IssueError> {
         // The lease id exists before the session: it is the session's `keysmith:lease` tag.
         let lease_id = uuid::Uuid::new_v4().to_string();
         let created_at = chrono::Utc::now();
-        let mut lease_target = String::new();
+        // Recorded and counted before STS is called (a cap holds), pending until the credentials
+        // are handed out and audited.
+        let lease_target = self.lease_target(profile, target).await?;
+        let mut lease = Lease::sts(
+            lease_id.clone(),
+            profile.name.as_str(),
+            principal,
+            profile.credential_type(),
+            lease_target,
+            created_at,
+            created_at + chrono::Duration::seconds(i64::from(req.duration.get())),
+        );
+        self.leases
+            .record_counted(&lease, profile.max_active_leases)
+            .await?;
+        let issued = tokio::time::timeout_at(
+            deadline,
+            self.call_sts(profile, req, principal, target, &lease_id),
+        )
+        .await
+        .unwrap_or(Err(IssueError::OverBudget(ISSUE_BUDGET.as_secs())));
+        let c = match issued {
+            Ok(c) => c,
+            Err(e) => {
+                if let Err(cleanup) = self.leases.abandon(&lease).await {
+                    // The lease stays pending and due: the sweep ends it.
+                    tracing::warn!(lease_id = %lease.id, error = %cleanup, "ending the lease of a failed issuance failed");
+                }
+                return Err(e);
+            }
+        };
+        let expiration = DateTime::from_timestamp(c.expiration.secs(), c.expiration.subsec_nanos())
+            .ok_or_else(|| {
+                IssueError::Sts(AwsFailure::other("STS returned an invalid expiration"))
+            })?;
+        lease.expires_at = expiration;
+        // The key id (never the secret) lets an incident responder find the lease of a leaked key.
+        lease.access_key_id = Some(c.access_key_id.clone());
+        Ok(Issued {
+            lease_id,
+            credentials: AccessKeyPair {
+                access_key_id: c.access_key_id,
+                secret_access_key: Secret::new(c.secret_access_key),
+                session_token: Some(Secret::new(c.session_token)),
+            },
+            expiration,
+            region,
+            lease,
+        })
+    }
+
+    /// The role ARN (`assumed_role`) or base IAM user ARN a session will act through.
+    async fn lease_target(
+        &self,
+        profile: &Profile,
+        target: &StsTarget,
+    ) -> Result<String, IssueError> {
+        match &profile.kind {
+            Kind::SessionToken {
+                source_secret_id, ..
+            }
+            | Kind::FederationToken {
+                source_secret_id, ..
+            } => {
+                let base = self.base_key(source_secret_id).await?;
+                self.base_user_arn(&base, target).await
+            }
+            Kind::AssumedRole { role_arn, .. } => Ok(role_arn.as_str().to_owned()),
+            Kind::IamUser { .. } => Err(IssueError::Sts(AwsFailure::other("not an STS profile"))),
+        }
+    }
+
+    async fn call_sts(
+        &self,
+        profile: &Profile,
+        req: &Issuance,
+        principal: &str,
+        target: &StsTarget,
+        lease_id: &str,
+    ) -> Result<aws_sdk_sts::types::Credentials, IssueError> {
         let credentials = match &profile.kind {
             Kind::SessionToken {
                 source_secret_id,
                 mfa_serial_number,
             } => {
                 let base = self.base_key(source_secret_id).await?;
-                lease_target = self.base_user_arn(&base, target).await?;
                 self.clients
                     .sts
                     .get_session_token()
@@ -53,7 +133,6 @@ impl Issuer {
                 session_tags,
             } => {
                 let base = self.base_key(source_secret_id).await?;
-                lease_target = self.base_user_arn(&base, target).await?;
                 // GetFederationToken's `Name` is 2–32 characters.
                 let name = SessionName::owned_by(principal, req.session_name.as_ref(), 32);
                 self.clients
@@ -63,7 +142,7 @@ impl Issuer {
                     .duration_seconds(req.duration.as_i32())
                     .set_policy(policies.document.clone())
                     .set_policy_arns(policy_arns(policies))
-                    .set_tags(tags(session_tags, &lease_id, profile)?)
+                    .set_tags(tags(session_tags, lease_id, profile)?)
                     .customize()
                     .config_override(overrides(target, Some(&base)))
                     .send()
@@ -84,7 +163,6 @@ impl Issuer {
                     None => None,
                 };
                 let session_name = SessionName::owned_by(principal, req.session_name.as_ref(), 64);
-                role_arn.as_str().clone_into(&mut lease_target);
                 // Only a refusal names the trust policy: a throttle or timeout is not its fault.
                 let refused = |e| {
                     let failure = classify(e);
@@ -106,7 +184,8 @@ impl Issuer {
                     .set_external_id(external_id.clone())
                     .set_policy(policies.document.clone())
                     .set_policy_arns(policy_arns(policies))
-                    .set_tags(tags(session_tags, &lease_id, profile)?)
+                    .set_tags(tags(session_tags, lease_id, profile)?)
+                    .set_transitive_tag_keys(Some(TRANSITIVE.map(str::to_owned).to_vec()))
                     .set_serial_number(mfa_serial_number.clone())
                     .set_token_code(req.token_code.as_ref().map(ToString::to_string))
                     .customize()
@@ -120,35 +199,8 @@ impl Issuer {
                 return Err(IssueError::Sts(AwsFailure::other("not an STS profile")))
             }
         };
-        let c = credentials
-            .ok_or_else(|| IssueError::Sts(AwsFailure::other("STS returned no credentials")))?;
-        let expiration = DateTime::from_timestamp(c.expiration.secs(), c.expiration.subsec_nanos())
-            .ok_or_else(|| {
-                IssueError::Sts(AwsFailure::other("STS returned an invalid expiration"))
-            })?;
-        let mut unrecorded = Lease::sts(
-            lease_id.clone(),
-            profile.name.as_str(),
-            principal,
-            profile.credential_type(),
-            lease_target,
-            created_at,
-            expiration,
-        );
-        // The key id (never the secret) lets an incident responder find the lease of a leaked key.
-        unrecorded.access_key_id = Some(c.access_key_id.clone());
-        Ok(Issued {
-            lease_id,
-            credentials: AccessKeyPair {
-                access_key_id: c.access_key_id,
-                secret_access_key: Secret::new(c.secret_access_key),
-                session_token: Some(Secret::new(c.session_token)),
-            },
-            expiration,
-            region,
-            lease: None,
-            unrecorded_lease: Some(unrecorded),
-        })
+        credentials
+            .ok_or_else(|| IssueError::Sts(AwsFailure::other("STS returned no credentials")))
     }
 
     /// The IAM user a base key belongs to (its ARN), which a revocation's inline policy goes on.
@@ -262,9 +314,12 @@ fn policy_arns(p: &Policies) -> Option<Vec<PolicyDescriptorType>> {
     })
 }
 
-/// The profile's session tags and Keysmith's own two (SPEC §10), which revocations deny by. They
-/// are not transitive: a revoked session cannot chain any more (the `Deny` is on every action), and
-/// transitive tags would stop a chained role from setting its own values.
+/// The profile's session tags and Keysmith's own two (SPEC §10), which revocations deny by.
+/// Keysmith's two are transitive ([`TRANSITIVE`], SPEC §10a): a session chained from a lease's
+/// session (into the same role or another) keeps them, so the per-lease `Deny` and the profile
+/// cut-off still match it. Federation tokens cannot call STS, so they need none.
+const TRANSITIVE: [&str; 2] = [TAG_LEASE, TAG_PROFILE];
+
 fn tags(
     t: &std::collections::BTreeMap<String, String>,
     lease_id: &str,
@@ -286,7 +341,7 @@ fn tags(
 
 /// `SourceIdentity` allows 2–64 characters of `[\w+=,.@-]`: the caller's principal with other
 /// characters replaced, keeping the end (the person's name) when it is too long.
-fn source_identity(principal: &str) -> String {
+pub fn source_identity(principal: &str) -> String {
     let s = sanitize_iam_name(principal);
     let start = s.len().saturating_sub(64);
     let s = &s[start..];

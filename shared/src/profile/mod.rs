@@ -107,8 +107,6 @@ pub enum Kind {
         /// Required (SPEC §5): the ceiling of every lease user.
         permissions_boundary_arn: PolicyArn,
         user_path: String,
-        /// Live leases one caller may hold on this profile at once (SPEC §5).
-        max_active_leases: u32,
     },
 }
 
@@ -123,6 +121,9 @@ pub struct Profile {
     pub allowed_principals: Vec<PrincipalPattern>,
     /// `false` switches issuance off (SPEC §10); admins still read and edit the profile.
     pub enabled: bool,
+    /// Live leases one caller (a role's sessions counted as the role) may hold on this profile at
+    /// once, of any credential type (SPEC §5, §10a).
+    pub max_active_leases: u32,
 }
 
 /// The wire shape. Unknown fields are refused so that a typo is a `400`, not a silently ignored
@@ -323,18 +324,6 @@ impl Profile {
                 forbid("session_tags", !tags.is_empty())?;
                 forbid("mfa_serial_number", mfa.is_some())?;
                 forbid("source_secret_id", raw.source_secret_id.is_some())?;
-                let max_active_leases = match raw.max_active_leases {
-                    None => DEFAULT_MAX_ACTIVE_LEASES,
-                    Some(n) => u32::try_from(n)
-                        .ok()
-                        .filter(|n| (1..=MAX_ACTIVE_LEASES_LIMIT).contains(n))
-                        .ok_or_else(|| {
-                            Invalid::new(
-                                "max_active_leases",
-                                format!("must be an integer from 1 to {MAX_ACTIVE_LEASES_LIMIT}"),
-                            )
-                        })?,
-                };
                 if let Some(doc) = &policies.document {
                     validate::fits_beside_lease_expiry(doc)?;
                 }
@@ -361,7 +350,6 @@ impl Profile {
                         })
                         .and_then(|a| PolicyArn::parse("permissions_boundary_arn", a))?,
                     user_path: user_path(raw.user_path.as_deref())?,
-                    max_active_leases,
                 }
             }
         };
@@ -389,6 +377,18 @@ impl Profile {
             max_duration.get(),
         )?;
         let description = raw.description.filter(|d| !d.is_empty());
+        let max_active_leases = match raw.max_active_leases {
+            None => DEFAULT_MAX_ACTIVE_LEASES,
+            Some(n) => u32::try_from(n)
+                .ok()
+                .filter(|n| (1..=MAX_ACTIVE_LEASES_LIMIT).contains(n))
+                .ok_or_else(|| {
+                    Invalid::new(
+                        "max_active_leases",
+                        format!("must be an integer from 1 to {MAX_ACTIVE_LEASES_LIMIT}"),
+                    )
+                })?,
+        };
         if description
             .as_ref()
             .is_some_and(|d| d.chars().count() > 1024)
@@ -415,6 +415,7 @@ impl Profile {
                 PrincipalPattern::parse,
             )?,
             enabled: raw.enabled.unwrap_or(true),
+            max_active_leases,
         })
     }
 
@@ -541,7 +542,6 @@ impl Profile {
                 iam_groups,
                 permissions_boundary_arn,
                 user_path,
-                max_active_leases,
             } => {
                 let (doc, arns) = policies_json(policies);
                 put("policy_document", doc);
@@ -554,7 +554,6 @@ impl Profile {
                     json!(permissions_boundary_arn.as_str()),
                 );
                 put("user_path", json!(user_path));
-                put("max_active_leases", json!(max_active_leases));
             }
         }
         put(
@@ -571,6 +570,7 @@ impl Profile {
             .collect();
         put("allowed_principals", json!(principals));
         put("enabled", json!(self.enabled));
+        put("max_active_leases", json!(self.max_active_leases));
         Value::Object(m)
     }
 }
@@ -578,7 +578,6 @@ impl Profile {
 fn forbid_iam_user_fields(raw: &RawProfile, ty: CredentialType) -> Result<(), Invalid> {
     let present = [
         ("iam_groups", raw.iam_groups.is_some()),
-        ("max_active_leases", raw.max_active_leases.is_some()),
         (
             "permissions_boundary_arn",
             raw.permissions_boundary_arn.is_some(),

@@ -165,7 +165,7 @@ impl ProfileStore {
         audit: &AuditRecord,
     ) -> Result<(), StoreError> {
         self.audit
-            .write_with(change, audit)
+            .write_with(vec![change], audit)
             .await
             .map_err(|e| match e {
                 AuditedWriteError::Conflict => StoreError::Conflict,

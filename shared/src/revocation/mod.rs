@@ -224,12 +224,14 @@ impl Revocations {
     }
 
     /// Denies sessions of `profile` (None: every session token of the user) issued before
-    /// `before` (an admin's profile revoke). On a full policy every profile's lease entries are
-    /// folded into cut-offs first.
+    /// `before` (an admin's profile revoke), and untagged sessions of `sources` (the callers'
+    /// `SourceIdentity`) issued before it, when they fit. On a full policy every profile's lease
+    /// entries are folded into cut-offs first.
     pub async fn revoke_before(
         &self,
         target: &Target,
         profile: Option<&str>,
+        sources: &[String],
         before: DateTime<Utc>,
         now: DateTime<Utc>,
         actor: Actor<'_>,
@@ -242,6 +244,9 @@ impl Revocations {
         };
         self.change(target, now, change, |doc, budget| {
             doc.add_cutoff(profile, before);
+            if doc.add_sources(before, sources) && doc.size() > budget {
+                doc.remove_sources(before);
+            }
             let mut folded = Vec::new();
             if doc.size() > budget && actor.admin {
                 folded = doc.fold_all_into_cutoffs(ceil_second(now));
@@ -417,7 +422,7 @@ impl Revocations {
         record: &AuditRecord,
     ) -> Result<u64, RevocationError> {
         let item = self.sets.change_item(target, owner, from, doc, now)?;
-        match self.audit.write_with(item, record).await {
+        match self.audit.write_with(vec![item], record).await {
             Ok(()) => Ok(from.map_or(1, |v| v + 1)),
             Err(AuditedWriteError::Conflict) => Err(RevocationError::LockLost(target.arn.clone())),
             Err(AuditedWriteError::Audit(f)) => Err(RevocationError::Audit(f)),

@@ -12,7 +12,11 @@
 //!   `aws:TokenIssueTime` (one per profile, the latest time wins: it covers the earlier);
 //! - every session token of a base user: `DateLessThan` `aws:TokenIssueTime` alone (requests
 //!   signed with the user's long-term key have no `aws:TokenIssueTime`, so the key itself goes on
-//!   working).
+//!   working);
+//! - untagged sessions of named source identities (a profile revoke on a role, SPEC §18): the
+//!   callers of the profile's live leases by `aws:SourceIdentity`, issued before the cut-off, when
+//!   the session carries no `keysmith:profile` tag (`Null`) — a session chained from a lease
+//!   where the tags could not follow. Tagged sessions of other profiles are left alone.
 //!
 //! Statements Keysmith did not write are kept as they are.
 
@@ -25,6 +29,7 @@ pub const POLICY_NAME: &str = "keysmith-revocations";
 const LEASE_KEY: &str = "aws:PrincipalTag/keysmith:lease";
 const PROFILE_KEY: &str = "aws:PrincipalTag/keysmith:profile";
 const ISSUE_TIME_KEY: &str = "aws:TokenIssueTime";
+const SOURCE_KEY: &str = "aws:SourceIdentity";
 const SID_PREFIX: &str = "KeysmithLeasesUntil";
 const SID_TIME: &str = "%Y%m%dT%H%M%SZ";
 const SID_TIME_LEN: usize = 16;
@@ -90,6 +95,11 @@ pub enum Entry {
     },
     /// Every session token of the user issued before `before`.
     AllTokens { before: DateTime<Utc> },
+    /// Untagged sessions whose `aws:SourceIdentity` is one of `sources`, issued before `before`.
+    Sources {
+        before: DateTime<Utc>,
+        sources: BTreeSet<String>,
+    },
 }
 
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -175,6 +185,14 @@ fn entry_of(statement: &Value) -> Option<Entry> {
     if less?.len() != 1 {
         return None;
     }
+    if let Some(null) = cond.get("Null").and_then(Value::as_object) {
+        let untagged = null.len() == 1 && null.get(PROFILE_KEY)? == "true";
+        let sources = strings(equals?.get(SOURCE_KEY)?)?;
+        return (untagged && n_ops == 3 && equals?.len() == 1).then(|| Entry::Sources {
+            before,
+            sources: sources.into_iter().collect(),
+        });
+    }
     match equals {
         None if n_ops == 1 => Some(Entry::AllTokens { before }),
         Some(eq) if n_ops == 2 && eq.len() == 1 => Some(Entry::Profile {
@@ -208,6 +226,11 @@ impl Entry {
             Self::AllTokens { before } => {
                 s["Condition"] = json!({"DateLessThan": {ISSUE_TIME_KEY: iso(*before)}});
             }
+            Self::Sources { before, sources } => {
+                s["Condition"] = json!({"StringEquals": {SOURCE_KEY: sources},
+                    "DateLessThan": {ISSUE_TIME_KEY: iso(*before)},
+                    "Null": {PROFILE_KEY: "true"}});
+            }
         }
         s
     }
@@ -216,7 +239,9 @@ impl Entry {
     fn obsolete_at(&self, kind: TargetKind) -> DateTime<Utc> {
         match self {
             Self::Leases { until, .. } => *until,
-            Self::Profile { before, .. } | Self::AllTokens { before } => {
+            Self::Profile { before, .. }
+            | Self::AllTokens { before }
+            | Self::Sources { before, .. } => {
                 *before + kind.max_session()
             }
         }
@@ -386,6 +411,35 @@ impl Document {
         });
     }
 
+    /// Denies untagged sessions of `sources` issued before `before` (merged into an entry of the
+    /// same time). False if there was nothing to add.
+    pub fn add_sources(&mut self, before: DateTime<Utc>, sources: &[String]) -> bool {
+        if sources.is_empty() {
+            return false;
+        }
+        for e in &mut self.entries {
+            if let Entry::Sources { before: b, sources: s } = e {
+                if *b == before {
+                    let n = s.len();
+                    s.extend(sources.iter().cloned());
+                    return s.len() > n;
+                }
+            }
+        }
+        self.entries.push(Entry::Sources {
+            before,
+            sources: sources.iter().cloned().collect(),
+        });
+        true
+    }
+
+    /// Takes back [`Self::add_sources`] of `before` (it did not fit: the tags are the primary
+    /// match, this one a second net).
+    pub fn remove_sources(&mut self, before: DateTime<Utc>) {
+        self.entries
+            .retain(|e| !matches!(e, Entry::Sources { before: b, .. } if *b == before));
+    }
+
     /// Drops every entry whose credentials have all expired by `now`; returns how many.
     pub fn prune(&mut self, now: DateTime<Utc>, kind: TargetKind) -> usize {
         let before = self.entries.len();
@@ -417,11 +471,13 @@ mod tests {
         d.add_cutoff(Some("deploy"), t("2026-11-23T10:00:00Z"));
         d.add_cutoff(Some("deploy"), t("2026-11-23T09:00:00Z"));
         d.add_cutoff(None, t("2026-11-23T11:00:00Z"));
+        d.add_sources(t("2026-11-23T10:00:00Z"), &["alice".into(), "bob".into()]);
+        assert!(!d.add_sources(t("2026-11-23T10:00:00Z"), &["alice".into()]));
         d.foreign
             .push(json!({"Effect": "Allow", "Action": "s3:*", "Resource": "*"}));
         let back = Document::parse(&d.to_json()).unwrap();
         assert_eq!(back, d);
-        assert_eq!(back.entries.len(), 3, "{}", d.to_json());
+        assert_eq!(back.entries.len(), 4, "{}", d.to_json());
         let v: Value = serde_json::from_str(&d.to_json()).unwrap();
         assert!(
             v["Statement"][0]["Sid"]

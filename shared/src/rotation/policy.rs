@@ -326,7 +326,7 @@ impl PolicyStore {
         audit: &AuditRecord,
     ) -> Result<(), PolicyError> {
         self.audit
-            .write_with(change, audit)
+            .write_with(vec![change], audit)
             .await
             .map_err(|e| match e {
                 AuditedWriteError::Conflict => PolicyError::Conflict,

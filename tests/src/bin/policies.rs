@@ -26,6 +26,7 @@ fn main() {
     role.add_lease("deploy", "lease-revoked-1", expires);
     role.add_lease("deploy", "lease-revoked-2", expires - Duration::minutes(30));
     role.add_cutoff(Some("deploy-old"), cutoff);
+    role.add_sources(cutoff, &["alice".to_owned()]);
 
     // A base user's: a revoked federation lease, a profile cut-off and every session token.
     let mut user = Document::default();

@@ -1,12 +1,16 @@
-//! Leases of `iam_user` credentials: a record in the state table written *before* the IAM user
-//! exists, so every user Keysmith creates is findable and revocable whatever happens next.
+//! Leases: a record in the state table for every credential Keysmith issues, written *before*
+//! the IAM user exists or STS is called, so everything Keysmith creates is findable, counted and
+//! revocable whatever happens next.
 //!
-//! STS credentials (`session_token`, `federation_token`, `assumed_role`) have leases too (SPEC
-//! §10), written in the same transaction as the issuance's audit item: they carry the
-//! `credential_type` and the `target` they act through (role ARN or base user ARN), are never
-//! `due` (nothing to delete at expiry: STS ends them) and never counted against
-//! `max_active_leases`. Revoking one denies its session tag in an inline policy
-//! ([`crate::revocation`]).
+//! A lease is born `pending` and becomes `active` only in the transaction that writes the
+//! issuance's audit item, after its key is proven: credentials never reach a caller from a lease
+//! that is not active and audited. A pending lease is due [`PENDING_GRACE`] after it started, so a
+//! killed issuance (its user, or STS credentials nobody received) is ended by the next sweep.
+//!
+//! STS leases (`session_token`, `federation_token`, `assumed_role`, SPEC §10) carry the
+//! `credential_type` and the `target` they act through (role ARN or base user ARN); revoking one
+//! denies its session tag in an inline policy ([`crate::revocation`]). At expiry the sweep only
+//! gives back their unit of the live count: STS ends the credentials.
 //!
 //! Item: `pk = "lease"`, `sk = <lease id>`. While a lease is live it carries `due_pk = "lease"` and
 //! `due_at` — the `due` index then lists exactly the leases to end, without a scan. An active
@@ -14,10 +18,9 @@
 //! issuance is cleaned up by the next sweep, long before its lease would have expired. A revoked
 //! lease loses those two attributes and gets a TTL (`expires_at`) so the record ages out.
 //!
-//! Live leases per caller and profile are counted in `pk = "lease-count"`, `sk = <profile>#<principal>`,
-//! changed in the same transaction as the lease's birth and its revocation, so `max_active_leases`
-//! holds under concurrent requests (a count over an index would be eventually consistent). The GSI
-//! `by_owner` (`principal`, `sk`) lists one caller's leases without reading anybody else's.
+//! Live leases are counted per caller and per profile ([`count`]). The GSI `by_owner`
+//! (`principal`, `sk`) lists one caller's leases without reading anybody else's; `by_profile`
+//! (`profile`, `created_at`) finds a profile's live leases without reading its history.
 
 use std::collections::HashMap;
 
@@ -34,8 +37,10 @@ use crate::iam_user::{Deleted, IamError, IamUsers};
 use crate::profile::CredentialType;
 use crate::state::{due_items, put_new};
 
+mod count;
+pub use count::{caller_counter, counting_identity, PROFILE_LIVE_LIMIT};
+
 const PK: &str = "lease";
-const COUNT_PK: &str = "lease-count";
 const BY_OWNER: &str = "by_owner";
 const BY_PROFILE: &str = "by_profile";
 /// The longest credentials any lease can hold (`session_token`, `federation_token`, `iam_user`:
@@ -44,9 +49,12 @@ const LONGEST_LEASE_SECONDS: i64 = 129_600;
 pub const EVENT_LEASE_REVOKED: &str = "Lease Revoked";
 /// How long a revoked lease record stays readable before DynamoDB's TTL removes it.
 pub const REVOKED_RETENTION_DAYS: i64 = 90;
-/// An issuance finishes within the API function's 29 s timeout, so a lease still pending after
-/// this long belongs to an issuance that died (its user, if any, has no recorded key).
+/// An issuance finishes within its time budget ([`ISSUE_BUDGET`], well inside the API function's
+/// 29 s timeout), so a lease still pending after this long belongs to an issuance that died.
 pub const PENDING_GRACE: Duration = Duration::minutes(2);
+/// How long an issuance may take from its lease's birth to its activation; past it the issuance
+/// gives up (and ends its lease) rather than be killed by the function's timeout half-way.
+pub const ISSUE_BUDGET: std::time::Duration = std::time::Duration::from_secs(22);
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum LeaseStatus {
@@ -88,8 +96,9 @@ pub struct Lease {
     pub expires_at: DateTime<Utc>,
     pub status: LeaseStatus,
     pub revoked_at: Option<DateTime<Utc>>,
-    /// Whether the lease is in its caller's live-lease count (leases of older versions are not).
-    pub counted: bool,
+    /// The caller's live-lease counter this lease holds a unit of (its `sk`), until it ends;
+    /// `None` for leases of older versions that were never counted, or once given back.
+    pub counter: Option<String>,
     /// `iam_user` for leases written before STS leases existed (the attribute is absent).
     pub credential_type: CredentialType,
     /// STS leases: the role ARN (`assumed_role`) or base IAM user ARN the session acts through.
@@ -97,7 +106,7 @@ pub struct Lease {
 }
 
 impl Lease {
-    /// A fresh STS lease, active from the start (the credentials exist once it is written).
+    /// A fresh STS lease, pending until its credentials are issued and audited.
     pub fn sts(
         id: String,
         profile: &str,
@@ -115,9 +124,9 @@ impl Lease {
             access_key_id: None,
             created_at,
             expires_at,
-            status: LeaseStatus::Active,
+            status: LeaseStatus::Pending,
             revoked_at: None,
-            counted: false,
+            counter: Some(count::caller_counter(profile, principal)),
             credential_type,
             target: Some(target),
         }
@@ -207,22 +216,14 @@ impl Lease {
             let ttl = (self.expires_at + Duration::days(REVOKED_RETENTION_DAYS)).timestamp();
             item.insert("expires_at".into(), AttributeValue::N(ttl.to_string()));
         }
-        if self.counted {
-            item.insert("counted".into(), AttributeValue::Bool(true));
+        if let Some(c) = &self.counter {
+            item.insert("count_sk".into(), s(c));
         }
         item
     }
 
-    fn count_key(&self) -> HashMap<String, AttributeValue> {
-        count_key(&self.profile, &self.principal)
-    }
-
-    /// When the sweep must end this lease (none once revoked; never for STS leases, which the
-    /// `iam_user` sweep must not touch).
+    /// When the sweep must end this lease, or give back its count (none once revoked).
     pub fn due_at(&self) -> Option<DateTime<Utc>> {
-        if self.is_sts() {
-            return None;
-        }
         match self.status {
             LeaseStatus::Pending => Some((self.created_at + PENDING_GRACE).min(self.expires_at)),
             LeaseStatus::Active => Some(self.expires_at),
@@ -246,7 +247,11 @@ impl Lease {
             expires_at: t("lease_expires_at")?,
             status: LeaseStatus::parse(&s("status")?)?,
             revoked_at: t("revoked_at"),
-            counted: item.get("counted").and_then(|v| v.as_bool().ok()) == Some(&true),
+            // Leases of older versions recorded only `counted`, under the raw principal.
+            counter: s("count_sk").or_else(|| {
+                (item.get("counted").and_then(|v| v.as_bool().ok()) == Some(&true))
+                    .then(|| format!("{}#{}", s("profile").unwrap_or_default(), s("principal").unwrap_or_default()))
+            }),
             credential_type: match s("credential_type") {
                 None => CredentialType::IamUser,
                 Some(t) => CredentialType::parse(&t).ok()?,
@@ -278,6 +283,9 @@ pub enum LeaseError {
         /// Seconds until the first of those leases ends.
         retry_after: u64,
     },
+    #[error("profile {0} already has {PROFILE_LIVE_LIMIT} live leases, all callers together")]
+    ProfileLimit(String),
+
 }
 
 impl LeaseError {
@@ -303,17 +311,6 @@ fn key(id: &str) -> HashMap<String, AttributeValue> {
     ])
 }
 
-/// Profile names cannot contain `#`, so the key is unambiguous.
-fn count_key(profile: &str, principal: &str) -> HashMap<String, AttributeValue> {
-    HashMap::from([
-        ("pk".to_owned(), AttributeValue::S(COUNT_PK.to_owned())),
-        (
-            "sk".to_owned(),
-            AttributeValue::S(format!("{profile}#{principal}")),
-        ),
-    ])
-}
-
 /// For each item of a cancelled transaction, in order, whether its condition failed.
 fn failed_conditions(e: &SdkError<TransactWriteItemsError, HttpResponse>) -> Option<Vec<bool>> {
     let SdkError::ServiceError(ctx) = e else {
@@ -334,29 +331,71 @@ fn build_err(e: impl std::fmt::Display) -> LeaseError {
     LeaseError::Store(AwsFailure::other(e.to_string()))
 }
 
-/// Status `revoked` (once), the first `revoked_at`, out of the `due` index, and a TTL.
-fn revoked_update(table: &str, id: &str, now: DateTime<Utc>) -> Result<Update, LeaseError> {
-    let ttl = (now + Duration::days(REVOKED_RETENTION_DAYS)).timestamp();
-    let values = HashMap::from([
-        (":revoked".to_owned(), AttributeValue::S("revoked".into())),
-        (":now".to_owned(), AttributeValue::S(format_time(now))),
-        (":ttl".to_owned(), AttributeValue::N(ttl.to_string())),
-    ]);
-    Update::builder()
+/// How a lease's life in the table ends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum End {
+    /// Status `revoked` (once), the first `revoked_at`, and a TTL.
+    Revoked,
+    /// An STS lease past its expiry: only out of the `due` index (its status reads `expired`).
+    Expired,
+}
+
+/// The writes that end a lease: its record out of the `due` index (and revoked, for
+/// [`End::Revoked`]) and its unit of the live counts given back, in one transaction whose
+/// condition holds once, so the counts go down exactly once however often it runs.
+fn end_items(
+    table: &str,
+    lease: &Lease,
+    now: DateTime<Utc>,
+    end: End,
+) -> Result<Vec<TransactWriteItem>, LeaseError> {
+    let mut values = HashMap::new();
+    let mut names = HashMap::new();
+    let (mut set, mut remove, mut cond) = match end {
+        End::Revoked => {
+            let ttl = (now + Duration::days(REVOKED_RETENTION_DAYS)).timestamp();
+            values.insert(":revoked".to_owned(), AttributeValue::S("revoked".into()));
+            values.insert(":now".to_owned(), AttributeValue::S(format_time(now)));
+            values.insert(":ttl".to_owned(), AttributeValue::N(ttl.to_string()));
+            names.insert("#s".to_owned(), "status".to_owned());
+            (
+                "SET #s = :revoked, revoked_at = if_not_exists(revoked_at, :now), expires_at = :ttl ".to_owned(),
+                "REMOVE due_pk, due_at".to_owned(),
+                "attribute_exists(sk) AND #s <> :revoked".to_owned(),
+            )
+        }
+        End::Expired => (
+            String::new(),
+            "REMOVE due_pk, due_at".to_owned(),
+            "attribute_exists(due_pk)".to_owned(),
+        ),
+    };
+    let mut items = Vec::new();
+    if let Some(counter) = &lease.counter {
+        remove.push_str(", count_sk, counted");
+        cond.push_str(" AND (attribute_exists(count_sk) OR attribute_exists(counted))");
+        items.extend(count::decrements(table, counter, &lease.profile)?);
+    }
+    set.push_str(&remove);
+    let update = Update::builder()
         .table_name(table)
-        .set_key(Some(key(id)))
-        .update_expression("SET #s = :revoked, revoked_at = if_not_exists(revoked_at, :now), expires_at = :ttl REMOVE due_pk, due_at")
-        .condition_expression("attribute_exists(sk) AND #s <> :revoked")
-        .expression_attribute_names("#s", "status")
-        .set_expression_attribute_values(Some(values))
+        .set_key(Some(key(&lease.id)))
+        .update_expression(set)
+        .condition_expression(cond)
+        .set_expression_attribute_names((!names.is_empty()).then_some(names))
+        .set_expression_attribute_values((!values.is_empty()).then_some(values))
         .build()
-        .map_err(build_err)
+        .map_err(build_err)?;
+    items.insert(0, TransactWriteItem::builder().update(update).build());
+    Ok(items)
 }
 
 /// The outcome of ending a batch of expired leases.
 #[derive(Debug, Default, PartialEq, Eq)]
 pub struct RevokeReport {
     pub revoked: Vec<String>,
+    /// STS leases past their expiry whose count was given back.
+    pub expired: usize,
     pub failed: Vec<(String, String)>,
 }
 
@@ -369,75 +408,125 @@ impl Leases {
         }
     }
 
-    /// The write of a new lease, for a transaction with its issuance's audit item.
-    pub fn put_new_item(&self, lease: &Lease) -> Result<TransactWriteItem, LeaseError> {
-        let put = Put::builder()
-            .table_name(&self.table)
-            .set_item(Some(lease.to_item()))
-            .condition_expression("attribute_not_exists(sk)")
-            .build()
-            .map_err(build_err)?;
-        Ok(TransactWriteItem::builder().put(put).build())
-    }
-
-    /// The update that marks an STS lease revoked (once: the condition fails if it already is),
-    /// for a transaction with the revocation's audit item.
-    pub fn mark_revoked_item(
+    /// The writes that mark an STS lease revoked (once: the condition fails if it already is) and
+    /// give back its count, for a transaction with the revocation's audit item.
+    pub fn mark_revoked_items(
         &self,
         lease: &Lease,
         now: DateTime<Utc>,
-    ) -> Result<TransactWriteItem, LeaseError> {
-        let update = revoked_update(&self.table, &lease.id, now)?;
-        Ok(TransactWriteItem::builder().update(update).build())
+    ) -> Result<Vec<TransactWriteItem>, LeaseError> {
+        end_items(&self.table, lease, now, End::Revoked)
     }
 
-    /// Records a new lease (its id is fresh: a retried write after a lost response succeeds).
+    /// Records a lease without counting it (tests and tools; issuance uses [`Self::record_counted`]).
     pub async fn record(&self, lease: &Lease) -> Result<(), LeaseError> {
         put_new(&self.db, &self.table, lease.to_item())
             .await
             .map_err(LeaseError::Store)
     }
 
-    /// Records a new lease and counts it against its caller's `max` live leases of the profile,
-    /// in one transaction: over the cap, nothing is written and the answer is `Limit`.
+    /// Records a new (pending) lease and counts it against its caller's `max` live leases of the
+    /// profile and the profile's total, in one transaction: over a cap, nothing is written.
     pub async fn record_counted(&self, lease: &Lease, max: u32) -> Result<(), LeaseError> {
-        let mut lease = lease.clone();
-        lease.counted = true;
+        let counter = lease
+            .counter
+            .clone()
+            .ok_or_else(|| build_err("a new lease has no counter"))?;
         let put = Put::builder()
             .table_name(&self.table)
             .set_item(Some(lease.to_item()))
             .condition_expression("attribute_not_exists(sk)")
             .build()
             .map_err(build_err)?;
-        let count = Update::builder()
-            .table_name(&self.table)
-            .set_key(Some(lease.count_key()))
-            .update_expression("SET live = if_not_exists(live, :zero) + :one")
-            .condition_expression("attribute_not_exists(live) OR live < :max")
-            .expression_attribute_values(":zero", AttributeValue::N("0".into()))
-            .expression_attribute_values(":one", AttributeValue::N("1".into()))
-            .expression_attribute_values(":max", AttributeValue::N(max.to_string()))
-            .build()
-            .map_err(build_err)?;
-        let result = self
+        let mut tx = self
             .db
             .transact_write_items()
-            .transact_items(TransactWriteItem::builder().put(put).build())
-            .transact_items(TransactWriteItem::builder().update(count).build())
-            .send()
-            .await;
-        let Err(e) = result else { return Ok(()) };
+            .transact_items(TransactWriteItem::builder().put(put).build());
+        for item in count::increments(&self.table, &counter, &lease.profile, max)? {
+            tx = tx.transact_items(item);
+        }
+        let Err(e) = tx.send().await else {
+            return Ok(());
+        };
         match failed_conditions(&e).as_deref() {
             // The lease id is fresh: it exists only if an earlier attempt of this very
             // transaction committed (its response was lost and the SDK retried).
             Some([true, ..]) => Ok(()),
-            Some([false, true]) => Err(LeaseError::Limit {
-                retry_after: self.seconds_until_a_lease_ends(&lease).await,
-                profile: lease.profile,
-                principal: lease.principal,
+            Some([false, true, _]) => Err(LeaseError::Limit {
+                retry_after: self.seconds_until_a_lease_ends(lease).await,
+                profile: lease.profile.clone(),
+                principal: lease.principal.clone(),
                 max,
             }),
+            Some([false, false, true]) => Err(LeaseError::ProfileLimit(lease.profile.clone())),
             _ => Err(LeaseError::Store(classify(e))),
+        }
+    }
+
+    /// The write that makes a pending lease active with its key id and real expiry (due then, not
+    /// at the end of the grace), for the transaction with the issuance's audit item: the
+    /// credentials are handed out only if both commit. It fails if the lease is no longer pending
+    /// (the sweep ended a too-slow issuance).
+    pub fn activate_item(
+        &self,
+        lease: &Lease,
+        access_key_id: &str,
+        expires_at: DateTime<Utc>,
+    ) -> Result<TransactWriteItem, LeaseError> {
+        let exp = format_time(expires_at);
+        let mut update = Update::builder()
+            .table_name(&self.table)
+            .set_key(Some(key(&lease.id)))
+            .condition_expression("#s = :pending")
+            .expression_attribute_names("#s", "status")
+            .expression_attribute_values(":active", AttributeValue::S("active".into()))
+            .expression_attribute_values(":pending", AttributeValue::S("pending".into()))
+            .expression_attribute_values(":k", AttributeValue::S(access_key_id.to_owned()))
+            .expression_attribute_values(":exp", AttributeValue::S(exp));
+        update = if lease.is_sts() {
+            let ttl = (expires_at + Duration::days(REVOKED_RETENTION_DAYS)).timestamp();
+            update
+                .update_expression("SET #s = :active, access_key_id = :k, due_at = :exp, lease_expires_at = :exp, expires_at = :ttl")
+                .expression_attribute_values(":ttl", AttributeValue::N(ttl.to_string()))
+        } else {
+            update.update_expression(
+                "SET #s = :active, access_key_id = :k, due_at = :exp, lease_expires_at = :exp",
+            )
+        };
+        Ok(TransactWriteItem::builder()
+            .update(update.build().map_err(build_err)?)
+            .build())
+    }
+
+    /// Ends the lease of an issuance that failed before its credentials were handed out: an
+    /// `iam_user` lease is revoked (its user deleted); an STS lease's record is deleted (nothing was
+    /// delivered) and its count given back. Safe to repeat.
+    pub async fn abandon(&self, lease: &Lease) -> Result<(), LeaseError> {
+        if !lease.is_sts() {
+            return self.revoke(lease).await.map(|_| ());
+        }
+        let delete = aws_sdk_dynamodb::types::Delete::builder()
+            .table_name(&self.table)
+            .set_key(Some(key(&lease.id)))
+            .condition_expression("#s = :pending")
+            .expression_attribute_names("#s", "status")
+            .expression_attribute_values(":pending", AttributeValue::S("pending".into()))
+            .build()
+            .map_err(build_err)?;
+        let mut tx = self
+            .db
+            .transact_write_items()
+            .transact_items(TransactWriteItem::builder().delete(delete).build());
+        if let Some(counter) = &lease.counter {
+            for item in count::decrements(&self.table, counter, &lease.profile)? {
+                tx = tx.transact_items(item);
+            }
+        }
+        match tx.send().await {
+            Ok(_) => Ok(()),
+            // Already gone or ended by the sweep: nothing is left to undo.
+            Err(e) if matches!(failed_conditions(&e).as_deref(), Some([true, ..])) => Ok(()),
+            Err(e) => Err(LeaseError::Store(classify(e))),
         }
     }
 
@@ -458,26 +547,6 @@ impl Leases {
         first_end.map_or(60, |t| {
             u64::try_from((t - now).num_seconds()).unwrap_or(0).max(1)
         })
-    }
-
-    /// Marks a pending lease active with its key id (unless it was revoked meanwhile), and makes it
-    /// due at its expiry instead of at the end of the pending grace. Repeating it with the same key
-    /// is a no-op, so a retried call after a lost response succeeds.
-    pub async fn activate(&self, id: &str, access_key_id: &str) -> Result<(), LeaseError> {
-        self.db
-            .update_item()
-            .table_name(&self.table)
-            .set_key(Some(key(id)))
-            .update_expression("SET #s = :active, access_key_id = :k, due_at = lease_expires_at")
-            .condition_expression("#s = :pending OR (#s = :active AND access_key_id = :k)")
-            .expression_attribute_names("#s", "status")
-            .expression_attribute_values(":active", AttributeValue::S("active".into()))
-            .expression_attribute_values(":pending", AttributeValue::S("pending".into()))
-            .expression_attribute_values(":k", AttributeValue::S(access_key_id.to_owned()))
-            .send()
-            .await
-            .map_err(|e| LeaseError::Store(classify(e)))?;
-        Ok(())
     }
 
     pub async fn get(&self, id: &str) -> Result<Lease, LeaseError> {
@@ -506,24 +575,11 @@ impl Leases {
             return Ok((lease.clone(), deleted));
         }
         let now = Utc::now();
-        let update = revoked_update(&self.table, &lease.id, now)?;
         // The count goes down in the same transaction as the status goes to revoked, which
         // happens once: a repeated or concurrent revocation changes nothing.
-        let mut tx = self
-            .db
-            .transact_write_items()
-            .transact_items(TransactWriteItem::builder().update(update).build());
-        if lease.counted {
-            let count = Update::builder()
-                .table_name(&self.table)
-                .set_key(Some(lease.count_key()))
-                .update_expression("SET live = live - :one")
-                .condition_expression("live > :zero")
-                .expression_attribute_values(":zero", AttributeValue::N("0".into()))
-                .expression_attribute_values(":one", AttributeValue::N("1".into()))
-                .build()
-                .map_err(build_err)?;
-            tx = tx.transact_items(TransactWriteItem::builder().update(count).build());
+        let mut tx = self.db.transact_write_items();
+        for item in end_items(&self.table, lease, now, End::Revoked)? {
+            tx = tx.transact_items(item);
         }
         if let Err(e) = tx.send().await {
             match failed_conditions(&e).as_deref() {
@@ -535,6 +591,7 @@ impl Leases {
         let mut revoked = lease.clone();
         revoked.status = LeaseStatus::Revoked;
         revoked.revoked_at = Some(now);
+        revoked.counter = None;
         Ok((revoked, deleted))
     }
 
@@ -649,16 +706,27 @@ impl Leases {
         let items = due_items(&self.db, &self.table, PK, now)
             .await
             .map_err(LeaseError::Store)?;
-        // STS leases are never written with `due_pk`; the filter keeps it that way for the sweep.
-        Ok(items
-            .iter()
-            .filter_map(Lease::from_item)
-            .filter(|l| !l.is_sts())
-            .collect())
+        Ok(items.iter().filter_map(Lease::from_item).collect())
     }
 
-    /// Ends every expired lease, each audited as `origin` (the scheduler). One failure does not
-    /// stop the others; it is reported and the lease stays due, so the next run retries it.
+    /// An STS lease at its expiry: out of the `due` index, its count given back. Nothing to audit:
+    /// nothing changes in AWS.
+    async fn expire(&self, lease: &Lease, now: DateTime<Utc>) -> Result<(), LeaseError> {
+        let mut tx = self.db.transact_write_items();
+        for item in end_items(&self.table, lease, now, End::Expired)? {
+            tx = tx.transact_items(item);
+        }
+        match tx.send().await {
+            Ok(_) => Ok(()),
+            Err(e) if matches!(failed_conditions(&e).as_deref(), Some([true, ..])) => Ok(()),
+            Err(e) => Err(LeaseError::Store(classify(e))),
+        }
+    }
+
+    /// Ends every due lease: expired `iam_user` leases and unfinished issuances of any type are
+    /// revoked, each audited as `origin` (the scheduler); expired STS leases give back their count.
+    /// One failure does not stop the others; it is reported and the lease stays due, so the next
+    /// run retries it.
     pub async fn revoke_expired(
         &self,
         now: DateTime<Utc>,
@@ -668,39 +736,64 @@ impl Leases {
         let mut report = RevokeReport::default();
         let mut unaudited = 0;
         for lease in self.expired(now).await? {
-            let (outcome, message) = match self.revoke(&lease).await {
-                Ok(_) => {
+            let unfinished = lease.status == LeaseStatus::Pending;
+            let result = match (lease.is_sts(), unfinished) {
+                (true, false) => {
+                    match self.expire(&lease, now).await {
+                        Ok(()) => report.expired += 1,
+                        Err(e) => {
+                            tracing::warn!(lease_id = %lease.id, error = %e, "giving back an expired lease's count failed");
+                            crate::ops::count(crate::ops::Metric::SweepFailed, Some(lease.credential_type.as_str()));
+                            report.failed.push((lease.id.clone(), e.to_string()));
+                        }
+                    }
+                    continue;
+                }
+                (true, true) => {
+                    let mut tx = self.db.transact_write_items();
+                    for item in end_items(&self.table, &lease, now, End::Revoked)? {
+                        tx = tx.transact_items(item);
+                    }
+                    match tx.send().await {
+                        Ok(_) => Ok(()),
+                        Err(e) if matches!(failed_conditions(&e).as_deref(), Some([true, ..])) => Ok(()),
+                        Err(e) => Err(LeaseError::Store(classify(e))),
+                    }
+                }
+                (false, _) => self.revoke(&lease).await.map(|_| ()),
+            };
+            let what = if unfinished { "Unfinished" } else { "Expired" };
+            let (outcome, message) = match result {
+                Ok(()) => {
                     report.revoked.push(lease.id.clone());
-                    let what = match lease.status {
-                        LeaseStatus::Pending => "Unfinished",
-                        _ => "Expired",
+                    let done = if lease.is_sts() {
+                        "its credentials were never handed out".to_owned()
+                    } else {
+                        format!("IAM user {} deleted", lease.user_name)
                     };
                     (
                         Outcome::Success,
-                        format!(
-                            "{what} lease {} revoked; IAM user {} deleted.",
-                            lease.id, lease.user_name
-                        ),
+                        format!("{what} lease {} revoked; {done}.", lease.id),
                     )
                 }
                 Err(e) => {
-                    tracing::warn!(lease_id = %lease.id, user = %lease.user_name, error = %e, "revoking an expired lease failed");
+                    tracing::warn!(lease_id = %lease.id, user = %lease.user_name, error = %e, "revoking a due lease failed");
                     report.failed.push((lease.id.clone(), e.to_string()));
                     (
                         Outcome::Failed,
-                        format!("Revoking expired lease {} failed: {e}", lease.id),
+                        format!("Revoking {} lease {} failed: {e}", what.to_lowercase(), lease.id),
                     )
                 }
             };
             if outcome == Outcome::Failed {
-                crate::ops::count(crate::ops::Metric::SweepFailed, Some("iam_user"));
+                crate::ops::count(crate::ops::Metric::SweepFailed, Some(lease.credential_type.as_str()));
             }
             let r = lease.audit_record(origin, outcome, message);
             if let Err(e) = audit.write(&r).await {
                 // The lease is revoked (or stays due); its audit item is missing. The run fails
                 // (SPEC §7), so it is retried and alarmed, after the other leases are done.
                 tracing::error!(lease_id = %lease.id, error = %e, "audit write for a lease revocation failed");
-                crate::ops::count(crate::ops::Metric::SweepFailed, Some("iam_user"));
+                crate::ops::count(crate::ops::Metric::SweepFailed, Some(lease.credential_type.as_str()));
                 unaudited += 1;
             }
         }
@@ -716,7 +809,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn sts_leases_are_never_due_nor_counted_and_show_expired() {
+    fn sts_leases_are_counted_due_at_expiry_and_show_expired() {
         // Stored times keep microseconds: whole seconds round-trip exactly.
         let now = DateTime::from_timestamp(Utc::now().timestamp(), 0).unwrap_or_default();
         let lease = Lease::sts(
@@ -728,9 +821,24 @@ mod tests {
             now - Duration::hours(2),
             now - Duration::hours(1),
         );
-        assert_eq!(lease.due_at(), None);
-        assert!(!lease.to_item().contains_key("due_pk"));
-        assert!(!lease.counted);
+        let mut lease = lease;
+        lease.status = LeaseStatus::Active;
+        assert_eq!(lease.due_at(), Some(now - Duration::hours(1)));
+        assert!(lease.to_item().contains_key("due_pk"));
+        // Counted as the caller's role, not the session name.
+        let by_role = Lease::sts(
+            "id2".into(),
+            "p",
+            "arn:aws:sts::123456789012:assumed-role/Dev/renamed",
+            CredentialType::AssumedRole,
+            "arn:aws:iam::123456789012:role/r".into(),
+            now,
+            now,
+        );
+        assert_eq!(
+            by_role.counter.as_deref(),
+            Some("p#arn:aws:iam::123456789012:role/Dev")
+        );
         assert_eq!(lease.status_at(now), "expired");
         assert_eq!(lease.status_at(now - Duration::hours(90)), "active");
         let back = Lease::from_item(&lease.to_item()).unwrap();
