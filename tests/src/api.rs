@@ -46,7 +46,17 @@ impl TestApp {
     }
 
     pub fn with_tables(sdk: SdkConfig, state: &str, audit: &str) -> TestApp {
-        let config = Config {
+        TestApp::configured(sdk, state, audit, |_| {})
+    }
+
+    /// Like [`TestApp::with_tables`], with the configuration changed by `edit` first.
+    pub fn configured(
+        sdk: SdkConfig,
+        state: &str,
+        audit: &str,
+        edit: impl FnOnce(&mut Config),
+    ) -> TestApp {
+        let mut config = Config {
             state_table: state.to_owned(),
             audit_table: audit.to_owned(),
             admins: vec![PrincipalPattern::parse("admins", ADMIN).unwrap()],
@@ -59,6 +69,7 @@ impl TestApp {
             lease_group_path: "/keysmith/".into(),
             revoker_role_name: None,
         };
+        edit(&mut config);
         let app = keysmith::App::new(config, &sdk);
         TestApp {
             issuer: keysmith::Api::with(app.clone(), &sdk).issuer,

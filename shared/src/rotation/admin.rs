@@ -1,7 +1,7 @@
 //! The identity a rotation's IAM calls are signed with: `admin_secret_id`'s key (the secret's own
 //! current key when it names itself) or the function's role, then `assume_role_arn` if set.
 
-use super::{aws, RotatedSecret, RotationError, Rotator, Versions, CURRENT};
+use super::{aws, session, RotatedSecret, RotationError, Rotator, Versions, CURRENT};
 use crate::aws::AwsFailure;
 use crate::secret::{AccessKeyPair, Secret};
 
@@ -48,6 +48,10 @@ impl Rotator {
                     .assume_role()
                     .role_arn(role.as_str())
                     .role_session_name("keysmith-rotation")
+                    // Bound to this secret in IAM, as RotatorRole is (SPEC §18): the target
+                    // account's rotation role (infra/target-account.yaml) requires both tags.
+                    .tags(session::tag(session::SECRET_TAG, &versions.arn)?)
+                    .tags(session::tag(session::SECRET_NAME_TAG, &versions.name)?)
                     .customize();
                 if let Some(b) = &base {
                     call = call.config_override(

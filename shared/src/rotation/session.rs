@@ -23,7 +23,7 @@ const SESSION_NAME: &str = "keysmith-rotation";
 /// assumes the role afresh.
 const SESSION_SECONDS: i32 = 900;
 
-fn tag(key: &str, value: &str) -> Result<Tag, RotationError> {
+pub(super) fn tag(key: &str, value: &str) -> Result<Tag, RotationError> {
     Tag::builder()
         .key(key)
         .value(value)
