@@ -196,7 +196,9 @@ fn parse_role_path_name(s: &str) -> Result<String, String> {
         || s.len() > 512
         || !s.split('/').all(|p| !p.is_empty() && p.chars().all(ok))
     {
-        return Err("must be a role name, optionally with its path (keysmith/keysmith-revoker)".into());
+        return Err(
+            "must be a role name, optionally with its path (keysmith/keysmith-revoker)".into(),
+        );
     }
     Ok(s.to_owned())
 }

@@ -28,7 +28,8 @@ impl Moto {
     /// whole-table copy per transaction would take tens of seconds.
     pub fn start_cow() -> Moto {
         let venv = crate::venv();
-        let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("support/moto_server_cow.py");
+        let script =
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("support/moto_server_cow.py");
         Moto::start_command(&format!(
             "'{}' '{}'",
             venv.join("bin/python").display(),

@@ -22,7 +22,10 @@ const OPERATORS: &str = "arn:aws:sts::123456789012:assumed-role/Operators/*";
 const FOREIGN: &str = "222222222222";
 
 fn unique(prefix: &str) -> String {
-    format!("{prefix}-{}", &uuid::Uuid::new_v4().simple().to_string()[..12])
+    format!(
+        "{prefix}-{}",
+        &uuid::Uuid::new_v4().simple().to_string()[..12]
+    )
 }
 
 fn scheduler() -> Origin {
@@ -81,7 +84,9 @@ async fn role_policy(iam: &Iam, role: &str) -> Option<Value> {
 fn denied_leases(policy: &Value) -> Vec<String> {
     let mut ids = Vec::new();
     for s in policy["Statement"].as_array().unwrap() {
-        if let Some(a) = s["Condition"]["StringEquals"]["aws:PrincipalTag/keysmith:lease"].as_array() {
+        if let Some(a) =
+            s["Condition"]["StringEquals"]["aws:PrincipalTag/keysmith:lease"].as_array()
+        {
             ids.extend(a.iter().map(|v| v.as_str().unwrap().to_owned()));
         }
     }
@@ -106,7 +111,12 @@ async fn lease_status(t: &TestApp, profile: &str, id: &str) -> String {
         };
         let (st, b) = t.call("GET", &path, None, Some(ADMIN)).await;
         assert_eq!(st, 200, "{b}");
-        if let Some(l) = b["leases"].as_array().unwrap().iter().find(|l| l["lease_id"] == id) {
+        if let Some(l) = b["leases"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|l| l["lease_id"] == id)
+        {
             return l["status"].as_str().unwrap().to_owned();
         }
         match b["next"].as_str() {
@@ -153,9 +163,7 @@ async fn foreign_iam(sdk: &aws_config::SdkConfig) -> Iam {
         None,
         "foreign",
     );
-    Iam::new(
-        &Moto::sdk_config_at(&Moto::shared().endpoint, creds).await,
-    )
+    Iam::new(&Moto::sdk_config_at(&Moto::shared().endpoint, creds).await)
 }
 
 #[tokio::test]
@@ -172,19 +180,28 @@ async fn a_lease_on_a_role_in_another_account_is_revoked_there_or_refused_never_
 
     // Without a revoker role: 409 naming the account, nothing written anywhere.
     let t = TestApp::new().await;
-    t.put_profile("far", json!({"credential_type": "assumed_role", "role_arn": foreign_arn,
-        "allowed_principals": [DEPLOYER]}))
-        .await;
+    t.put_profile(
+        "far",
+        json!({"credential_type": "assumed_role", "role_arn": foreign_arn,
+        "allowed_principals": [DEPLOYER]}),
+    )
+    .await;
     let (st, lease) = issue_as(&t, "far", DEPLOYER).await;
     assert_eq!(st, 200, "{lease}");
     let id = lease["lease_id"].as_str().unwrap();
     for caller in [DEPLOYER, ADMIN] {
         let (st, b) = revoke_as(&t, id, caller).await;
         assert_eq!(st, 409, "{b}");
-        assert!(b["error"]["message"].as_str().unwrap().contains(FOREIGN), "{b}");
+        assert!(
+            b["error"]["message"].as_str().unwrap().contains(FOREIGN),
+            "{b}"
+        );
     }
     assert_eq!(lease_status(&t, "far", id).await, "active");
-    assert!(role_policy(&home, &name).await.is_none(), "the home role is untouched");
+    assert!(
+        role_policy(&home, &name).await.is_none(),
+        "the home role is untouched"
+    );
     assert!(role_policy(&foreign, &name).await.is_none());
 
     // With a revoker role: written in that account, the home role untouched.
@@ -196,22 +213,33 @@ async fn a_lease_on_a_role_in_another_account_is_revoked_there_or_refused_never_
             c.revoker_role_name = Some("keysmith/keysmith-revoker".into());
         })
     };
-    t.put_profile("far", json!({"credential_type": "assumed_role", "role_arn": foreign_arn,
-        "allowed_principals": [DEPLOYER]}))
-        .await;
+    t.put_profile(
+        "far",
+        json!({"credential_type": "assumed_role", "role_arn": foreign_arn,
+        "allowed_principals": [DEPLOYER]}),
+    )
+    .await;
     let (_, lease) = issue_as(&t, "far", DEPLOYER).await;
     let id = lease["lease_id"].as_str().unwrap().to_owned();
     let (st, b) = revoke_as(&t, &id, DEPLOYER).await;
     assert_eq!(st, 200, "{b}");
     assert_eq!(b["revocation"]["target"], foreign_arn);
-    assert_eq!(denied_leases(&role_policy(&foreign, &name).await.unwrap()), [id]);
-    assert!(role_policy(&home, &name).await.is_none(), "the home role is untouched");
+    assert_eq!(
+        denied_leases(&role_policy(&foreign, &name).await.unwrap()),
+        [id]
+    );
+    assert!(
+        role_policy(&home, &name).await.is_none(),
+        "the home role is untouched"
+    );
     // A profile revoke goes there too.
     let (st, b) = t
         .call("POST", "/v1/profiles/far/revoke", None, Some(ADMIN))
         .await;
     assert_eq!(st, 200, "{b}");
-    assert!(has_profile_cutoff(&role_policy(&foreign, &name).await.unwrap()));
+    assert!(has_profile_cutoff(
+        &role_policy(&foreign, &name).await.unwrap()
+    ));
     assert!(role_policy(&home, &name).await.is_none());
 }
 
@@ -257,12 +285,18 @@ async fn an_owner_revoking_400_of_their_own_leases_never_cuts_off_anyone_else() 
             200 => {
                 revoked += 1;
                 assert!(b["revocation"]["fallback"].is_null(), "{b}");
-                assert!(b["revocation"].get("policy_size").is_none(), "sizes are for admins: {b}");
+                assert!(
+                    b["revocation"].get("policy_size").is_none(),
+                    "sizes are for admins: {b}"
+                );
             }
             409 => {
                 refused += 1;
                 assert!(
-                    b["error"]["message"].as_str().unwrap().contains("an admin can revoke profile deploy"),
+                    b["error"]["message"]
+                        .as_str()
+                        .unwrap()
+                        .contains("an admin can revoke profile deploy"),
                     "{b}"
                 );
                 held.push(id);
@@ -275,18 +309,29 @@ async fn an_owner_revoking_400_of_their_own_leases_never_cuts_off_anyone_else() 
         started.elapsed().as_secs_f64()
     );
     assert!(refused > 0, "the policy filled up");
-    assert_eq!(lease_status(&t, "deploy", &theirs).await, "active", "another caller's lease");
+    assert_eq!(
+        lease_status(&t, "deploy", &theirs).await,
+        "active",
+        "another caller's lease"
+    );
     let policy = role_policy(&iam, &role).await.unwrap();
     assert!(!has_profile_cutoff(&policy), "no cut-off written: {policy}");
     assert!(!denied_leases(&policy).contains(&theirs));
-    let size: usize = policy.to_string().chars().filter(|c| !c.is_whitespace()).count();
+    let size: usize = policy
+        .to_string()
+        .chars()
+        .filter(|c| !c.is_whitespace())
+        .count();
     assert!(size <= 10_240 - keysmith::revocation::policy::Document::reserve());
 
     // An admin's revoke on the full policy still fits: the reserve holds the cut-off.
     let (st, b) = revoke_as(&t, &held[0], ADMIN).await;
     assert_eq!(st, 200, "{b}");
     assert_eq!(b["revocation"]["fallback"], "profile_cutoff", "{b}");
-    assert!(b["revocation"]["policy_size"].as_u64().unwrap() <= b["revocation"]["policy_budget"].as_u64().unwrap());
+    assert!(
+        b["revocation"]["policy_size"].as_u64().unwrap()
+            <= b["revocation"]["policy_budget"].as_u64().unwrap()
+    );
     assert!(has_profile_cutoff(&role_policy(&iam, &role).await.unwrap()));
 }
 
@@ -311,7 +356,11 @@ async fn fifty_concurrent_revokes_beside_a_prune_lose_no_entry_and_a_re_revoke_r
                 let (st, b) = revoke_as(&t, &id, DEPLOYER).await;
                 match st {
                     200 => return,
-                    409 if b["error"]["message"].as_str().unwrap_or("").contains("retry") => {
+                    409 if b["error"]["message"]
+                        .as_str()
+                        .unwrap_or("")
+                        .contains("retry") =>
+                    {
                         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
                     }
                     _ => panic!("{st} {b}"),
@@ -325,7 +374,12 @@ async fn fifty_concurrent_revokes_beside_a_prune_lose_no_entry_and_a_re_revoke_r
         tokio::spawn(async move {
             for _ in 0..10 {
                 let r = t.app.revocations.prune_due(Utc::now(), &scheduler()).await;
-                assert!(r.failed.iter().all(|(_, e)| e.contains("under way") || e.contains("expired before")), "{r:?}");
+                assert!(
+                    r.failed
+                        .iter()
+                        .all(|(_, e)| e.contains("under way") || e.contains("expired before")),
+                    "{r:?}"
+                );
                 tokio::time::sleep(std::time::Duration::from_millis(50)).await;
             }
         })
@@ -334,17 +388,31 @@ async fn fifty_concurrent_revokes_beside_a_prune_lose_no_entry_and_a_re_revoke_r
         task.await.unwrap();
     }
     pruner.await.unwrap();
-    eprintln!("50 concurrent revokes and a prune: {:.1} s", started.elapsed().as_secs_f64());
+    eprintln!(
+        "50 concurrent revokes and a prune: {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
     let mut want = ids.clone();
     want.sort();
-    assert_eq!(denied_leases(&role_policy(&iam, &role).await.unwrap()), want);
+    assert_eq!(
+        denied_leases(&role_policy(&iam, &role).await.unwrap()),
+        want
+    );
 
     // Someone removes the policy out of band: a re-revoke puts the entry back.
-    iam.delete_role_policy().role_name(&role).policy_name(POLICY).send().await.unwrap();
+    iam.delete_role_policy()
+        .role_name(&role)
+        .policy_name(POLICY)
+        .send()
+        .await
+        .unwrap();
     let (st, b) = revoke_as(&t, &ids[7], DEPLOYER).await;
     assert_eq!(st, 200, "{b}");
     assert_eq!(b["status"], "revoked");
-    assert_eq!(denied_leases(&role_policy(&iam, &role).await.unwrap()), want);
+    assert_eq!(
+        denied_leases(&role_policy(&iam, &role).await.unwrap()),
+        want
+    );
 }
 
 #[tokio::test]
@@ -356,32 +424,52 @@ async fn a_failed_iam_write_after_the_deny_set_change_is_audited_and_converges()
     let (role, _) = role_profile(&t, "deploy", json!({})).await;
     let (_, lease) = issue_as(&t, "deploy", DEPLOYER).await;
     let id = lease["lease_id"].as_str().unwrap().to_owned();
-    proxy.set_faults(Some(std::sync::Arc::new(|r: &keysmith_tests::proxy::Captured| {
-        if r.operation() == "PutRolePolicy" {
-            Fault::ServerError
-        } else {
-            Fault::Pass
-        }
-    })));
+    proxy.set_faults(Some(std::sync::Arc::new(
+        |r: &keysmith_tests::proxy::Captured| {
+            if r.operation() == "PutRolePolicy" {
+                Fault::ServerError
+            } else {
+                Fault::Pass
+            }
+        },
+    )));
     let (st, b) = revoke_as(&t, &id, DEPLOYER).await;
-    proxy.set_faults(None);
     assert_eq!(st, 502, "{b}");
-    assert!(role_policy(&iam, &role).await.is_none(), "IAM refused the write");
+    // A scheduled run that cannot write it either fails (after the rest), so it is retried and
+    // alarmed; the target stays due.
+    let run = keysmith::schedule::run(&t.app, Utc::now(), &scheduler()).await;
+    assert!(
+        matches!(run, Err(keysmith::schedule::ScheduleError::Prune(1))),
+        "{run:?}"
+    );
+    proxy.set_faults(None);
+    assert!(
+        role_policy(&iam, &role).await.is_none(),
+        "IAM refused the write"
+    );
     // The change was audited before IAM was touched.
     let items = t.audit_items().await;
     assert!(
-        items.iter().any(|i| i["event"].as_s().unwrap() == "Revocation Started"
-            && i.get("lease_id").and_then(|v| v.as_s().ok()) == Some(&id)),
+        items
+            .iter()
+            .any(|i| i["event"].as_s().unwrap() == "Revocation Started"
+                && i.get("lease_id").and_then(|v| v.as_s().ok()) == Some(&id)),
         "a Revocation Started item"
     );
     // The scheduled run writes the recorded set (the target is due at once).
     let report = t.app.revocations.prune_due(Utc::now(), &scheduler()).await;
     assert!(report.failed.is_empty(), "{report:?}");
-    assert_eq!(denied_leases(&role_policy(&iam, &role).await.unwrap()), [id.clone()]);
+    assert_eq!(
+        denied_leases(&role_policy(&iam, &role).await.unwrap()),
+        std::slice::from_ref(&id)
+    );
     // And a retried revoke converges too.
     let (st, b) = revoke_as(&t, &id, DEPLOYER).await;
     assert_eq!(st, 200, "{b}");
-    assert_eq!(denied_leases(&role_policy(&iam, &role).await.unwrap()), [id]);
+    assert_eq!(
+        denied_leases(&role_policy(&iam, &role).await.unwrap()),
+        [id]
+    );
 }
 
 /// The attack: STS never answers the new key's check, and the function is killed while it waits.
@@ -400,20 +488,26 @@ async fn an_iam_user_issuance_killed_while_sts_never_answers_is_swept_and_uncoun
         "policy_document": {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "s3:ListBucket", "Resource": "*"}]},
         "permissions_boundary_arn": LEASE_BOUNDARY, "allowed_principals": [DEPLOYER]}))
         .await;
-    proxy.set_faults(Some(std::sync::Arc::new(|r: &keysmith_tests::proxy::Captured| {
-        if r.operation() == "GetCallerIdentity" {
-            Fault::Delay(std::time::Duration::from_secs(30))
-        } else {
-            Fault::Pass
-        }
-    })));
+    proxy.set_faults(Some(std::sync::Arc::new(
+        |r: &keysmith_tests::proxy::Captured| {
+            if r.operation() == "GetCallerIdentity" {
+                Fault::Delay(std::time::Duration::from_secs(30))
+            } else {
+                Fault::Pass
+            }
+        },
+    )));
     let started = Utc::now();
     let issuing = {
         let t = t.clone();
         tokio::spawn(async move { issue_as(&t, "temp", DEPLOYER).await })
     };
     let deadline = Instant::now() + std::time::Duration::from_secs(10);
-    while !proxy.requests().iter().any(|r| r.operation() == "GetCallerIdentity") {
+    while !proxy
+        .requests()
+        .iter()
+        .any(|r| r.operation() == "GetCallerIdentity")
+    {
         assert!(Instant::now() < deadline, "no GetCallerIdentity");
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     }
@@ -424,11 +518,25 @@ async fn an_iam_user_issuance_killed_while_sts_never_answers_is_swept_and_uncoun
     let iam = Iam::new(&moto.sdk_config().await);
     let users = || {
         let (iam, path) = (iam.clone(), path.clone());
-        async move { iam.list_users().path_prefix(path).send().await.unwrap().users.len() }
+        async move {
+            iam.list_users()
+                .path_prefix(path)
+                .send()
+                .await
+                .unwrap()
+                .users
+                .len()
+        }
     };
-    assert_eq!(users().await, 1, "the killed issuance left a user with a key");
+    assert_eq!(
+        users().await,
+        1,
+        "the killed issuance left a user with a key"
+    );
     assert_eq!(live_count(&t, "temp", DEPLOYER).await, 1);
-    let (_, listed) = t.call("GET", "/v1/leases?profile=temp", None, Some(ADMIN)).await;
+    let (_, listed) = t
+        .call("GET", "/v1/leases?profile=temp", None, Some(ADMIN))
+        .await;
     assert_eq!(listed["leases"][0]["status"], "pending", "{listed}");
     let id = listed["leases"][0]["lease_id"].as_str().unwrap().to_owned();
 
@@ -436,7 +544,11 @@ async fn an_iam_user_issuance_killed_while_sts_never_answers_is_swept_and_uncoun
     let report = keysmith::schedule::sweep(&t.app, started + Duration::minutes(5), &scheduler())
         .await
         .unwrap();
-    assert_eq!(report.leases.revoked, [id.clone()], "{report:?}");
+    assert_eq!(
+        report.leases.revoked,
+        std::slice::from_ref(&id),
+        "{report:?}"
+    );
     assert_eq!(users().await, 0);
     assert_eq!(live_count(&t, "temp", DEPLOYER).await, 0);
     assert!(t.audit_items().await.iter().any(|i| {
@@ -506,8 +618,14 @@ async fn a_profile_revoke_over_100000_stored_leases_finishes_in_under_20_seconds
                     ("sk".into(), s(format!("old-{n:06}"))),
                     ("profile".into(), s("deploy".into())),
                     ("principal".into(), s(DEPLOYER.into())),
-                    ("created_at".into(), s(keysmith::audit::format_time(created))),
-                    ("lease_expires_at".into(), s(keysmith::audit::format_time(created + Duration::hours(1)))),
+                    (
+                        "created_at".into(),
+                        s(keysmith::audit::format_time(created)),
+                    ),
+                    (
+                        "lease_expires_at".into(),
+                        s(keysmith::audit::format_time(created + Duration::hours(1))),
+                    ),
                     ("status".into(), s("active".into())),
                     ("credential_type".into(), s("assumed_role".into())),
                     ("target".into(), s(arn.clone())),
@@ -540,7 +658,10 @@ async fn a_profile_revoke_over_100000_stored_leases_finishes_in_under_20_seconds
         }
     })
     .await;
-    eprintln!("100,000 leases generated in {:.1} s", started.elapsed().as_secs_f64());
+    eprintln!(
+        "100,000 leases generated in {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
     let mut live = Vec::new();
     for _ in 0..5 {
         let (st, b) = issue_as(&t, "deploy", DEPLOYER).await;
@@ -569,7 +690,10 @@ async fn a_profile_revoke_over_100000_stored_leases_finishes_in_under_20_seconds
         took.as_secs_f64()
     );
     assert!(took < std::time::Duration::from_secs(20), "{took:?}");
-    assert!(read <= 5, "only the leases that can be live are read: {read}");
+    assert!(
+        read <= 5,
+        "only the leases that can be live are read: {read}"
+    );
 }
 
 /// Runs `f` over `items`, 8 at a time.

@@ -90,23 +90,23 @@ pub(super) async fn issue(api: &Api, req: &Request, name: ProfileName) -> Result
     // in one transaction. Otherwise the lease is ended (a dynamic IAM user deleted at once; STS
     // credentials nobody received expire unused) and nothing is handed out.
     let lease = &issued.lease;
-    let written = match app.leases.activate_item(
-        lease,
-        &issued.credentials.access_key_id,
-        issued.expiration,
-    ) {
-        Err(e) => Err(ApiError::from(e)),
-        Ok(activate) => match app.audit.write_with(vec![activate], &r).await {
-            Ok(()) => Ok(()),
-            // The audit item's id is fresh, so the lease was no longer pending: the sweep ended
-            // an issuance that outlived its budget.
-            Err(AuditedWriteError::Conflict) => Err(ApiError::from(IssueError::OverBudget(
-                crate::lease::ISSUE_BUDGET.as_secs(),
-            ))),
-            Err(AuditedWriteError::Store(f)) => Err(super::error::upstream(&f)),
-            Err(AuditedWriteError::Audit(_)) => Err(ApiError::AuditUnavailable),
-        },
-    };
+    let written =
+        match app
+            .leases
+            .activate_item(lease, &issued.credentials.access_key_id, issued.expiration)
+        {
+            Err(e) => Err(ApiError::from(e)),
+            Ok(activate) => match app.audit.write_with(vec![activate], &r).await {
+                Ok(()) => Ok(()),
+                // The audit item's id is fresh, so the lease was no longer pending: the sweep ended
+                // an issuance that outlived its budget.
+                Err(AuditedWriteError::Conflict) => Err(ApiError::from(IssueError::OverBudget(
+                    crate::lease::ISSUE_BUDGET.as_secs(),
+                ))),
+                Err(AuditedWriteError::Store(f)) => Err(super::error::upstream(&f)),
+                Err(AuditedWriteError::Audit(_)) => Err(ApiError::AuditUnavailable),
+            },
+        };
     if let Err(e) = written {
         if let Err(cleanup) = app.leases.abandon(lease).await {
             tracing::warn!(lease_id = %lease.id, error = %cleanup, "ending an unaudited lease failed; it stays due for the sweep");

@@ -384,7 +384,12 @@ async fn live_leases(
     now: DateTime<Utc>,
 ) -> Result<Vec<Lease>, ApiError> {
     let (leases, read) = app.leases.live_of_profile(profile, before, now).await?;
-    tracing::info!(profile, live = leases.len(), items_read = read, "live leases of a profile");
+    tracing::info!(
+        profile,
+        live = leases.len(),
+        items_read = read,
+        "live leases of a profile"
+    );
     Ok(leases)
 }
 

@@ -142,7 +142,9 @@ pub enum IssueError {
     Lease(#[from] LeaseError),
     #[error("the new IAM user's key was not accepted by STS within the wait")]
     NotReady,
-    #[error("the issuance did not finish within its time budget ({0} s); nothing was handed out, retry")]
+    #[error(
+        "the issuance did not finish within its time budget ({0} s); nothing was handed out, retry"
+    )]
     OverBudget(u64),
     #[error("the profile's permissions_boundary_arn {0}")]
     BoundaryNotAllowed(String),

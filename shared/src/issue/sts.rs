@@ -7,10 +7,10 @@ use aws_sdk_sts::types::{PolicyDescriptorType, Tag};
 use chrono::DateTime;
 
 use super::{Issuance, IssueError, Issued, Issuer};
-use crate::lease::ISSUE_BUDGET;
 use crate::aws::{classify, AwsFailure, FailureKind};
 use crate::config::StsTarget;
 use crate::lease::Lease;
+use crate::lease::ISSUE_BUDGET;
 use crate::names::{sanitize_iam_name, SessionName};
 use crate::profile::{Kind, Policies, Profile, TAG_LEASE, TAG_PROFILE};
 use crate::secret::{AccessKeyPair, Secret};
@@ -199,8 +199,7 @@ impl Issuer {
                 return Err(IssueError::Sts(AwsFailure::other("not an STS profile")))
             }
         };
-        credentials
-            .ok_or_else(|| IssueError::Sts(AwsFailure::other("STS returned no credentials")))
+        credentials.ok_or_else(|| IssueError::Sts(AwsFailure::other("STS returned no credentials")))
     }
 
     /// The IAM user a base key belongs to (its ARN), which a revocation's inline policy goes on.

@@ -54,7 +54,7 @@ pub const REVOKED_RETENTION_DAYS: i64 = 90;
 pub const PENDING_GRACE: Duration = Duration::minutes(2);
 /// How long an issuance may take from its lease's birth to its activation; past it the issuance
 /// gives up (and ends its lease) rather than be killed by the function's timeout half-way.
-pub const ISSUE_BUDGET: std::time::Duration = std::time::Duration::from_secs(22);
+pub const ISSUE_BUDGET: std::time::Duration = std::time::Duration::from_secs(20);
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum LeaseStatus {
@@ -249,8 +249,13 @@ impl Lease {
             revoked_at: t("revoked_at"),
             // Leases of older versions recorded only `counted`, under the raw principal.
             counter: s("count_sk").or_else(|| {
-                (item.get("counted").and_then(|v| v.as_bool().ok()) == Some(&true))
-                    .then(|| format!("{}#{}", s("profile").unwrap_or_default(), s("principal").unwrap_or_default()))
+                (item.get("counted").and_then(|v| v.as_bool().ok()) == Some(&true)).then(|| {
+                    format!(
+                        "{}#{}",
+                        s("profile").unwrap_or_default(),
+                        s("principal").unwrap_or_default()
+                    )
+                })
             }),
             credential_type: match s("credential_type") {
                 None => CredentialType::IamUser,
@@ -285,7 +290,6 @@ pub enum LeaseError {
     },
     #[error("profile {0} already has {PROFILE_LIVE_LIMIT} live leases, all callers together")]
     ProfileLimit(String),
-
 }
 
 impl LeaseError {
@@ -685,7 +689,8 @@ impl Leases {
                 .map_err(|e| LeaseError::Store(classify(e)))?;
             read += usize::try_from(out.scanned_count).unwrap_or_default();
             for item in out.items.unwrap_or_default() {
-                let l = Lease::from_item(&item).ok_or_else(|| LeaseError::Corrupt("(by_profile)".into()))?;
+                let l = Lease::from_item(&item)
+                    .ok_or_else(|| LeaseError::Corrupt("(by_profile)".into()))?;
                 if l.status != LeaseStatus::Revoked
                     && l.created_at < before
                     && (!l.is_sts() || l.expires_at > now)
@@ -743,7 +748,10 @@ impl Leases {
                         Ok(()) => report.expired += 1,
                         Err(e) => {
                             tracing::warn!(lease_id = %lease.id, error = %e, "giving back an expired lease's count failed");
-                            crate::ops::count(crate::ops::Metric::SweepFailed, Some(lease.credential_type.as_str()));
+                            crate::ops::count(
+                                crate::ops::Metric::SweepFailed,
+                                Some(lease.credential_type.as_str()),
+                            );
                             report.failed.push((lease.id.clone(), e.to_string()));
                         }
                     }
@@ -756,7 +764,9 @@ impl Leases {
                     }
                     match tx.send().await {
                         Ok(_) => Ok(()),
-                        Err(e) if matches!(failed_conditions(&e).as_deref(), Some([true, ..])) => Ok(()),
+                        Err(e) if matches!(failed_conditions(&e).as_deref(), Some([true, ..])) => {
+                            Ok(())
+                        }
                         Err(e) => Err(LeaseError::Store(classify(e))),
                     }
                 }
@@ -781,19 +791,29 @@ impl Leases {
                     report.failed.push((lease.id.clone(), e.to_string()));
                     (
                         Outcome::Failed,
-                        format!("Revoking {} lease {} failed: {e}", what.to_lowercase(), lease.id),
+                        format!(
+                            "Revoking {} lease {} failed: {e}",
+                            what.to_lowercase(),
+                            lease.id
+                        ),
                     )
                 }
             };
             if outcome == Outcome::Failed {
-                crate::ops::count(crate::ops::Metric::SweepFailed, Some(lease.credential_type.as_str()));
+                crate::ops::count(
+                    crate::ops::Metric::SweepFailed,
+                    Some(lease.credential_type.as_str()),
+                );
             }
             let r = lease.audit_record(origin, outcome, message);
             if let Err(e) = audit.write(&r).await {
                 // The lease is revoked (or stays due); its audit item is missing. The run fails
                 // (SPEC §7), so it is retried and alarmed, after the other leases are done.
                 tracing::error!(lease_id = %lease.id, error = %e, "audit write for a lease revocation failed");
-                crate::ops::count(crate::ops::Metric::SweepFailed, Some(lease.credential_type.as_str()));
+                crate::ops::count(
+                    crate::ops::Metric::SweepFailed,
+                    Some(lease.credential_type.as_str()),
+                );
                 unaudited += 1;
             }
         }

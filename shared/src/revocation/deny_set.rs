@@ -83,7 +83,10 @@ impl DenySets {
             .and_then(|v| v.as_s().ok())
             .map_or("", String::as_str);
         let doc = Document::parse(text).ok_or_else(|| {
-            RevocationError::Target(format!("the stored deny set of {} is unreadable", target.arn))
+            RevocationError::Target(format!(
+                "the stored deny set of {} is unreadable",
+                target.arn
+            ))
         })?;
         Ok(Some(Stored {
             doc,
@@ -122,7 +125,9 @@ impl DenySets {
             )
             .expression_attribute_values(":owner", AttributeValue::S(owner.to_owned()));
         update = match from {
-            None => update.condition_expression("lock_owner = :owner AND attribute_not_exists(version)"),
+            None => {
+                update.condition_expression("lock_owner = :owner AND attribute_not_exists(version)")
+            }
             Some(v) => update
                 .condition_expression("lock_owner = :owner AND version = :from")
                 .expression_attribute_values(":from", AttributeValue::N(v.to_string())),
@@ -134,7 +139,11 @@ impl DenySets {
     }
 
     /// Takes the target's lock (waiting a little for another holder); returns the owner token.
-    pub async fn lock(&self, target: &Target, now: DateTime<Utc>) -> Result<String, RevocationError> {
+    pub async fn lock(
+        &self,
+        target: &Target,
+        now: DateTime<Utc>,
+    ) -> Result<String, RevocationError> {
         let owner = uuid::Uuid::new_v4().to_string();
         for attempt in 0..LOCK_ATTEMPTS {
             let now = now.max(Utc::now());
@@ -205,9 +214,9 @@ impl DenySets {
         match q.send().await.map_err(classify) {
             Ok(_) => Ok(()),
             // The lock expired and another holder took it: its own write covers this one's.
-            Err(f) if f.kind == FailureKind::ConditionFailed => Err(RevocationError::LockLost(
-                target.arn.clone(),
-            )),
+            Err(f) if f.kind == FailureKind::ConditionFailed => {
+                Err(RevocationError::LockLost(target.arn.clone()))
+            }
             Err(f) => Err(store(f)),
         }
     }

@@ -322,12 +322,19 @@ impl Revocations {
                         }
                     ),
                 );
-                version = self.record(target, &owner, from, &doc, now, &record).await?;
+                version = self
+                    .record(target, &owner, from, &doc, now, &record)
+                    .await?;
             }
             if version > applied {
                 iam::write(&iam, target, &doc).await?;
             }
-            Ok::<_, RevocationError>((removed, doc.is_empty(), version, doc.next_prune(target.kind)))
+            Ok::<_, RevocationError>((
+                removed,
+                doc.is_empty(),
+                version,
+                doc.next_prune(target.kind),
+            ))
         }
         .await;
         self.release(target, &owner, result.as_ref().ok().map(|r| (r.2, r.3)))
@@ -366,7 +373,9 @@ impl Revocations {
             let mut version = from.unwrap_or(0);
             if doc != read || from.is_none() {
                 let record = started(&change, target, &statement, &folded);
-                version = self.record(target, &owner, from, &doc, now, &record).await?;
+                version = self
+                    .record(target, &owner, from, &doc, now, &record)
+                    .await?;
             }
             // Always written, also when unchanged: a repeated revoke repairs IAM.
             iam::write(&iam, target, &doc).await?;
@@ -450,12 +459,18 @@ impl Revocations {
 }
 
 /// The audit item of a deny-set change, written with it (before IAM is touched).
-fn started(change: &Change<'_>, target: &Target, statement: &str, folded: &[String]) -> AuditRecord {
+fn started(
+    change: &Change<'_>,
+    target: &Target,
+    statement: &str,
+    folded: &[String],
+) -> AuditRecord {
     let mut message = format!(
         "{} by {}: {statement} recorded for {POLICY_NAME} of {}.",
-        change
-            .lease_id
-            .map_or_else(|| "Revocation".to_owned(), |id| format!("Revocation of lease {id}")),
+        change.lease_id.map_or_else(
+            || "Revocation".to_owned(),
+            |id| format!("Revocation of lease {id}")
+        ),
         change.actor.origin.principal,
         target.arn
     );

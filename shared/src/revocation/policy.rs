@@ -241,9 +241,7 @@ impl Entry {
             Self::Leases { until, .. } => *until,
             Self::Profile { before, .. }
             | Self::AllTokens { before }
-            | Self::Sources { before, .. } => {
-                *before + kind.max_session()
-            }
+            | Self::Sources { before, .. } => *before + kind.max_session(),
         }
     }
 }
@@ -418,7 +416,11 @@ impl Document {
             return false;
         }
         for e in &mut self.entries {
-            if let Entry::Sources { before: b, sources: s } = e {
+            if let Entry::Sources {
+                before: b,
+                sources: s,
+            } = e
+            {
                 if *b == before {
                     let n = s.len();
                     s.extend(sources.iter().cloned());
