@@ -216,7 +216,7 @@ impl From<RevocationError> for ApiError {
             // The role or base user is not in this account (deleted, or another account's): a
             // fact about the profile, not an AWS failure.
             (RevocationError::Iam { target, .. }, FailureKind::NotFound) => Self::Conflict(format!(
-                "{target} does not exist in Keysmith's account, so no revocation policy can be put on it ({e})"
+                "{target} does not exist in its account, so no revocation policy can be put on it ({e})"
             )),
             (_, FailureKind::Throttled) => Self::Throttled,
             _ => Self::Upstream(e.to_string()),

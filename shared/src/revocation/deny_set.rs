@@ -182,6 +182,40 @@ impl DenySets {
         Err(RevocationError::Busy(target.arn.clone()))
     }
 
+    /// The fencing check before an IAM write: renews the lock for a full term, on condition that
+    /// `owner` still holds it, unexpired, at `version`. A holder that stalled past its lock (and
+    /// may have been overtaken) fails here and writes nothing; one that passes has a whole term
+    /// left, more than the IAM call's bound.
+    pub async fn fence(
+        &self,
+        target: &Target,
+        owner: &str,
+        version: u64,
+    ) -> Result<(), RevocationError> {
+        let now = Utc::now();
+        let result = self
+            .db
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(target.key()))
+            .update_expression("SET lock_until = :until")
+            .condition_expression("lock_owner = :owner AND lock_until > :now AND version = :v")
+            .expression_attribute_values(":owner", AttributeValue::S(owner.to_owned()))
+            .expression_attribute_values(":until", AttributeValue::S(format_time(now + LOCK_TTL)))
+            .expression_attribute_values(":now", AttributeValue::S(format_time(now)))
+            .expression_attribute_values(":v", AttributeValue::N(version.to_string()))
+            .send()
+            .await
+            .map_err(classify);
+        match result {
+            Ok(_) => Ok(()),
+            Err(f) if f.kind == FailureKind::ConditionFailed => {
+                Err(RevocationError::LockLost(target.arn.clone()))
+            }
+            Err(f) => Err(store(f)),
+        }
+    }
+
     /// Releases the lock. `applied`: the version just written to IAM, with when the target is
     /// next due (`None`: nothing left to prune). Without it the due time stays as it is (a
     /// failed IAM write stays due at once, so it is retried).

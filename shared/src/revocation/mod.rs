@@ -327,6 +327,7 @@ impl Revocations {
                     .await?;
             }
             if version > applied {
+                self.sets.fence(target, &owner, version).await?;
                 iam::write(&iam, target, &doc).await?;
             }
             Ok::<_, RevocationError>((
@@ -377,7 +378,9 @@ impl Revocations {
                     .record(target, &owner, from, &doc, now, &record)
                     .await?;
             }
-            // Always written, also when unchanged: a repeated revoke repairs IAM.
+            // Always written, also when unchanged: a repeated revoke repairs IAM. Only by the
+            // holder of the current version (fencing).
+            self.sets.fence(target, &owner, version).await?;
             iam::write(&iam, target, &doc).await?;
             let applied = Applied {
                 target: target.clone(),
