@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 
 use sha2::{Digest, Sha256};
 
-use crate::issued::Issued;
+use crate::credential::Issued;
 
 #[derive(Debug, thiserror::Error)]
 pub enum CacheError {

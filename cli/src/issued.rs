@@ -7,7 +7,7 @@ use serde_json::{json, Map, Value};
 
 use crate::cache::{Cache, CacheError};
 use crate::client::{encode, Api, ClientError};
-use crate::secret::Secret;
+pub use crate::credential::Issued;
 
 #[derive(Debug, thiserror::Error)]
 pub enum IssueError {
@@ -41,48 +41,6 @@ pub struct IssueArgs {
     pub no_cache: bool,
 }
 
-/// One set of credentials as the API issues them (the fields the client needs).
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct Issued {
-    pub access_key_id: String,
-    pub secret_access_key: Secret,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub session_token: Option<Secret>,
-    pub expiration: String,
-    #[serde(default)]
-    pub credential_type: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub lease_id: Option<String>,
-}
-
-impl Issued {
-    pub fn expires_at(&self) -> Option<DateTime<Utc>> {
-        DateTime::parse_from_rfc3339(&self.expiration)
-            .ok()
-            .map(|t| t.with_timezone(&Utc))
-    }
-
-    /// More than `window` seconds remain at `now`.
-    pub fn fresh_at(&self, now: DateTime<Utc>, window: u64) -> bool {
-        let window = i64::try_from(window).unwrap_or(i64::MAX);
-        self.expires_at()
-            .is_some_and(|t| (t - now).num_seconds() > window)
-    }
-
-    /// The `credential_process` answer (AWS CLI and SDKs).
-    pub fn credential_process(&self) -> Value {
-        let mut v = json!({
-            "Version": 1,
-            "AccessKeyId": self.access_key_id,
-            "SecretAccessKey": self.secret_access_key.expose(),
-            "Expiration": self.expiration,
-        });
-        if let Some(t) = &self.session_token {
-            v["SessionToken"] = json!(t.expose());
-        }
-        v
-    }
-}
 
 /// Asks the API for new credentials (no cache).
 pub async fn fetch(api: &Api, args: &IssueArgs) -> Result<Issued, IssueError> {

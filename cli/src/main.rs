@@ -4,6 +4,7 @@
 mod admin;
 mod cache;
 mod client;
+mod credential;
 mod console;
 mod credentials;
 mod env;

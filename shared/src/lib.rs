@@ -5,15 +5,16 @@ pub mod api;
 pub mod audit;
 pub mod aws;
 pub mod config;
-pub mod iam_user;
+pub mod users;
 pub mod issue;
+pub mod json;
 pub mod lease;
 pub mod names;
 pub mod ops;
 pub mod profile;
 pub mod revocation;
 pub mod rotation;
-pub mod schedule;
+pub mod jobs;
 pub mod secret;
 mod state;
 pub mod time;
@@ -23,10 +24,10 @@ use aws_config::SdkConfig;
 use crate::audit::AuditLog;
 use crate::aws::Clients;
 use crate::config::Config;
-use crate::iam_user::IamUsers;
+use crate::users::IamUsers;
 use crate::issue::Issuer;
 use crate::lease::Leases;
-use crate::ops::Ops;
+use crate::audit::Reporter;
 use crate::profile::ProfileStore;
 use crate::revocation::{Accounts, Revocations};
 use crate::rotation::policy::PolicyStore;
@@ -52,7 +53,7 @@ impl App {
     pub fn new(config: Config, sdk: &SdkConfig) -> Self {
         let clients = Clients::new(sdk);
         let audit = AuditLog::new(clients.dynamodb.clone(), &config.audit_table)
-            .reporting(Ops::new(aws_sdk_eventbridge::Client::new(sdk)));
+            .reporting(Reporter::new(aws_sdk_eventbridge::Client::new(sdk)));
         let profiles =
             ProfileStore::new(clients.dynamodb.clone(), &config.state_table, audit.clone());
         let leases = Leases::new(
@@ -150,7 +151,7 @@ impl RotationHook {
     pub fn new(config: &Config, sdk: &SdkConfig) -> Self {
         let clients = Clients::new(sdk);
         let audit = AuditLog::new(clients.dynamodb.clone(), &config.audit_table)
-            .reporting(Ops::new(aws_sdk_eventbridge::Client::new(sdk)));
+            .reporting(Reporter::new(aws_sdk_eventbridge::Client::new(sdk)));
         Self {
             region: clients.region.clone(),
             rotator: Rotator::new(clients, audit, &config.state_table)

@@ -159,7 +159,7 @@ impl Fx {
     }
 
     /// A rotation policy for this secret, requested now (rotate-now), then one scheduled run.
-    async fn rotate_now_then_scheduled_run(&self) -> keysmith::schedule::RunReport {
+    async fn rotate_now_then_scheduled_run(&self) -> keysmith::jobs::RunReport {
         let name = format!("p{}", &uuid::Uuid::new_v4().simple().to_string()[..8]);
         let body = json!({"secret_id": self.secret, "interval_days": 30}).to_string();
         let path = format!("/v1/rotations/{name}");
@@ -174,7 +174,7 @@ impl Fx {
             principal: "keysmith:scheduled-rotation".into(),
             ..Default::default()
         };
-        let report = keysmith::schedule::run_rotations(&self.t.app, chrono::Utc::now(), &o)
+        let report = keysmith::jobs::run_rotations(&self.t.app, chrono::Utc::now(), &o)
             .await
             .unwrap();
         assert_eq!(report.rotated.len(), 1, "{:?}", report.failed);

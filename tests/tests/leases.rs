@@ -764,7 +764,7 @@ async fn an_issuance_killed_after_create_user_is_cleaned_by_the_next_sweep() {
         ..Origin::default()
     };
     // A sweep inside the grace leaves an issuance that may still be running alone.
-    let early = keysmith::schedule::sweep(&t.app, started + chrono::Duration::seconds(60), &origin)
+    let early = keysmith::jobs::sweep(&t.app, started + chrono::Duration::seconds(60), &origin)
         .await
         .unwrap();
     assert!(early.leases.revoked.is_empty(), "{early:?}");
@@ -772,7 +772,7 @@ async fn an_issuance_killed_after_create_user_is_cleaned_by_the_next_sweep() {
 
     // The first sweep after the grace ends it, long before the lease would expire.
     let next = started + lease_grace() + chrono::Duration::minutes(5);
-    let report = keysmith::schedule::sweep(&t.app, next, &origin)
+    let report = keysmith::jobs::sweep(&t.app, next, &origin)
         .await
         .unwrap();
     assert_eq!(

@@ -127,7 +127,7 @@ async fn rotations_and_failed_rotations_put_their_events() {
             .await;
         assert_eq!(status, 201, "{body}");
         let rotated =
-            keysmith::schedule::rotate_policy(&t.app, user, chrono::Utc::now(), false, &origin)
+            keysmith::rotation::rotate_policy(&t.app.policies, &t.app.rotator, user, chrono::Utc::now(), false, &origin)
                 .await;
         assert_eq!(rotated.is_ok(), bound, "{rotated:?}");
     }

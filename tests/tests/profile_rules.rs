@@ -131,7 +131,7 @@ async fn profiles_aws_would_refuse_are_a_400_naming_the_field_and_reach_no_sts()
         base[key] = value;
         base
     };
-    let expiry = keysmith::iam_user::expiry_policy(chrono::Utc::now())
+    let expiry = keysmith::users::expiry_policy(chrono::Utc::now())
         .chars()
         .filter(|c| !c.is_whitespace())
         .count();

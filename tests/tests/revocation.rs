@@ -534,7 +534,7 @@ async fn a_scheduled_run_prunes_expired_entries_and_deletes_the_empty_policy() {
         ..Origin::default()
     };
     // Before the lease's expiry: the entry stays.
-    let report = keysmith::schedule::run(&t.app, Utc::now(), &origin)
+    let report = keysmith::jobs::run(&t.app, Utc::now(), &origin)
         .await
         .unwrap();
     assert!(
@@ -545,7 +545,7 @@ async fn a_scheduled_run_prunes_expired_entries_and_deletes_the_empty_policy() {
     assert!(role_policy(&iam, &role).await.is_some());
     // After it (expiry rounded up to the hour): removed, and the empty policy deleted.
     let later = Utc::now() + Duration::hours(2) + Duration::minutes(1);
-    let report = keysmith::schedule::run(&t.app, later, &origin)
+    let report = keysmith::jobs::run(&t.app, later, &origin)
         .await
         .unwrap();
     assert_eq!(
@@ -558,7 +558,7 @@ async fn a_scheduled_run_prunes_expired_entries_and_deletes_the_empty_policy() {
     assert!(report.revocations.pruned[0].2, "policy deleted");
     assert_eq!(role_policy(&iam, &role).await, None);
     // Nothing is due any more.
-    let report = keysmith::schedule::run(&t.app, later, &origin)
+    let report = keysmith::jobs::run(&t.app, later, &origin)
         .await
         .unwrap();
     assert!(report.revocations.pruned.is_empty());

@@ -437,9 +437,9 @@ async fn a_failed_iam_write_after_the_deny_set_change_is_audited_and_converges()
     assert_eq!(st, 502, "{b}");
     // A scheduled run that cannot write it either fails (after the rest), so it is retried and
     // alarmed; the target stays due.
-    let run = keysmith::schedule::run(&t.app, Utc::now(), &scheduler()).await;
+    let run = keysmith::jobs::run(&t.app, Utc::now(), &scheduler()).await;
     assert!(
-        matches!(run, Err(keysmith::schedule::ScheduleError::Prune(1))),
+        matches!(run, Err(keysmith::jobs::ScheduleError::Prune(1))),
         "{run:?}"
     );
     proxy.set_faults(None);
@@ -541,7 +541,7 @@ async fn an_iam_user_issuance_killed_while_sts_never_answers_is_swept_and_uncoun
     let id = listed["leases"][0]["lease_id"].as_str().unwrap().to_owned();
 
     // The next sweep run, 5 minutes later, ends it: user gone, audited, count back.
-    let report = keysmith::schedule::sweep(&t.app, started + Duration::minutes(5), &scheduler())
+    let report = keysmith::jobs::sweep(&t.app, started + Duration::minutes(5), &scheduler())
         .await
         .unwrap();
     assert_eq!(
@@ -583,7 +583,7 @@ async fn sts_leases_count_per_role_whatever_the_session_name() {
     assert_eq!(live_count(&t, "deploy", &renamed(0)).await, 2);
     // At expiry (the sweep after it) every unit comes back, without an audit item.
     let before = t.audit_items().await.len();
-    let report = keysmith::schedule::sweep(&t.app, Utc::now() + Duration::hours(2), &scheduler())
+    let report = keysmith::jobs::sweep(&t.app, Utc::now() + Duration::hours(2), &scheduler())
         .await
         .unwrap();
     assert_eq!(report.leases.expired, 3, "{report:?}");

@@ -3,7 +3,7 @@
 
 use chrono::{Duration, Timelike, Utc};
 use keysmith::audit::Origin;
-use keysmith::schedule;
+use keysmith::jobs as schedule;
 use keysmith_tests::api::{assert_error, TestApp, ADMIN, DEPLOYER};
 use keysmith_tests::aws::caller_arn;
 use keysmith_tests::moto::Moto;

@@ -3,7 +3,7 @@
 //! condition on a key an action does not have never matches, and the `Allow` silently grants
 //! nothing.
 
-use keysmith::schedule::Job;
+use keysmith::jobs::Job;
 use serde_yaml::Value;
 
 /// Condition keys and the IAM actions that support them, from the IAM Service Authorization

@@ -19,17 +19,17 @@ async fn main() -> Result<(), Error> {
                 ..Origin::default()
             };
             let now = chrono::Utc::now();
-            let report = match keysmith::schedule::Job::of(&event.payload.detail) {
-                keysmith::schedule::Job::Sweep => {
-                    keysmith::schedule::sweep(app, now, &origin).await?
+            let report = match keysmith::jobs::Job::of(&event.payload.detail) {
+                keysmith::jobs::Job::Sweep => {
+                    keysmith::jobs::sweep(app, now, &origin).await?
                 }
                 // Rotate-now's event runs the rotations only; the hourly Scheduled Event runs it all.
-                keysmith::schedule::Job::Full
-                    if event.payload.detail_type == keysmith::schedule::ROTATION_REQUESTED =>
+                keysmith::jobs::Job::Full
+                    if event.payload.detail_type == keysmith::rotation::ROTATION_REQUESTED =>
                 {
-                    keysmith::schedule::run_rotations(app, now, &origin).await?
+                    keysmith::jobs::run_rotations(app, now, &origin).await?
                 }
-                keysmith::schedule::Job::Full => keysmith::schedule::run(app, now, &origin).await?,
+                keysmith::jobs::Job::Full => keysmith::jobs::run(app, now, &origin).await?,
             };
             let report = report.to_json();
             tracing::info!(report = %report, "scheduled run done");

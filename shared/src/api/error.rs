@@ -8,10 +8,10 @@ use crate::issue::IssueError;
 use crate::lease::{LeaseError, PROFILE_LIVE_LIMIT};
 use crate::names::Invalid;
 use crate::profile::StoreError;
-use crate::revocation::RevocationError;
+use crate::revocation::{RevocationError, RevokeError};
 use crate::rotation::policy::PolicyError;
 use crate::rotation::RotationError;
-use crate::schedule::PolicyRotationError;
+use crate::rotation::PolicyRotationError;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
@@ -220,6 +220,21 @@ impl From<RevocationError> for ApiError {
             )),
             (_, FailureKind::Throttled) => Self::Throttled,
             _ => Self::Upstream(e.to_string()),
+        }
+    }
+}
+
+impl From<RevokeError> for ApiError {
+    fn from(e: RevokeError) -> Self {
+        match e {
+            RevokeError::Forbidden(m) => Self::Forbidden(m),
+            RevokeError::Conflict(m) => Self::Conflict(m),
+            RevokeError::Revocation(e) => e.into(),
+            RevokeError::Lease(e) => e.into(),
+            RevokeError::Issue(e) => e.into(),
+            RevokeError::Audit(e) => e.into(),
+            RevokeError::AuditUnavailable => Self::AuditUnavailable,
+            RevokeError::Store(f) => upstream(&f),
         }
     }
 }

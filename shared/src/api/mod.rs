@@ -113,7 +113,7 @@ async fn route(api: &Api, event: HttpEvent) -> Result<Reply, ApiError> {
         (["v1", "profiles", _, "revoke"], _) => Err(not_allowed("POST")),
         (["v1", "leases"], "GET") => leases::list(app, &req).await,
         (["v1", "leases"], _) => Err(not_allowed("GET")),
-        (["v1", "leases", id], "DELETE") => leases::revoke(app, &req, id).await,
+        (["v1", "leases", id], "DELETE") => revoke::lease(api, &req, id).await,
         (["v1", "leases", _], _) => Err(not_allowed("DELETE")),
         (["v1", "rotations"], "GET") => rotations::list(app, &req).await,
         (["v1", "rotations"], _) => Err(not_allowed("GET")),

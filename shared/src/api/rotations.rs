@@ -9,7 +9,7 @@ use crate::aws::FailureKind;
 use crate::names::{Invalid, ProfileName};
 use crate::rotation::policy::Policy;
 use crate::rotation::RotationError;
-use crate::schedule::{self, PolicyRotationError};
+use crate::rotation::{self, PolicyRotationError};
 use crate::{Api, App};
 
 pub(super) async fn put(app: &App, req: &Request, name: ProfileName) -> Result<Reply, ApiError> {
@@ -120,6 +120,14 @@ pub(super) async fn rotate_now(
         return Err(Invalid::new("body", "must be empty or {}").into());
     }
     req.require_admin(app, "rotate keys").await?;
-    let policy = schedule::request_rotation(app, &api.lambda, name.as_str(), &req.origin).await?;
+    let policy = rotation::request_now(
+        &app.policies,
+        &api.lambda,
+        app.config.rotation_function.as_deref(),
+        &app.region,
+        name.as_str(),
+        &req.origin,
+    )
+    .await?;
     Ok(Reply::json(202, policy.to_json(chrono::Utc::now())))
 }

@@ -1,10 +1,10 @@
 //! Issuing temporary credentials (SPEC §4–5): the request checked against its profile, then
 //! STS issuance ([`sts`]) or a short-lived IAM user ([`iam_user`]).
 
-mod iam_user;
+mod user;
 mod sts;
 
-pub use iam_user::IAM_USER_READY_TIMEOUT;
+pub use user::IAM_USER_READY_TIMEOUT;
 pub use sts::source_identity;
 
 use chrono::{DateTime, Utc};
@@ -12,7 +12,7 @@ use serde::Deserialize;
 
 use crate::aws::{AwsFailure, Clients, FailureKind};
 use crate::config::StsTarget;
-use crate::iam_user::IamError;
+use crate::users::IamError;
 use crate::lease::{Lease, LeaseError, Leases, ISSUE_BUDGET};
 use crate::names::{DurationSeconds, Invalid, PolicyArn, SessionName, TokenCode};
 use crate::profile::{parse_optional_json, CredentialType, Kind, Profile};

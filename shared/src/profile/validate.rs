@@ -239,7 +239,7 @@ fn condition(at: &str, c: &Value) -> Result<(), Invalid> {
 /// An `iam_user` lease's inline policy shares IAM's 2,048 characters per user with Keysmith's
 /// own `keysmith-lease-expiry`.
 pub fn fits_beside_lease_expiry(compact: &str) -> Result<(), Invalid> {
-    let expiry = policy_size(&crate::iam_user::expiry_policy(chrono::Utc::now()));
+    let expiry = policy_size(&crate::users::expiry_policy(chrono::Utc::now()));
     let room = POLICY_LIMIT.saturating_sub(expiry);
     if policy_size(compact) > room {
         return Err(bad(format!(
@@ -401,7 +401,7 @@ mod tests {
         let base = policy_size(&doc(0).to_string());
         assert!(policy_document(&doc(POLICY_LIMIT - base)).is_ok());
         assert!(refused(doc(POLICY_LIMIT - base + 1)).contains("at most 2048"));
-        let expiry = policy_size(&crate::iam_user::expiry_policy(chrono::Utc::now()));
+        let expiry = policy_size(&crate::users::expiry_policy(chrono::Utc::now()));
         let fits = doc(POLICY_LIMIT - expiry - base).to_string();
         assert!(fits_beside_lease_expiry(&fits).is_ok());
         let over = doc(POLICY_LIMIT - expiry - base + 1).to_string();

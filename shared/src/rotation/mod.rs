@@ -14,12 +14,16 @@ mod engine;
 mod finish;
 mod keys;
 mod lock;
+mod on_demand;
 pub mod policy;
 mod protocol;
 mod secret;
 mod session;
 mod store;
 
+pub use on_demand::{
+    request_now, rotate_policy, PolicyRotationError, EVENT_REQUESTED, ROTATION_REQUESTED,
+};
 pub use secret::{Mode, RotatedSecret};
 
 use std::collections::HashMap;
@@ -38,8 +42,7 @@ pub const EVENT_ROTATED: &str = "Access Key Rotated";
 pub const EVENT_STEP: &str = "Access Key Rotation Step";
 pub const EVENT_FAILED: &str = "Access Key Rotation Failed";
 pub const EVENT_ABANDONED: &str = "Access Key Rotation Abandoned";
-pub const EVENT_SHADOW_DETECTED: &str = "Shadow Access Key Detected";
-pub const EVENT_SHADOW_DELETED: &str = "Shadow Access Key Deleted";
+pub use crate::audit::{EVENT_SHADOW_DELETED, EVENT_SHADOW_DETECTED};
 /// A key a rotation (or its crashed attempt) created that no version records, deleted by it.
 pub const EVENT_ORPHAN_DELETED: &str = "Orphan Access Key Deleted";
 /// The tag that binds an IAM user to the one secret allowed to rotate its keys.

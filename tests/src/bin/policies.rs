@@ -5,7 +5,7 @@
 //! the sample times and names the expectation tables refer to as `{{code.<name>}}`.
 
 use chrono::{DateTime, Duration, TimeZone, Utc};
-use keysmith::iam_user::{expiry_policy, EXPIRY_POLICY};
+use keysmith::users::{expiry_policy, EXPIRY_POLICY};
 use keysmith::revocation::policy::{Document, POLICY_NAME};
 use serde_json::{json, Value};
 

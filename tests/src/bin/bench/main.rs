@@ -303,7 +303,7 @@ async fn main() {
             principal: "keysmith:bench".into(),
             ..Origin::default()
         };
-        let report = keysmith::schedule::run(&tn.app, Utc::now(), &origin)
+        let report = keysmith::jobs::run(&tn.app, Utc::now(), &origin)
             .await
             .unwrap();
         out.push_str(&format!(

@@ -7,7 +7,7 @@ use super::sts::overrides;
 use super::{Issuance, IssueError, Issued, Issuer};
 use crate::aws::{wait_for_identity, AwsFailure};
 use crate::config::StsTarget;
-use crate::iam_user::UserSpec;
+use crate::users::UserSpec;
 use crate::lease::{caller_counter, Lease, LeaseStatus, ISSUE_BUDGET};
 use crate::names::{sanitize_iam_name, SessionName};
 use crate::profile::{Kind, Profile};

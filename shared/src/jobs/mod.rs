@@ -1,0 +1,133 @@
+//! The scheduled work of scheduled-rotation, one file per job: rotate what is due
+//! ([`rotate_due`]), end due leases (the lease sweep), prune revocations, report old keys
+//! ([`key_report`]); [`run`] is the hourly sequence. Like `api/`, a job only sequences use cases
+//! of the domain modules and reports.
+
+mod key_report;
+mod rotate_due;
+
+use chrono::{DateTime, Utc};
+use serde_json::{json, Value};
+
+use crate::audit::{AuditError, Origin};
+use crate::aws::AwsFailure;
+use crate::lease::{LeaseError, RevokeReport};
+use crate::rotation::policy::PolicyError;
+use crate::rotation::Rotated;
+use crate::App;
+pub use key_report::{OldKey, EVENT_OLD_KEY};
+pub use rotate_due::{run_rotations, CONCURRENCY};
+
+#[derive(Debug, Default)]
+pub struct RunReport {
+    /// Items the due-policy query returned: proportional to the due work, not to all policies.
+    pub policies_read: usize,
+    pub rotated: Vec<(String, Rotated)>,
+    /// Due policies another run (or a rotate-now) holds.
+    pub skipped: Vec<String>,
+    pub failed: Vec<(String, String)>,
+    pub leases: RevokeReport,
+    pub old_keys: Vec<OldKey>,
+    pub revocations: crate::revocation::PruneReport,
+}
+
+impl RunReport {
+    pub fn to_json(&self) -> Value {
+        json!({
+            "policies_read": self.policies_read,
+            "rotated": self.rotated.iter().map(|(p, r)| json!({"policy": p, "user_name": r.user_name,
+                "old_access_key_id": r.old_access_key_id, "new_access_key_id": r.new_access_key_id})).collect::<Vec<_>>(),
+            "skipped": self.skipped,
+            "failed": self.failed.iter().map(|(p, e)| json!({"policy": p, "error": e})).collect::<Vec<_>>(),
+            "leases_revoked": self.leases.revoked,
+            "leases_failed": self.leases.failed.iter().map(|(l, e)| json!({"lease_id": l, "error": e})).collect::<Vec<_>>(),
+            "revocations": self.revocations.to_json(),
+            "old_keys": self.old_keys.iter().map(|k| json!({"user_name": k.user_name, "access_key_id": k.access_key_id,
+                "age_days": k.age_days, "deactivated": k.deactivated})).collect::<Vec<_>>(),
+        })
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ScheduleError {
+    #[error("reading due rotation policies failed: {0}")]
+    Policies(#[from] PolicyError),
+    #[error("ending expired leases failed: {0}")]
+    Leases(#[from] LeaseError),
+    #[error("the old-key report failed: {0}")]
+    OldKeys(AwsFailure),
+    #[error("{0} revocation polic(ies) could not be pruned or written; they stay due")]
+    Prune(usize),
+    #[error("the old-key report could not be audited: {0}")]
+    OldKeysAudit(#[from] AuditError),
+}
+
+/// One scheduled run. A policy's failure is reported (and audited) and the policy stays due; a
+/// failure to read the due work, to end leases, or to run or audit the old-key report fails the
+/// run (EventBridge retries it, and the failure alarms).
+pub async fn run(
+    app: &App,
+    now: DateTime<Utc>,
+    origin: &Origin,
+) -> Result<RunReport, ScheduleError> {
+    let mut report = run_rotations(app, now, origin).await?;
+    report.leases = app.leases.revoke_expired(now, &app.audit, origin).await?;
+    report.revocations = app.revocations.prune_due(now, origin).await;
+    if let Some(max_age) = app.config.max_key_age_days {
+        report.old_keys = old_keys(app, max_age, now, origin).await?;
+    }
+    // A prune that failed (its IAM write or its audit item) fails the run, after everything else
+    // is done, so EventBridge retries it and the alarm fires; the target stays due meanwhile.
+    let failed = report.revocations.failed.len();
+    if failed > 0 {
+        for _ in 0..failed {
+            crate::ops::count(crate::ops::Metric::SweepFailed, Some("revocations"));
+        }
+        return Err(ScheduleError::Prune(failed));
+    }
+    Ok(report)
+}
+
+/// Which job an EventBridge event asks for. The hourly schedule's standard event (empty `detail`)
+/// runs everything; the lease sweep's own schedule (every 3 minutes) says `{"job": "sweep"}` and
+/// only ends due leases, so rotations and the old-key report stay hourly.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Job {
+    Full,
+    Sweep,
+}
+
+impl Job {
+    pub fn of(detail: &Value) -> Self {
+        match detail.get("job").and_then(Value::as_str) {
+            Some("sweep") => Self::Sweep,
+            _ => Self::Full,
+        }
+    }
+}
+
+/// The lease sweep alone: ends expired leases and those of issuances that died.
+pub async fn sweep(
+    app: &App,
+    now: DateTime<Utc>,
+    origin: &Origin,
+) -> Result<RunReport, ScheduleError> {
+    Ok(RunReport {
+        leases: app.leases.revoke_expired(now, &app.audit, origin).await?,
+        ..RunReport::default()
+    })
+}
+
+#[cfg(test)]
+mod job_tests {
+    use super::*;
+
+    #[test]
+    fn only_the_sweep_schedule_asks_for_the_sweep_alone() {
+        assert_eq!(Job::of(&json!({})), Job::Full);
+        assert_eq!(Job::of(&Value::Null), Job::Full);
+        assert_eq!(Job::of(&json!({"job": "rotate"})), Job::Full);
+        assert_eq!(Job::of(&json!({"job": "sweep"})), Job::Sweep);
+    }
+}
+
