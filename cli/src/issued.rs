@@ -1,8 +1,7 @@
 //! Issued credentials: asking the API for them (`POST /v1/profiles/{name}/credentials`), through
 //! the on-disk cache, and the options every credential-handing command shares.
 
-use chrono::{DateTime, Utc};
-use serde::{Deserialize, Serialize};
+use chrono::Utc;
 use serde_json::{json, Map, Value};
 
 use crate::cache::{Cache, CacheError};
@@ -40,7 +39,6 @@ pub struct IssueArgs {
     #[arg(long)]
     pub no_cache: bool,
 }
-
 
 /// Asks the API for new credentials (no cache).
 pub async fn fetch(api: &Api, args: &IssueArgs) -> Result<Issued, IssueError> {
@@ -103,6 +101,7 @@ pub async fn get(api: &Api, args: &IssueArgs) -> Result<Issued, IssueError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::secret::Secret;
 
     fn issued(expiration: &str) -> Issued {
         Issued {

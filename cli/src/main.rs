@@ -4,8 +4,8 @@
 mod admin;
 mod cache;
 mod client;
-mod credential;
 mod console;
+mod credential;
 mod credentials;
 mod env;
 mod exec;

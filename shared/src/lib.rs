@@ -5,8 +5,8 @@ pub mod api;
 pub mod audit;
 pub mod aws;
 pub mod config;
-pub mod users;
 pub mod issue;
+pub mod jobs;
 pub mod json;
 pub mod lease;
 pub mod names;
@@ -14,24 +14,24 @@ pub mod ops;
 pub mod profile;
 pub mod revocation;
 pub mod rotation;
-pub mod jobs;
 pub mod secret;
 mod state;
 pub mod time;
+pub mod users;
 
 use aws_config::SdkConfig;
 
 use crate::audit::AuditLog;
+use crate::audit::Reporter;
 use crate::aws::Clients;
 use crate::config::Config;
-use crate::users::IamUsers;
 use crate::issue::Issuer;
 use crate::lease::Leases;
-use crate::audit::Reporter;
 use crate::profile::ProfileStore;
 use crate::revocation::{Accounts, Revocations};
 use crate::rotation::policy::PolicyStore;
 use crate::rotation::Rotator;
+use crate::users::IamUsers;
 
 /// The services scheduled-rotation needs, and the API's too ([`Api`] adds issuance and
 /// rotate-now's Lambda client), built once per process (cold start), shared by every invocation.

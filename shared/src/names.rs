@@ -339,6 +339,20 @@ pub(crate) fn aws_id(
     Ok(s.to_owned())
 }
 
+/// Session policies: an inline document (kept compact, as STS counts its characters) and managed
+/// policy ARNs.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Policies {
+    pub document: Option<String>,
+    pub arns: Vec<PolicyArn>,
+}
+
+impl Policies {
+    pub fn is_empty(&self) -> bool {
+        self.document.is_none() && self.arns.is_empty()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

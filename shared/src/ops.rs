@@ -6,7 +6,6 @@
 use chrono::{DateTime, Utc};
 use serde_json::{json, Map, Value};
 
-
 pub const NAMESPACE: &str = "Keysmith";
 
 /// The counters SPEC §11 names. Alarms in `template.yaml` watch the failure ones.

@@ -7,8 +7,8 @@ use aws_sdk_iam::Client;
 use chrono::{DateTime, Utc};
 
 use crate::aws::{classify, AwsFailure, FailureKind};
+use crate::names::Policies;
 use crate::names::PolicyArn;
-use crate::profile::Policies;
 use crate::secret::{AccessKeyPair, Secret};
 
 /// The inline policy's name on users Keysmith creates.

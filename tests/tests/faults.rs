@@ -379,7 +379,15 @@ async fn rotate_now_under_faults_at_every_call_converges_on_retry() {
         let (t, origin) = (&t, &origin);
         async move {
             let now = chrono::Utc::now() + chrono::Duration::minutes(if later { 16 } else { 0 });
-            keysmith::rotation::rotate_policy(&t.app.policies, &t.app.rotator, &name, now, false, origin).await
+            keysmith::rotation::rotate_policy(
+                &t.app.policies,
+                &t.app.rotator,
+                &name,
+                now,
+                false,
+                origin,
+            )
+            .await
         }
     };
     let (name, _, _) = policy().await;

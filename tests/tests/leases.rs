@@ -772,9 +772,7 @@ async fn an_issuance_killed_after_create_user_is_cleaned_by_the_next_sweep() {
 
     // The first sweep after the grace ends it, long before the lease would expire.
     let next = started + lease_grace() + chrono::Duration::minutes(5);
-    let report = keysmith::jobs::sweep(&t.app, next, &origin)
-        .await
-        .unwrap();
+    let report = keysmith::jobs::sweep(&t.app, next, &origin).await.unwrap();
     assert_eq!(
         report.leases.revoked,
         std::slice::from_ref(&lease_id),

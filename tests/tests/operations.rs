@@ -126,9 +126,15 @@ async fn rotations_and_failed_rotations_put_their_events() {
             )
             .await;
         assert_eq!(status, 201, "{body}");
-        let rotated =
-            keysmith::rotation::rotate_policy(&t.app.policies, &t.app.rotator, user, chrono::Utc::now(), false, &origin)
-                .await;
+        let rotated = keysmith::rotation::rotate_policy(
+            &t.app.policies,
+            &t.app.rotator,
+            user,
+            chrono::Utc::now(),
+            false,
+            &origin,
+        )
+        .await;
         assert_eq!(rotated.is_ok(), bound, "{rotated:?}");
     }
     let events = queue.drain().await;

@@ -545,9 +545,7 @@ async fn a_scheduled_run_prunes_expired_entries_and_deletes_the_empty_policy() {
     assert!(role_policy(&iam, &role).await.is_some());
     // After it (expiry rounded up to the hour): removed, and the empty policy deleted.
     let later = Utc::now() + Duration::hours(2) + Duration::minutes(1);
-    let report = keysmith::jobs::run(&t.app, later, &origin)
-        .await
-        .unwrap();
+    let report = keysmith::jobs::run(&t.app, later, &origin).await.unwrap();
     assert_eq!(
         report.revocations.pruned.len(),
         1,
@@ -558,9 +556,7 @@ async fn a_scheduled_run_prunes_expired_entries_and_deletes_the_empty_policy() {
     assert!(report.revocations.pruned[0].2, "policy deleted");
     assert_eq!(role_policy(&iam, &role).await, None);
     // Nothing is due any more.
-    let report = keysmith::jobs::run(&t.app, later, &origin)
-        .await
-        .unwrap();
+    let report = keysmith::jobs::run(&t.app, later, &origin).await.unwrap();
     assert!(report.revocations.pruned.is_empty());
     let items = t.audit_items().await;
     assert_eq!(audit_of(&items, "Revocations Pruned").len(), 1);

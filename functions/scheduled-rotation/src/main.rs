@@ -20,9 +20,7 @@ async fn main() -> Result<(), Error> {
             };
             let now = chrono::Utc::now();
             let report = match keysmith::jobs::Job::of(&event.payload.detail) {
-                keysmith::jobs::Job::Sweep => {
-                    keysmith::jobs::sweep(app, now, &origin).await?
-                }
+                keysmith::jobs::Job::Sweep => keysmith::jobs::sweep(app, now, &origin).await?,
                 // Rotate-now's event runs the rotations only; the hourly Scheduled Event runs it all.
                 keysmith::jobs::Job::Full
                     if event.payload.detail_type == keysmith::rotation::ROTATION_REQUESTED =>

@@ -10,8 +10,8 @@ use crate::names::Invalid;
 use crate::profile::StoreError;
 use crate::revocation::{RevocationError, RevokeError};
 use crate::rotation::policy::PolicyError;
-use crate::rotation::RotationError;
 use crate::rotation::PolicyRotationError;
+use crate::rotation::RotationError;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {

@@ -40,7 +40,6 @@ fn reason(r: Option<String>) -> Result<Option<String>, Invalid> {
     Ok(r)
 }
 
-
 fn revoker(api: &Api) -> Revoker<'_> {
     Revoker {
         revocations: &api.app.revocations,

@@ -16,6 +16,8 @@ pub use query::{parse_cursor, AuditPage, AuditQuery, DEFAULT_WINDOW_DAYS, MAX_WI
 pub use record::*;
 pub use report::Reporter;
 
+use std::collections::HashMap;
+
 use aws_sdk_dynamodb::types::{AttributeValue, Put, TransactWriteItem};
 
 use crate::aws::{classify, AwsFailure, FailureKind};
@@ -38,7 +40,6 @@ pub enum AuditedWriteError {
     Audit(AwsFailure),
     Store(AwsFailure),
 }
-
 
 #[derive(Clone, Debug)]
 pub struct AuditLog {
@@ -199,6 +200,4 @@ impl AuditLog {
             .map_err(classify)?;
         Ok(out.item.is_some())
     }
-
-    /// Newest first. Principal and profile queries use their index; a time-range query walks day
-    /// partitions backwards from `until`.}
+}

@@ -8,6 +8,7 @@ use serde_json::{Map, Value};
 
 use super::{AuditError, AuditLog};
 use crate::aws::classify;
+use crate::time::format_time;
 
 /// A query over the trail. Built by the API layer from validated parameters.
 #[derive(Debug, Clone, Default)]
@@ -34,6 +35,8 @@ pub struct AuditPage {
 }
 
 impl AuditLog {
+    /// Newest first. Principal and profile queries use their index; a time-range query walks day
+    /// partitions backwards from `until`.
     pub async fn query(&self, q: &AuditQuery) -> Result<AuditPage, AuditError> {
         let until = q.until.unwrap_or_else(Utc::now);
         let since = q.since.unwrap_or_else(|| {
@@ -165,7 +168,6 @@ pub(super) fn item_to_json(item: HashMap<String, AttributeValue>) -> Value {
     Value::Object(out)
 }
 
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -179,4 +181,3 @@ mod tests {
         assert_eq!(day_of(&sk), "2026-11-21");
     }
 }
-

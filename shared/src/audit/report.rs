@@ -76,7 +76,6 @@ impl Reporter {
     }
 }
 
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,22 +1,22 @@
 //! Issuing temporary credentials (SPEC §4–5): the request checked against its profile, then
 //! STS issuance ([`sts`]) or a short-lived IAM user ([`iam_user`]).
 
-mod user;
 mod sts;
+mod user;
 
-pub use user::IAM_USER_READY_TIMEOUT;
 pub use sts::source_identity;
+pub use user::IAM_USER_READY_TIMEOUT;
 
 use chrono::{DateTime, Utc};
 use serde::Deserialize;
 
 use crate::aws::{AwsFailure, Clients, FailureKind};
 use crate::config::StsTarget;
-use crate::users::IamError;
 use crate::lease::{Lease, LeaseError, Leases, ISSUE_BUDGET};
 use crate::names::{DurationSeconds, Invalid, PolicyArn, SessionName, TokenCode};
 use crate::profile::{parse_optional_json, CredentialType, Kind, Profile};
 use crate::secret::AccessKeyPair;
+use crate::users::IamError;
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]

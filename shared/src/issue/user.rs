@@ -7,11 +7,11 @@ use super::sts::overrides;
 use super::{Issuance, IssueError, Issued, Issuer};
 use crate::aws::{wait_for_identity, AwsFailure};
 use crate::config::StsTarget;
-use crate::users::UserSpec;
 use crate::lease::{caller_counter, Lease, LeaseStatus, ISSUE_BUDGET};
 use crate::names::{sanitize_iam_name, SessionName};
 use crate::profile::{Kind, Profile};
 use crate::secret::AccessKeyPair;
+use crate::users::UserSpec;
 
 /// How long an `iam_user` issuance waits for IAM to accept the new key (IAM is eventually
 /// consistent; a new key usually works within seconds). API Gateway allows 30 s in all.

@@ -26,7 +26,7 @@ pub struct OldKey {
 /// it; deactivated too when `KEYSMITH_KEY_AGE_DRY_RUN=false`. Keys Keysmith itself depends on (the
 /// base keys of profiles, the current and admin keys of rotated secrets) are never touched: their
 /// rotation is the rotation policies' job. A user deleted mid-run is skipped.
-async fn old_keys(
+pub(super) async fn old_keys(
     app: &App,
     max_age: u32,
     now: DateTime<Utc>,

@@ -15,6 +15,7 @@ use crate::lease::{LeaseError, RevokeReport};
 use crate::rotation::policy::PolicyError;
 use crate::rotation::Rotated;
 use crate::App;
+use key_report::old_keys;
 pub use key_report::{OldKey, EVENT_OLD_KEY};
 pub use rotate_due::{run_rotations, CONCURRENCY};
 
@@ -130,4 +131,3 @@ mod job_tests {
         assert_eq!(Job::of(&json!({"job": "sweep"})), Job::Sweep);
     }
 }
-

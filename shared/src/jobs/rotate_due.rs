@@ -29,7 +29,8 @@ pub async fn run_rotations(
     let outcomes: Vec<_> = stream::iter(due.policies)
         .map(|p| async move {
             let name = p.name.to_string();
-            let outcome = rotate_policy(&app.policies, &app.rotator, &name, now, true, origin).await;
+            let outcome =
+                rotate_policy(&app.policies, &app.rotator, &name, now, true, origin).await;
             (name, outcome)
         })
         .buffer_unordered(CONCURRENCY)

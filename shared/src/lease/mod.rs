@@ -22,7 +22,6 @@
 //! (`principal`, `sk`) lists one caller's leases without reading anybody else's; `by_profile`
 //! (`profile`, `created_at`) finds a profile's live leases without reading its history.
 
-
 use std::collections::HashMap;
 
 use aws_sdk_dynamodb::error::SdkError;
@@ -138,4 +137,3 @@ fn failed_conditions(e: &SdkError<TransactWriteItemsError, HttpResponse>) -> Opt
 fn build_err(e: impl std::fmt::Display) -> LeaseError {
     LeaseError::Store(AwsFailure::other(e.to_string()))
 }
-

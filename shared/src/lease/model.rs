@@ -262,4 +262,3 @@ mod tests {
         assert_eq!(back.to_json()["target"], "arn:aws:iam::123456789012:role/r");
     }
 }
-

@@ -12,8 +12,8 @@ use super::{
 };
 use crate::audit::format_time;
 use crate::aws::classify;
-use crate::users::Deleted;
 use crate::state::put_new;
+use crate::users::Deleted;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum End {
@@ -72,7 +72,6 @@ pub(super) fn end_items(
     items.insert(0, TransactWriteItem::builder().update(update).build());
     Ok(items)
 }
-
 
 impl Leases {
     /// The writes that mark an STS lease revoked (once: the condition fails if it already is) and

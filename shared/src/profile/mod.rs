@@ -7,6 +7,8 @@ mod parse;
 mod store;
 mod validate;
 
+pub use crate::names::Policies;
+
 pub use groups::check_lease_groups;
 
 pub use store::{Listed, Outdated, ProfileStore, Saved, StoreError};
@@ -65,20 +67,6 @@ impl CredentialType {
 impl std::fmt::Display for CredentialType {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(self.as_str())
-    }
-}
-
-/// Session policies: an inline document (kept compact, as STS counts its characters) and managed
-/// policy ARNs.
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct Policies {
-    pub document: Option<String>,
-    pub arns: Vec<PolicyArn>,
-}
-
-impl Policies {
-    pub fn is_empty(&self) -> bool {
-        self.document.is_none() && self.arns.is_empty()
     }
 }
 
@@ -297,4 +285,3 @@ impl Profile {
         Value::Object(m)
     }
 }
-

@@ -249,7 +249,6 @@ impl Profile {
             max_active_leases,
         })
     }
-
 }
 
 fn forbid_iam_user_fields(raw: &RawProfile, ty: CredentialType) -> Result<(), Invalid> {

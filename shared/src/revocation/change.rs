@@ -4,9 +4,10 @@
 
 use chrono::{DateTime, Utc};
 
-use super::deny_set::DenySets;
 use super::policy::{Document, POLICY_NAME};
-use super::{iam, Actor, Applied, RevocationError, Revocations, Target, EVENT_PRUNED, EVENT_STARTED};
+use super::{
+    iam, Actor, Applied, RevocationError, Revocations, Target, EVENT_PRUNED, EVENT_STARTED,
+};
 use crate::audit::{AuditRecord, AuditedWriteError, Category, Level, Origin, Outcome};
 
 /// Why an edit could not be made.
@@ -28,7 +29,7 @@ pub(super) struct Change<'a> {
 }
 
 impl Revocations {
-    async fn prune(
+    pub(super) async fn prune(
         &self,
         target: &Target,
         now: DateTime<Utc>,

@@ -17,13 +17,14 @@ mod change;
 mod deny_set;
 mod iam;
 pub mod policy;
+mod profile_revoke;
 mod target;
 mod usecase;
 
 use chrono::{DateTime, Utc};
 use serde_json::{json, Value};
 
-use crate::audit::{AuditLog, AuditRecord, AuditedWriteError, Category, Level, Origin, Outcome};
+use crate::audit::{AuditLog, Origin};
 use crate::aws::{AwsFailure, FailureKind};
 use crate::lease::Lease;
 use crate::state::due_items;

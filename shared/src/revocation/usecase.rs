@@ -1,16 +1,18 @@
 //! The revocation use cases (SPEC §10, §10a): revoking one lease (its owner or an admin) and
 //! everything a profile issued before a time (an admin). Each is audited as `Credentials Revoked`
-//! (`Config`, `WARN`) or `Lease Revoked`, with its reason; the API only parses and maps.
+//! (`Config`, `WARN`) or `Lease Revoked`, with its reason; the API only parses and maps. A
+//! profile's revoke is [`super::profile_revoke`].
 
 use chrono::{DateTime, Utc};
 
-use super::{Actor, Applied, RevocationError, Revocations, Target};
-use crate::audit::{AuditError, AuditLog, AuditRecord, AuditedWriteError, Category, Level, Outcome};
-use crate::aws::{AwsFailure, FailureKind};
-use crate::issue::{source_identity, IssueError, Issuer};
+use super::{Actor, Applied, RevocationError, Revocations};
+use crate::audit::{
+    AuditError, AuditLog, AuditRecord, AuditedWriteError, Category, Level, Outcome,
+};
+use crate::aws::AwsFailure;
+use crate::issue::{IssueError, Issuer};
 use crate::lease::{Lease, LeaseError, LeaseStatus, Leases};
-use crate::profile::{CredentialType, Kind, Profile};
-use crate::revocation::policy::TargetKind;
+use crate::profile::CredentialType;
 
 pub const EVENT_REVOKED: &str = "Credentials Revoked";
 
@@ -59,22 +61,28 @@ pub struct Revoker<'a> {
     pub issuer: &'a Issuer,
 }
 
-fn because(reason: Option<&str>) -> String {
+pub(super) fn because(reason: Option<&str>) -> String {
     reason.map_or_else(
         || " No reason given.".to_owned(),
         |r| format!(" Reason: {r}"),
     )
 }
 
-fn record(
+pub(super) fn record(
     actor: &Actor<'_>,
     profile: &str,
     ty: CredentialType,
     outcome: Outcome,
     message: String,
 ) -> AuditRecord {
-    let mut r = AuditRecord::new(actor.origin, Category::Config, EVENT_REVOKED, outcome, message)
-        .profile(profile);
+    let mut r = AuditRecord::new(
+        actor.origin,
+        Category::Config,
+        EVENT_REVOKED,
+        outcome,
+        message,
+    )
+    .profile(profile);
     r.credential_type = Some(ty.as_str().to_owned());
     if outcome == Outcome::Success {
         r.level = Level::Warn;
@@ -82,7 +90,7 @@ fn record(
     r
 }
 
-fn written(result: Result<(), AuditedWriteError>) -> Result<(), RevokeError> {
+pub(super) fn written(result: Result<(), AuditedWriteError>) -> Result<(), RevokeError> {
     match result {
         // Revoked meanwhile by another call: the Deny is in place either way.
         Ok(()) | Err(AuditedWriteError::Conflict) => Ok(()),
@@ -95,7 +103,11 @@ impl Revoker<'_> {
     /// Ends lease `id` now, for its owner or an admin: an `iam_user` lease by deleting its user, an
     /// STS lease by denying it on its role or base user. Repeating it answers the same revoked lease
     /// (and re-applies an STS lease's entry).
-    pub async fn revoke_lease(&self, id: &str, actor: Actor<'_>) -> Result<LeaseRevoked, RevokeError> {
+    pub async fn revoke_lease(
+        &self,
+        id: &str,
+        actor: Actor<'_>,
+    ) -> Result<LeaseRevoked, RevokeError> {
         let lease = self.leases.get(id).await?;
         let caller = &actor.origin.principal;
         if lease.principal != *caller && !actor.admin {
@@ -118,7 +130,10 @@ impl Revoker<'_> {
                     "Lease {} revoked; IAM user {} deleted.{}",
                     lease.id,
                     lease.user_name,
-                    actor.reason.map(|w| format!(" Reason: {w}")).unwrap_or_default()
+                    actor
+                        .reason
+                        .map(|w| format!(" Reason: {w}"))
+                        .unwrap_or_default()
                 );
                 self.audit
                     .write(&lease.audit_record(actor.origin, Outcome::Success, message))
@@ -213,7 +228,7 @@ impl Revoker<'_> {
 
     /// Marks the live STS leases that a fold's cut-offs now deny (those of the folded profiles
     /// through the same target), each audited.
-    async fn end_folded(
+    pub(super) async fn end_folded(
         &self,
         applied: &Applied,
         except: &str,
@@ -238,149 +253,26 @@ impl Revoker<'_> {
         Ok(also)
     }
 
-    /// Every credential `profile` issued before `before` stops working (an admin's revoke): a
-    /// cut-off on its role or base user now and on every one its live leases act through, live
-    /// `iam_user` leases ended, STS leases marked. Audited once, success or failure.
-    pub async fn revoke_profile(
-        &self,
-        profile: &Profile,
-        before: DateTime<Utc>,
-        actor: Actor<'_>,
-    ) -> Result<ProfileRevoked, RevokeError> {
-        let name = profile.name.as_str();
-        let ty = profile.credential_type();
-        let now = Utc::now();
-        let mut done = ProfileRevoked {
-            targets: Vec::new(),
-            leases_revoked: Vec::new(),
-            note: None,
-        };
-        let result = self.revoke_profile_in(profile, before, now, &actor, &mut done).await;
-        let (outcome, message) = match &result {
-            Ok(()) => (
-                Outcome::Success,
-                format!(
-                    "Credentials of profile {name} issued before {} revoked by {}: {} policy change(s), {} lease(s) revoked.{}",
-                    before.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
-                    actor.origin.principal,
-                    done.targets.len(),
-                    done.leases_revoked.len(),
-                    because(actor.reason)
-                ),
-            ),
-            Err(e) => (
-                Outcome::Failed,
-                format!("Revoking the credentials of profile {name} failed: {e}"),
-            ),
-        };
-        self.audit
-            .write(&record(&actor, name, ty, outcome, message))
-            .await?;
-        result.map(|()| done)
-    }
-
-    async fn revoke_profile_in(
-        &self,
-        profile: &Profile,
-        before: DateTime<Utc>,
-        now: DateTime<Utc>,
-        actor: &Actor<'_>,
-        done: &mut ProfileRevoked,
-    ) -> Result<(), RevokeError> {
-        let name = profile.name.as_str();
-        let ty = profile.credential_type();
-        let current = match &profile.kind {
-            Kind::AssumedRole { role_arn, .. } => Some(Target::from_arn(role_arn.as_str())?),
-            Kind::FederationToken { .. } | Kind::SessionToken { .. } => {
-                let arn = self.issuer.profile_base_user(profile).await.map_err(|e| match e {
-                    // The profile names a secret that is not there: a fact about the profile,
-                    // not an AWS failure.
-                    IssueError::BaseKey {
-                        kind: FailureKind::NotFound,
-                        ..
-                    } => RevokeError::Conflict(format!(
-                        "{e}: the profile's base user cannot be found, so nothing was revoked"
-                    )),
-                    e => e.into(),
-                })?;
-                Some(Target::from_arn(&arn)?)
-            }
-            Kind::IamUser { .. } => None,
-        };
-        // The profile's role or base user now, and every one its live leases act through (the
-        // profile may have pointed elsewhere when they were issued).
-        let live = self.live_leases(name, before, now).await?;
-        let mut scopes: Vec<(Target, bool)> = Vec::new();
-        let mut add = |target: Target, tagged: bool| {
-            if !scopes.iter().any(|(t, g)| t.arn == target.arn && *g == tagged) {
-                scopes.push((target, tagged));
-            }
-        };
-        if let Some(t) = current {
-            add(t, ty != CredentialType::SessionToken);
-        }
-        for lease in live.iter().filter(|l| l.is_sts()) {
-            add(
-                Revocations::lease_target(lease)?,
-                lease.credential_type != CredentialType::SessionToken,
-            );
-        }
-        let mut folded_ended = Vec::new();
-        for (target, tagged) in scopes {
-            let scope = tagged.then_some(name);
-            if !tagged {
-                done.note = Some(format!(
-                    "session tokens carry no tags: this denies every session token of {} issued before the time, from any profile or tool",
-                    target.arn
-                ));
-            }
-            // On a role, the callers of the live leases by SourceIdentity too: a chained session
-            // that lost the tags is still theirs (SPEC §18).
-            let mut sources: Vec<String> = Vec::new();
-            if target.kind == TargetKind::Role {
-                for l in live.iter().filter(|l| l.target.as_deref() == Some(target.arn.as_str())) {
-                    let id = source_identity(&l.principal);
-                    if !sources.contains(&id) {
-                        sources.push(id);
-                    }
-                }
-            }
-            let admin = Actor {
-                admin: true,
-                ..*actor
-            };
-            let applied = self
-                .revocations
-                .revoke_before(&target, scope, &sources, before, now, admin)
-                .await?;
-            let others = Applied {
-                folded: applied.folded.iter().filter(|p| p.as_str() != name).cloned().collect(),
-                ..applied.clone()
-            };
-            folded_ended.extend(self.end_folded(&others, "", now, actor).await?);
-            done.targets.push(applied);
-        }
-        // Leases issued before the time are marked (STS) or ended (iam_user).
-        done.leases_revoked = self.end_leases(name, live, now, actor).await?;
-        done.leases_revoked.append(&mut folded_ended);
-        Ok(())
-    }
-
     /// Every live lease of the profile created before `before` (STS leases: not yet expired).
-    async fn live_leases(
+    pub(super) async fn live_leases(
         &self,
         profile: &str,
         before: DateTime<Utc>,
         now: DateTime<Utc>,
     ) -> Result<Vec<Lease>, RevokeError> {
         let (leases, read) = self.leases.live_of_profile(profile, before, now).await?;
-        tracing::info!(profile, live = leases.len(), items_read = read, "live leases of a profile");
+        tracing::info!(
+            profile,
+            live = leases.len(),
+            items_read = read,
+            "live leases of a profile"
+        );
         Ok(leases)
     }
 
     /// Ends `leases`: `iam_user` ones (user deleted), STS ones marked revoked (the policy change
     /// denies them), each audited.
-    async fn end_leases(
+    pub(super) async fn end_leases(
         &self,
         profile: &str,
         leases: Vec<Lease>,
@@ -395,7 +287,13 @@ impl Revoker<'_> {
                     lease.id,
                     because(actor.reason)
                 );
-                let mut r = record(actor, profile, lease.credential_type, Outcome::Success, message);
+                let mut r = record(
+                    actor,
+                    profile,
+                    lease.credential_type,
+                    Outcome::Success,
+                    message,
+                );
                 r.lease_id = Some(lease.id.clone());
                 let mark = self.leases.mark_revoked_items(&lease, now)?;
                 written(self.audit.write_with(mark, &r).await)?;

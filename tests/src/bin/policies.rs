@@ -5,8 +5,8 @@
 //! the sample times and names the expectation tables refer to as `{{code.<name>}}`.
 
 use chrono::{DateTime, Duration, TimeZone, Utc};
-use keysmith::users::{expiry_policy, EXPIRY_POLICY};
 use keysmith::revocation::policy::{Document, POLICY_NAME};
+use keysmith::users::{expiry_policy, EXPIRY_POLICY};
 use serde_json::{json, Value};
 
 fn iso(t: DateTime<Utc>) -> String {

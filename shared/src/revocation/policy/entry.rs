@@ -82,7 +82,6 @@ pub enum Entry {
     },
 }
 
-
 pub(super) fn ceil_hour(t: DateTime<Utc>) -> DateTime<Utc> {
     let floor = t.duration_trunc(Duration::hours(1)).unwrap_or(t);
     if floor < t {

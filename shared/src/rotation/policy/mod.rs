@@ -10,12 +10,12 @@ pub use store::{Due, PolicyStore};
 
 use std::collections::HashMap;
 
-use aws_sdk_dynamodb::types::{AttributeValue, ReturnValue, TransactWriteItem, Update};
+use aws_sdk_dynamodb::types::AttributeValue;
 use chrono::{DateTime, Duration, NaiveTime, Utc};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use crate::aws::{classify, AwsFailure, FailureKind};
+use crate::aws::AwsFailure;
 use crate::names::{aws_id, Invalid, ProfileName};
 use crate::profile::parse_json;
 use crate::time::format_time;
@@ -198,6 +198,17 @@ impl Policy {
         p.last_error = s("last_error").cloned();
         Some(p)
     }
+}
+
+pub(super) fn key(name: &str) -> HashMap<String, AttributeValue> {
+    HashMap::from([
+        ("pk".to_owned(), AttributeValue::S(PK.to_owned())),
+        ("sk".to_owned(), AttributeValue::S(name.to_owned())),
+    ])
+}
+
+pub(super) fn s(v: impl Into<String>) -> AttributeValue {
+    AttributeValue::S(v.into())
 }
 
 #[derive(Debug, thiserror::Error)]

@@ -3,32 +3,20 @@
 
 use std::collections::HashMap;
 
-use aws_sdk_dynamodb::types::{AttributeValue, ReturnValue, TransactWriteItem, Update};
+use aws_sdk_dynamodb::types::{ReturnValue, TransactWriteItem, Update};
 use chrono::{DateTime, Duration, Utc};
 
-use super::{Policy, PolicyError, Status, LOCK_TTL_MINUTES, PK};
+use super::{key, s, Policy, PolicyError, Status, LOCK_TTL_MINUTES, PK};
 use crate::audit::{AuditLog, AuditRecord, AuditedWriteError};
 use crate::aws::{classify, AwsFailure, FailureKind};
 use crate::state::due_items_counted;
 use crate::time::format_time;
-
 
 #[derive(Clone, Debug)]
 pub struct PolicyStore {
     db: aws_sdk_dynamodb::Client,
     table: String,
     audit: AuditLog,
-}
-
-fn key(name: &str) -> HashMap<String, AttributeValue> {
-    HashMap::from([
-        ("pk".to_owned(), AttributeValue::S(PK.to_owned())),
-        ("sk".to_owned(), AttributeValue::S(name.to_owned())),
-    ])
-}
-
-fn s(v: impl Into<String>) -> AttributeValue {
-    AttributeValue::S(v.into())
 }
 
 /// Due policies read by one query, and how many items DynamoDB read for it (`ScannedCount`).
