@@ -104,7 +104,7 @@ pub async fn section(moto: &Moto) -> String {
     };
     let role = assumable_role(&sdk, "/keysmith/", &format!("bench-deploy-{id}")).await;
     let profile = json!({"credential_type": "assumed_role", "role_arn": role,
-        "allowed_principals": [format!("arn:aws:iam::123456789012:user/alice-{id}")]});
+        "allowed_principals": [format!("arn:aws:iam::123456789012:user/alice-{id}")], "max_active_leases": 100});
     let file = home.path().join("deploy.json");
     std::fs::write(&file, profile.to_string()).expect("write the profile");
     time(1, &|| {
