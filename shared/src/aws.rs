@@ -48,13 +48,54 @@ pub fn sdk_config_loader() -> ConfigLoader {
         )
 }
 
-/// The service clients, built once at start-up and shared by every request.
+/// A service client built on first use, then shared by every request of the process: a cold
+/// start pays only for the clients its first request needs (every path needs DynamoDB; IAM,
+/// STS, Secrets Manager, Lambda and EventBridge only some), and init stays near the floor.
+#[derive(Clone)]
+pub struct Lazy<C> {
+    sdk: SdkConfig,
+    make: fn(&SdkConfig) -> C,
+    cell: std::sync::Arc<std::sync::OnceLock<C>>,
+}
+
+impl<C> Lazy<C> {
+    pub fn new(sdk: &SdkConfig, make: fn(&SdkConfig) -> C) -> Self {
+        Self {
+            sdk: sdk.clone(),
+            make,
+            cell: std::sync::Arc::default(),
+        }
+    }
+
+    pub fn get(&self) -> &C {
+        self.cell.get_or_init(|| (self.make)(&self.sdk))
+    }
+}
+
+impl<C> std::ops::Deref for Lazy<C> {
+    type Target = C;
+    fn deref(&self) -> &C {
+        self.get()
+    }
+}
+
+impl<C> std::fmt::Debug for Lazy<C> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(if self.cell.get().is_some() {
+            "Lazy(built)"
+        } else {
+            "Lazy(not yet)"
+        })
+    }
+}
+
+/// The service clients, shared by every request (built lazily but DynamoDB, which every path uses).
 #[derive(Clone, Debug)]
 pub struct Clients {
-    pub sts: aws_sdk_sts::Client,
-    pub secrets: aws_sdk_secretsmanager::Client,
+    pub sts: Lazy<aws_sdk_sts::Client>,
+    pub secrets: Lazy<aws_sdk_secretsmanager::Client>,
     pub dynamodb: aws_sdk_dynamodb::Client,
-    pub iam: aws_sdk_iam::Client,
+    pub iam: Lazy<aws_sdk_iam::Client>,
     /// The region the functions run in (for audit items).
     pub region: String,
     /// For clients that need other credentials (a rotation's admin identity).
@@ -64,10 +105,10 @@ pub struct Clients {
 impl Clients {
     pub fn new(sdk: &SdkConfig) -> Self {
         Self {
-            sts: aws_sdk_sts::Client::new(sdk),
-            secrets: aws_sdk_secretsmanager::Client::new(sdk),
+            sts: Lazy::new(sdk, aws_sdk_sts::Client::new),
+            secrets: Lazy::new(sdk, aws_sdk_secretsmanager::Client::new),
             dynamodb: aws_sdk_dynamodb::Client::new(sdk),
-            iam: aws_sdk_iam::Client::new(sdk),
+            iam: Lazy::new(sdk, aws_sdk_iam::Client::new),
             region: sdk.region().map(ToString::to_string).unwrap_or_default(),
             sdk: sdk.clone(),
         }

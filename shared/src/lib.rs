@@ -23,7 +23,7 @@ use aws_config::SdkConfig;
 
 use crate::audit::AuditLog;
 use crate::audit::Reporter;
-use crate::aws::Clients;
+use crate::aws::{Clients, Lazy};
 use crate::config::Config;
 use crate::issue::Issuer;
 use crate::lease::Leases;
@@ -53,7 +53,7 @@ impl App {
     pub fn new(config: Config, sdk: &SdkConfig) -> Self {
         let clients = Clients::new(sdk);
         let audit = AuditLog::new(clients.dynamodb.clone(), &config.audit_table)
-            .reporting(Reporter::new(aws_sdk_eventbridge::Client::new(sdk)));
+            .reporting(Reporter::new(Lazy::new(sdk, aws_sdk_eventbridge::Client::new)));
         let profiles =
             ProfileStore::new(clients.dynamodb.clone(), &config.state_table, audit.clone());
         let leases = Leases::new(
@@ -110,7 +110,7 @@ impl App {
 pub struct Api {
     pub app: App,
     pub issuer: Issuer,
-    pub lambda: aws_sdk_lambda::Client,
+    pub lambda: Lazy<aws_sdk_lambda::Client>,
 }
 
 impl Api {
@@ -128,7 +128,7 @@ impl Api {
         );
         Self {
             issuer,
-            lambda: aws_sdk_lambda::Client::new(sdk),
+            lambda: Lazy::new(sdk, aws_sdk_lambda::Client::new),
             app,
         }
     }
@@ -151,7 +151,7 @@ impl RotationHook {
     pub fn new(config: &Config, sdk: &SdkConfig) -> Self {
         let clients = Clients::new(sdk);
         let audit = AuditLog::new(clients.dynamodb.clone(), &config.audit_table)
-            .reporting(Reporter::new(aws_sdk_eventbridge::Client::new(sdk)));
+            .reporting(Reporter::new(Lazy::new(sdk, aws_sdk_eventbridge::Client::new)));
         Self {
             region: clients.region.clone(),
             rotator: Rotator::new(clients, audit, &config.state_table)

@@ -4,6 +4,8 @@
 use aws_sdk_iam::config::retry::RetryConfig;
 use aws_sdk_iam::types::Tag;
 use aws_sdk_iam::Client;
+
+use crate::aws::Lazy;
 use chrono::{DateTime, Utc};
 
 use crate::aws::{classify, AwsFailure, FailureKind};
@@ -79,11 +81,11 @@ fn gone(e: &IamError) -> bool {
 
 #[derive(Clone, Debug)]
 pub struct IamUsers {
-    iam: Client,
+    iam: Lazy<Client>,
 }
 
 impl IamUsers {
-    pub fn new(iam: Client) -> Self {
+    pub fn new(iam: Lazy<Client>) -> Self {
         Self { iam }
     }
 

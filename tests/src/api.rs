@@ -99,7 +99,7 @@ impl TestApp {
         keysmith::Api {
             app: self.app.clone(),
             issuer: self.issuer.clone(),
-            lambda: aws_sdk_lambda::Client::new(&self.sdk),
+            lambda: keysmith::aws::Lazy::new(&self.sdk, aws_sdk_lambda::Client::new),
         }
     }
 

@@ -4,6 +4,7 @@
 //! no code path can audit an action and forget to report it, and neither can carry a secret.
 
 use super::{AuditRecord, Outcome, EVENT_ISSUE, EVENT_SHADOW_DELETED, EVENT_SHADOW_DETECTED};
+use crate::aws::Lazy;
 use crate::ops::{count, Metric};
 
 pub const EVENT_SOURCE: &str = "keysmith";
@@ -32,11 +33,11 @@ pub fn classify(record: &AuditRecord) -> (Option<Metric>, Option<&'static str>) 
 /// The EventBridge publisher. `None` client: events are off (tests that do not look at them).
 #[derive(Clone, Debug, Default)]
 pub struct Reporter {
-    events: Option<aws_sdk_eventbridge::Client>,
+    events: Option<Lazy<aws_sdk_eventbridge::Client>>,
 }
 
 impl Reporter {
-    pub fn new(events: aws_sdk_eventbridge::Client) -> Self {
+    pub fn new(events: Lazy<aws_sdk_eventbridge::Client>) -> Self {
         Self {
             events: Some(events),
         }

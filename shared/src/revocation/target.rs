@@ -12,7 +12,7 @@ use aws_sdk_dynamodb::types::AttributeValue;
 
 use super::policy::TargetKind;
 use super::RevocationError;
-use crate::aws::{classify, AwsFailure};
+use crate::aws::{classify, AwsFailure, Lazy};
 use crate::secret::{AccessKeyPair, Secret};
 
 pub(super) const PK: &str = "revocation";
@@ -86,8 +86,8 @@ impl Target {
 /// any other.
 #[derive(Clone, Debug)]
 pub struct Accounts {
-    iam: aws_sdk_iam::Client,
-    sts: aws_sdk_sts::Client,
+    iam: Lazy<aws_sdk_iam::Client>,
+    sts: Lazy<aws_sdk_sts::Client>,
     sdk: aws_config::SdkConfig,
     revoker_role: Option<String>,
     home: Arc<tokio::sync::OnceCell<String>>,
@@ -96,8 +96,8 @@ pub struct Accounts {
 
 impl Accounts {
     pub fn new(
-        iam: aws_sdk_iam::Client,
-        sts: aws_sdk_sts::Client,
+        iam: Lazy<aws_sdk_iam::Client>,
+        sts: Lazy<aws_sdk_sts::Client>,
         sdk: aws_config::SdkConfig,
         revoker_role: Option<String>,
     ) -> Self {
@@ -134,7 +134,7 @@ impl Accounts {
     pub async fn iam_for(&self, target: &Target) -> Result<aws_sdk_iam::Client, RevocationError> {
         let home = self.home().await?;
         if target.account == home {
-            return Ok(self.iam.clone());
+            return Ok((*self.iam).clone());
         }
         let Some(role) = &self.revoker_role else {
             return Err(RevocationError::ForeignAccount {

@@ -40,7 +40,7 @@ impl Rotator {
         versions: &Versions,
     ) -> Result<aws_sdk_iam::Client, RotationError> {
         let Some(role) = self.rotator_role.as_deref() else {
-            return Ok(self.clients.iam.clone());
+            return Ok((*self.clients.iam).clone());
         };
         let out = self
             .clients
