@@ -48,6 +48,21 @@ pub fn sdk_config_loader() -> ConfigLoader {
         )
 }
 
+/// The functions' SDK configuration. In Lambda the credentials are in the environment, so the
+/// environment provider alone is used rather than the default chain, whose profile, SSO, web
+/// identity, ECS and IMDS providers (an STS client among them) would all be built at every cold
+/// start to go unused. Elsewhere (tests, local runs) the default chain.
+pub async fn function_sdk_config() -> SdkConfig {
+    let mut loader = sdk_config_loader();
+    let in_lambda = std::env::var_os("AWS_LAMBDA_FUNCTION_NAME").is_some();
+    if in_lambda && std::env::var_os("AWS_ACCESS_KEY_ID").is_some() {
+        loader = loader.credentials_provider(
+            aws_config::environment::EnvironmentVariableCredentialsProvider::new(),
+        );
+    }
+    loader.load().await
+}
+
 /// A service client built on first use, then shared by every request of the process: a cold
 /// start pays only for the clients its first request needs (every path needs DynamoDB; IAM,
 /// STS, Secrets Manager, Lambda and EventBridge only some), and init stays near the floor.

@@ -52,8 +52,9 @@ pub struct App {
 impl App {
     pub fn new(config: Config, sdk: &SdkConfig) -> Self {
         let clients = Clients::new(sdk);
-        let audit = AuditLog::new(clients.dynamodb.clone(), &config.audit_table)
-            .reporting(Reporter::new(Lazy::new(sdk, aws_sdk_eventbridge::Client::new)));
+        let audit = AuditLog::new(clients.dynamodb.clone(), &config.audit_table).reporting(
+            Reporter::new(Lazy::new(sdk, aws_sdk_eventbridge::Client::new)),
+        );
         let profiles =
             ProfileStore::new(clients.dynamodb.clone(), &config.state_table, audit.clone());
         let leases = Leases::new(
@@ -150,8 +151,9 @@ pub struct RotationHook {
 impl RotationHook {
     pub fn new(config: &Config, sdk: &SdkConfig) -> Self {
         let clients = Clients::new(sdk);
-        let audit = AuditLog::new(clients.dynamodb.clone(), &config.audit_table)
-            .reporting(Reporter::new(Lazy::new(sdk, aws_sdk_eventbridge::Client::new)));
+        let audit = AuditLog::new(clients.dynamodb.clone(), &config.audit_table).reporting(
+            Reporter::new(Lazy::new(sdk, aws_sdk_eventbridge::Client::new)),
+        );
         Self {
             region: clients.region.clone(),
             rotator: Rotator::new(clients, audit, &config.state_table)
@@ -167,7 +169,7 @@ impl RotationHook {
 
 async fn load() -> Result<(Config, SdkConfig), config::ConfigError> {
     let config = Config::from_env()?;
-    Ok((config, aws::sdk_config_loader().load().await))
+    Ok((config, aws::function_sdk_config().await))
 }
 
 fn or_exit<T>(built: Result<T, config::ConfigError>) -> T {
