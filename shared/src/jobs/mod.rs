@@ -1,10 +1,12 @@
 //! The scheduled work of scheduled-rotation, one file per job: rotate what is due
-//! ([`rotate_due`]), end due leases (the lease sweep), prune revocations, report old keys
+//! ([`rotate_due`]), end due leases ([`sweep`]), prune revocations ([`prune`]), report old keys
 //! ([`key_report`]); [`run`] is the hourly sequence. Like `api/`, a job only sequences use cases
 //! of the domain modules and reports.
 
 mod key_report;
+mod prune;
 mod rotate_due;
+mod sweep;
 
 use chrono::{DateTime, Utc};
 use serde_json::{json, Value};
@@ -18,6 +20,7 @@ use crate::App;
 use key_report::old_keys;
 pub use key_report::{OldKey, EVENT_OLD_KEY};
 pub use rotate_due::{run_rotations, CONCURRENCY};
+pub use sweep::sweep;
 
 #[derive(Debug, Default)]
 pub struct RunReport {
@@ -72,20 +75,13 @@ pub async fn run(
     origin: &Origin,
 ) -> Result<RunReport, ScheduleError> {
     let mut report = run_rotations(app, now, origin).await?;
-    report.leases = app.leases.revoke_expired(now, &app.audit, origin).await?;
-    report.revocations = app.revocations.prune_due(now, origin).await;
+    report.leases = sweep::end_due_leases(app, now, origin).await?;
+    report.revocations = prune::prune_due(app, now, origin).await;
     if let Some(max_age) = app.config.max_key_age_days {
         report.old_keys = old_keys(app, max_age, now, origin).await?;
     }
-    // A prune that failed (its IAM write or its audit item) fails the run, after everything else
-    // is done, so EventBridge retries it and the alarm fires; the target stays due meanwhile.
-    let failed = report.revocations.failed.len();
-    if failed > 0 {
-        for _ in 0..failed {
-            crate::ops::count(crate::ops::Metric::SweepFailed, Some("revocations"));
-        }
-        return Err(ScheduleError::Prune(failed));
-    }
+    // After everything else is done: a failed prune fails the run.
+    prune::failed(&report.revocations)?;
     Ok(report)
 }
 
@@ -105,18 +101,6 @@ impl Job {
             _ => Self::Full,
         }
     }
-}
-
-/// The lease sweep alone: ends expired leases and those of issuances that died.
-pub async fn sweep(
-    app: &App,
-    now: DateTime<Utc>,
-    origin: &Origin,
-) -> Result<RunReport, ScheduleError> {
-    Ok(RunReport {
-        leases: app.leases.revoke_expired(now, &app.audit, origin).await?,
-        ..RunReport::default()
-    })
 }
 
 #[cfg(test)]
