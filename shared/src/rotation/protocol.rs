@@ -69,15 +69,16 @@ impl Rotator {
             return Ok(());
         }
         *arn = Some(versions.arn.clone());
-        if self.lock(&versions, token, ctx).await? {
-            // A duplicate delivery waited for the first, or the lock was not this rotation's a
-            // moment ago: look again at what the other invocation left.
-            versions = self.versions(secret).await?;
-            if !self.guard(event, &versions)? {
-                // Done by the other invocation; the lock this wait took must not outlive it.
-                self.unlock(&versions.arn, token).await?;
-                return Ok(());
-            }
+        // Always look again under the lock: a duplicate delivery may have waited for the first,
+        // the lock may have been free or another's a moment ago, or (SPEC §6a) rotate-now may be
+        // continuing this very rotation under its token and have just finished it — the renewal
+        // of "our" lock says nothing about what happened between the first look and now.
+        self.lock(&versions, token, ctx).await?;
+        versions = self.versions(secret).await?;
+        if !self.guard(event, &versions)? {
+            // Done by the other invocation; the lock this step took must not outlive it.
+            self.unlock(&versions.arn, token).await?;
+            return Ok(());
         }
         match event.step {
             Step::Create => {
