@@ -172,6 +172,13 @@ impl DenySets {
                 .map_err(classify);
             match result {
                 Ok(_) => return Ok(owner),
+                // An earlier attempt of this very call may have taken it (its answer was lost).
+                Err(f)
+                    if f.kind == FailureKind::ConditionFailed
+                        && self.holder(target).await?.as_deref() == Some(owner.as_str()) =>
+                {
+                    return Ok(owner)
+                }
                 Err(f) if f.kind == FailureKind::ConditionFailed => {
                     tokio::time::sleep(StdDuration::from_millis(100 + 50 * u64::from(attempt)))
                         .await;
@@ -216,6 +223,22 @@ impl DenySets {
         }
     }
 
+    /// Who holds the target's lock now (expired or not).
+    async fn holder(&self, target: &Target) -> Result<Option<String>, RevocationError> {
+        let out = self
+            .db
+            .get_item()
+            .table_name(&self.table)
+            .set_key(Some(target.key()))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| store(classify(e)))?;
+        Ok(out
+            .item
+            .and_then(|i| i.get("lock_owner").and_then(|v| v.as_s().ok()).cloned()))
+    }
+
     /// Releases the lock. `applied`: the version just written to IAM, with when the target is
     /// next due (`None`: nothing left to prune). Without it the due time stays as it is (a
     /// failed IAM write stays due at once, so it is retried).
@@ -247,9 +270,12 @@ impl DenySets {
         };
         match q.send().await.map_err(classify) {
             Ok(_) => Ok(()),
-            // The lock expired and another holder took it: its own write covers this one's.
+            // Not ours any more: an earlier attempt of this very call released it (its answer
+            // was lost and the SDK retried), or it expired and a later holder took it. Either way
+            // the recorded set, this change included, is what IAM holds or the holder writes.
             Err(f) if f.kind == FailureKind::ConditionFailed => {
-                Err(RevocationError::LockLost(target.arn.clone()))
+                tracing::info!(target = %target.arn, "the revocation lock was already released");
+                Ok(())
             }
             Err(f) => Err(store(f)),
         }
