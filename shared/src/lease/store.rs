@@ -74,6 +74,26 @@ pub(super) fn end_items(
 }
 
 impl Leases {
+    /// Runs [`end_items`]. A failed condition on the lease means it already ended (by another
+    /// call, or by this one before a lost response): the counts went down then, so that is
+    /// success too.
+    pub(super) async fn end(
+        &self,
+        lease: &Lease,
+        now: DateTime<Utc>,
+        end: End,
+    ) -> Result<(), LeaseError> {
+        let mut tx = self.db.transact_write_items();
+        for item in end_items(&self.table, lease, now, end)? {
+            tx = tx.transact_items(item);
+        }
+        match tx.send().await {
+            Ok(_) => Ok(()),
+            Err(e) if matches!(failed_conditions(&e).as_deref(), Some([true, ..])) => Ok(()),
+            Err(e) => Err(LeaseError::Store(classify(e))),
+        }
+    }
+
     /// The writes that mark an STS lease revoked (once: the condition fails if it already is) and
     /// give back its count, for a transaction with the revocation's audit item.
     pub fn mark_revoked_items(
@@ -241,19 +261,7 @@ impl Leases {
             return Ok((lease.clone(), deleted));
         }
         let now = Utc::now();
-        // The count goes down in the same transaction as the status goes to revoked, which
-        // happens once: a repeated or concurrent revocation changes nothing.
-        let mut tx = self.db.transact_write_items();
-        for item in end_items(&self.table, lease, now, End::Revoked)? {
-            tx = tx.transact_items(item);
-        }
-        if let Err(e) = tx.send().await {
-            match failed_conditions(&e).as_deref() {
-                // Already revoked (by another call, or by this one before a lost response).
-                Some([true, ..]) => {}
-                _ => return Err(LeaseError::Store(classify(e))),
-            }
-        }
+        self.end(lease, now, End::Revoked).await?;
         let mut revoked = lease.clone();
         revoked.status = LeaseStatus::Revoked;
         revoked.revoked_at = Some(now);

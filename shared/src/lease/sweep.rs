@@ -3,10 +3,9 @@
 
 use chrono::{DateTime, Utc};
 
-use super::store::{end_items, End};
-use super::{failed_conditions, Lease, LeaseError, LeaseStatus, Leases, PK};
+use super::store::End;
+use super::{Lease, LeaseError, LeaseStatus, Leases, PK};
 use crate::audit::{AuditLog, Origin, Outcome};
-use crate::aws::classify;
 use crate::state::due_items;
 
 #[derive(Debug, Default, PartialEq, Eq)]
@@ -27,20 +26,6 @@ impl Leases {
         Ok(items.iter().filter_map(Lease::from_item).collect())
     }
 
-    /// An STS lease at its expiry: out of the `due` index, its count given back. Nothing to audit:
-    /// nothing changes in AWS.
-    async fn expire(&self, lease: &Lease, now: DateTime<Utc>) -> Result<(), LeaseError> {
-        let mut tx = self.db.transact_write_items();
-        for item in end_items(&self.table, lease, now, End::Expired)? {
-            tx = tx.transact_items(item);
-        }
-        match tx.send().await {
-            Ok(_) => Ok(()),
-            Err(e) if matches!(failed_conditions(&e).as_deref(), Some([true, ..])) => Ok(()),
-            Err(e) => Err(LeaseError::Store(classify(e))),
-        }
-    }
-
     /// Ends every due lease: expired `iam_user` leases and unfinished issuances of any type are
     /// revoked, each audited as `origin` (the scheduler); expired STS leases give back their count.
     /// One failure does not stop the others; it is reported and the lease stays due, so the next
@@ -56,8 +41,10 @@ impl Leases {
         for lease in self.expired(now).await? {
             let unfinished = lease.status == LeaseStatus::Pending;
             let result = match (lease.is_sts(), unfinished) {
+                // An STS lease at its expiry: out of the `due` index, its count given back.
+                // Nothing to audit: nothing changes in AWS.
                 (true, false) => {
-                    match self.expire(&lease, now).await {
+                    match self.end(&lease, now, End::Expired).await {
                         Ok(()) => report.expired += 1,
                         Err(e) => {
                             tracing::warn!(lease_id = %lease.id, error = %e, "giving back an expired lease's count failed");
@@ -70,19 +57,7 @@ impl Leases {
                     }
                     continue;
                 }
-                (true, true) => {
-                    let mut tx = self.db.transact_write_items();
-                    for item in end_items(&self.table, &lease, now, End::Revoked)? {
-                        tx = tx.transact_items(item);
-                    }
-                    match tx.send().await {
-                        Ok(_) => Ok(()),
-                        Err(e) if matches!(failed_conditions(&e).as_deref(), Some([true, ..])) => {
-                            Ok(())
-                        }
-                        Err(e) => Err(LeaseError::Store(classify(e))),
-                    }
-                }
+                (true, true) => self.end(&lease, now, End::Revoked).await,
                 (false, _) => self.revoke(&lease).await.map(|_| ()),
             };
             let what = if unfinished { "Unfinished" } else { "Expired" };
