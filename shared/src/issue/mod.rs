@@ -198,6 +198,26 @@ impl Issuer {
         self
     }
 
+    /// Runs an issuance's AWS work on the lease recorded for it, up to `deadline`. A failure, or
+    /// running out of the budget, ends the lease at once ([`Leases::abandon`]: an `iam_user`'s
+    /// user is deleted); if that fails too, the lease stays pending and due, and the sweep ends it.
+    async fn within_budget<T>(
+        &self,
+        lease: &Lease,
+        deadline: tokio::time::Instant,
+        work: impl std::future::Future<Output = Result<T, IssueError>>,
+    ) -> Result<T, IssueError> {
+        let result = tokio::time::timeout_at(deadline, work)
+            .await
+            .unwrap_or(Err(IssueError::OverBudget(ISSUE_BUDGET.as_secs())));
+        if result.is_err() {
+            if let Err(cleanup) = self.leases.abandon(lease).await {
+                tracing::warn!(lease_id = %lease.id, error = %cleanup, "ending the lease of a failed issuance failed; the sweep ends it");
+            }
+        }
+        result
+    }
+
     /// Issues credentials of `profile`'s type for `principal` (the caller, recorded by AWS as
     /// `SourceIdentity` and in the session name).
     pub async fn issue(

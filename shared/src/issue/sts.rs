@@ -10,7 +10,6 @@ use super::{Issuance, IssueError, Issued, Issuer};
 use crate::aws::{classify, AwsFailure, FailureKind};
 use crate::config::StsTarget;
 use crate::lease::Lease;
-use crate::lease::ISSUE_BUDGET;
 use crate::names::{sanitize_iam_name, SessionName};
 use crate::profile::{Kind, Policies, Profile, TAG_LEASE, TAG_PROFILE};
 use crate::secret::{AccessKeyPair, Secret};
@@ -43,22 +42,13 @@ impl Issuer {
         self.leases
             .record_counted(&lease, profile.max_active_leases)
             .await?;
-        let issued = tokio::time::timeout_at(
-            deadline,
-            self.call_sts(profile, req, principal, target, &lease_id),
-        )
-        .await
-        .unwrap_or(Err(IssueError::OverBudget(ISSUE_BUDGET.as_secs())));
-        let c = match issued {
-            Ok(c) => c,
-            Err(e) => {
-                if let Err(cleanup) = self.leases.abandon(&lease).await {
-                    // The lease stays pending and due: the sweep ends it.
-                    tracing::warn!(lease_id = %lease.id, error = %cleanup, "ending the lease of a failed issuance failed");
-                }
-                return Err(e);
-            }
-        };
+        let c = self
+            .within_budget(
+                &lease,
+                deadline,
+                self.call_sts(profile, req, principal, target, &lease_id),
+            )
+            .await?;
         let expiration = DateTime::from_timestamp(c.expiration.secs(), c.expiration.subsec_nanos())
             .ok_or_else(|| {
                 IssueError::Sts(AwsFailure::other("STS returned an invalid expiration"))

@@ -7,7 +7,7 @@ use super::sts::overrides;
 use super::{Issuance, IssueError, Issued, Issuer};
 use crate::aws::{wait_for_identity, AwsFailure};
 use crate::config::StsTarget;
-use crate::lease::{caller_counter, Lease, LeaseStatus, ISSUE_BUDGET};
+use crate::lease::{caller_counter, Lease, LeaseStatus};
 use crate::names::{sanitize_iam_name, SessionName};
 use crate::profile::{Kind, Profile};
 use crate::secret::AccessKeyPair;
@@ -81,33 +81,22 @@ impl Issuer {
             ],
             expires_at,
         };
-        let result = tokio::time::timeout_at(deadline, async {
-            let key = self.leases.users.create(&spec).await?;
-            self.wait_until_usable(&key, target, &spec).await?;
-            Ok::<_, IssueError>(key)
+        let credentials = self
+            .within_budget(&lease, deadline, async {
+                let key = self.leases.users.create(&spec).await?;
+                self.wait_until_usable(&key, target, &spec).await?;
+                Ok(key)
+            })
+            .await?;
+        let mut lease = lease;
+        lease.access_key_id = Some(credentials.access_key_id.clone());
+        Ok(Issued {
+            lease_id: lease.id.clone(),
+            credentials,
+            expiration: lease.expires_at,
+            region,
+            lease,
         })
-        .await
-        .unwrap_or(Err(IssueError::OverBudget(ISSUE_BUDGET.as_secs())));
-        match result {
-            Ok(credentials) => {
-                let mut lease = lease;
-                lease.access_key_id = Some(credentials.access_key_id.clone());
-                Ok(Issued {
-                    lease_id: lease.id.clone(),
-                    credentials,
-                    expiration: lease.expires_at,
-                    region,
-                    lease,
-                })
-            }
-            Err(e) => {
-                if let Err(cleanup) = self.leases.revoke(&lease).await {
-                    // The lease stays due: the scheduled revoker finishes the job.
-                    tracing::warn!(lease_id = %lease.id, error = %cleanup, "cleanup after a failed iam_user issuance failed");
-                }
-                Err(e)
-            }
-        }
     }
 
     /// Polls `sts:GetCallerIdentity` with the new key until IAM accepts it (bounded).
