@@ -38,7 +38,8 @@ impl Revocations {
         let iam = self.accounts.iam_for(target).await?;
         let owner = self.sets.lock(target, now).await?;
         let result = async {
-            let (from, applied, mut doc) = self.current(&iam, target).await?;
+            let import = async { Ok(iam::read(&iam, target).await?.current) };
+            let (from, applied, mut doc) = self.stored_or(target, import).await?;
             let removed = doc.prune(now, target.kind);
             let mut version = from.unwrap_or(0);
             if removed > 0 || (from.is_none() && !doc.is_empty()) {
@@ -92,7 +93,8 @@ impl Revocations {
         let owner = self.sets.lock(target, now).await?;
         let result = async {
             let inline = iam::read(&iam, target).await?;
-            let (from, _, mut doc) = self.stored_or(target, inline.current).await?;
+            let imported = std::future::ready(Ok(inline.current));
+            let (from, _, mut doc) = self.stored_or(target, imported).await?;
             let read = doc.clone();
             // Entries already past are dropped on the way: room for this one.
             doc.prune(now, target.kind);
@@ -133,29 +135,16 @@ impl Revocations {
         result.map(|r| r.0)
     }
 
-    /// The stored set, or (first touch of a target revoked by an older version) IAM's document.
-    async fn current(
-        &self,
-        iam: &aws_sdk_iam::Client,
-        target: &Target,
-    ) -> Result<(Option<u64>, u64, Document), RevocationError> {
-        match self.sets.load(target).await? {
-            Some(s) => Ok((Some(s.version), s.applied, s.doc)),
-            None => {
-                let inline = iam::read(iam, target).await?;
-                Ok((None, 0, inline.current.unwrap_or_default()))
-            }
-        }
-    }
-
+    /// The stored set, or (first touch of a target revoked by an older version) the document
+    /// `import` reads from IAM: awaited only then.
     async fn stored_or(
         &self,
         target: &Target,
-        in_iam: Option<Document>,
+        import: impl std::future::Future<Output = Result<Option<Document>, RevocationError>>,
     ) -> Result<(Option<u64>, u64, Document), RevocationError> {
         Ok(match self.sets.load(target).await? {
             Some(s) => (Some(s.version), s.applied, s.doc),
-            None => (None, 0, in_iam.unwrap_or_default()),
+            None => (None, 0, import.await?.unwrap_or_default()),
         })
     }
 
