@@ -63,16 +63,7 @@ impl DenySets {
     /// The stored deny set, or `None` when this target has none yet (a target revoked by an
     /// older version keeps its set only in IAM: the caller imports it once).
     pub async fn load(&self, target: &Target) -> Result<Option<Stored>, RevocationError> {
-        let out = self
-            .db
-            .get_item()
-            .table_name(&self.table)
-            .set_key(Some(target.key()))
-            .consistent_read(true)
-            .send()
-            .await
-            .map_err(|e| store(classify(e)))?;
-        let Some(item) = out.item else {
+        let Some(item) = self.item(target).await? else {
             return Ok(None);
         };
         let Some(version) = number(&item, "version") else {
@@ -225,6 +216,17 @@ impl DenySets {
 
     /// Who holds the target's lock now (expired or not).
     async fn holder(&self, target: &Target) -> Result<Option<String>, RevocationError> {
+        Ok(self
+            .item(target)
+            .await?
+            .and_then(|i| i.get("lock_owner").and_then(|v| v.as_s().ok()).cloned()))
+    }
+
+    /// The target's item, read consistently.
+    async fn item(
+        &self,
+        target: &Target,
+    ) -> Result<Option<HashMap<String, AttributeValue>>, RevocationError> {
         let out = self
             .db
             .get_item()
@@ -234,9 +236,7 @@ impl DenySets {
             .send()
             .await
             .map_err(|e| store(classify(e)))?;
-        Ok(out
-            .item
-            .and_then(|i| i.get("lock_owner").and_then(|v| v.as_s().ok()).cloned()))
+        Ok(out.item)
     }
 
     /// Releases the lock. `applied`: the version just written to IAM, with when the target is
