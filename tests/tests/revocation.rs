@@ -15,16 +15,8 @@ use keysmith_tests::api::{assert_error, TestApp, ADMIN, DEPLOYER, LEASE_BOUNDARY
 use keysmith_tests::aws::{allow_all, assumable_role, secret, user_with_key};
 use keysmith_tests::moto::Moto;
 use keysmith_tests::proxy::CaptureProxy;
+use keysmith_tests::revocations::{decode, denied_leases, role_policy, unique, POLICY};
 use serde_json::{json, Value};
-
-const POLICY: &str = "keysmith-revocations";
-
-fn unique(prefix: &str) -> String {
-    format!(
-        "{prefix}-{}",
-        &uuid::Uuid::new_v4().simple().to_string()[..12]
-    )
-}
 
 async fn issue(t: &TestApp, profile: &str) -> Value {
     let (s, b) = t
@@ -66,32 +58,6 @@ async fn base_user(t: &TestApp) -> (String, String) {
     (name, secret_id)
 }
 
-fn decode(text: &str) -> Value {
-    let text = if text.starts_with('{') {
-        text.to_owned()
-    } else {
-        keysmith_tests::proxy::percent_decode(text)
-    };
-    serde_json::from_str(&text).unwrap_or_else(|e| panic!("not JSON ({e}): {text}"))
-}
-
-async fn role_policy(iam: &Iam, role: &str) -> Option<Value> {
-    match iam
-        .get_role_policy()
-        .role_name(role)
-        .policy_name(POLICY)
-        .send()
-        .await
-    {
-        Ok(out) => Some(decode(&out.policy_document)),
-        Err(e) => {
-            let code = e.as_service_error().and_then(|s| s.meta().code());
-            assert_eq!(code, Some("NoSuchEntity"), "{e:?}");
-            None
-        }
-    }
-}
-
 async fn user_policy(iam: &Iam, user: &str) -> Option<Value> {
     iam.get_user_policy()
         .user_name(user)
@@ -100,22 +66,6 @@ async fn user_policy(iam: &Iam, user: &str) -> Option<Value> {
         .await
         .ok()
         .map(|out| decode(&out.policy_document))
-}
-
-/// The lease ids a policy denies by `aws:PrincipalTag/keysmith:lease`.
-fn denied_leases(policy: &Value) -> Vec<String> {
-    let mut ids = Vec::new();
-    for s in policy["Statement"].as_array().unwrap() {
-        assert_eq!(s["Effect"], "Deny");
-        assert_eq!(s["Action"], "*");
-        assert_eq!(s["Resource"], "*");
-        match &s["Condition"]["StringEquals"]["aws:PrincipalTag/keysmith:lease"] {
-            Value::Array(a) => ids.extend(a.iter().map(|v| v.as_str().unwrap().to_owned())),
-            Value::String(v) => ids.push(v.clone()),
-            _ => {}
-        }
-    }
-    ids
 }
 
 fn audit_of<'a>(

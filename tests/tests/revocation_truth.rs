@@ -14,19 +14,12 @@ use keysmith_tests::api::{TestApp, ADMIN, DEPLOYER, LEASE_BOUNDARY};
 use keysmith_tests::aws::assumable_role;
 use keysmith_tests::moto::Moto;
 use keysmith_tests::proxy::{CaptureProxy, Fault};
+use keysmith_tests::revocations::{role_policy, unique, POLICY};
 use serde_json::{json, Value};
 
-const POLICY: &str = "keysmith-revocations";
 const OTHER: &str = "arn:aws:sts::123456789012:assumed-role/Operators/bob";
 const OPERATORS: &str = "arn:aws:sts::123456789012:assumed-role/Operators/*";
 const FOREIGN: &str = "222222222222";
-
-fn unique(prefix: &str) -> String {
-    format!(
-        "{prefix}-{}",
-        &uuid::Uuid::new_v4().simple().to_string()[..12]
-    )
-}
 
 fn scheduler() -> Origin {
     Origin {
@@ -62,34 +55,9 @@ async fn role_profile(t: &TestApp, profile: &str, extra: Value) -> (String, Stri
     (name, arn)
 }
 
-fn decode(text: &str) -> Value {
-    let text = if text.starts_with('{') {
-        text.to_owned()
-    } else {
-        keysmith_tests::proxy::percent_decode(text)
-    };
-    serde_json::from_str(&text).unwrap()
-}
-
-async fn role_policy(iam: &Iam, role: &str) -> Option<Value> {
-    iam.get_role_policy()
-        .role_name(role)
-        .policy_name(POLICY)
-        .send()
-        .await
-        .ok()
-        .map(|out| decode(&out.policy_document))
-}
-
+/// The denied lease ids, sorted.
 fn denied_leases(policy: &Value) -> Vec<String> {
-    let mut ids = Vec::new();
-    for s in policy["Statement"].as_array().unwrap() {
-        if let Some(a) =
-            s["Condition"]["StringEquals"]["aws:PrincipalTag/keysmith:lease"].as_array()
-        {
-            ids.extend(a.iter().map(|v| v.as_str().unwrap().to_owned()));
-        }
-    }
+    let mut ids = keysmith_tests::revocations::denied_leases(policy);
     ids.sort();
     ids
 }
