@@ -1,4 +1,7 @@
 //! issue-credentials: the HTTP API (API Gateway HTTP API, payload v2) in front of `keysmith`.
+// The handlers' futures nest deeply (SDK calls inside use cases inside the runtime); a clean
+// non-incremental build measures their layout past the default limit of 128.
+#![recursion_limit = "256"]
 
 use aws_lambda_events::apigw::ApiGatewayV2httpResponse;
 use keysmith::api::HttpEvent;

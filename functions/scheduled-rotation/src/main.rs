@@ -1,5 +1,8 @@
 //! scheduled-rotation: the hourly EventBridge job, the 3-minute lease sweep, and rotate-now's
-//! asynchronous `Rotation Requested` event, in front of `keysmith::schedule`.
+//! asynchronous `Rotation Requested` event, in front of `keysmith::jobs`.
+// The handlers' futures nest deeply (SDK calls inside use cases inside the runtime); a clean
+// non-incremental build measures their layout past the default limit of 128.
+#![recursion_limit = "256"]
 
 use aws_lambda_events::eventbridge::EventBridgeEvent;
 use keysmith::audit::Origin;

@@ -1,4 +1,7 @@
 //! secret-rotation: the Secrets Manager rotation hook for secrets that hold IAM access keys.
+// The handlers' futures nest deeply (SDK calls inside use cases inside the runtime); a clean
+// non-incremental build measures their layout past the default limit of 128.
+#![recursion_limit = "256"]
 
 use keysmith::audit::Origin;
 use keysmith::rotation::RotationEvent;

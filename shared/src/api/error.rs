@@ -4,7 +4,7 @@ use serde_json::json;
 
 use crate::audit::AuditError;
 use crate::aws::{AwsFailure, FailureKind};
-use crate::issue::IssueError;
+use crate::issue::{GrantError, IssueError};
 use crate::lease::{LeaseError, PROFILE_LIVE_LIMIT};
 use crate::names::Invalid;
 use crate::profile::StoreError;
@@ -235,6 +235,23 @@ impl From<RevokeError> for ApiError {
             RevokeError::Audit(e) => e.into(),
             RevokeError::AuditUnavailable => Self::AuditUnavailable,
             RevokeError::Store(f) => upstream(&f),
+        }
+    }
+}
+
+impl From<GrantError> for ApiError {
+    fn from(e: GrantError) -> Self {
+        match e {
+            GrantError::NotFound(name) => Self::NotFound(format!("profile {name} not found")),
+            e @ GrantError::Forbidden(_) => Self::Forbidden(e.to_string()),
+            GrantError::Disabled(name) => Self::ProfileDisabled(name.to_string()),
+            GrantError::Invalid(e) => e.into(),
+            GrantError::Profile(e) => e.into(),
+            GrantError::Issue(e) => e.into(),
+            GrantError::Lease(e) => e.into(),
+            GrantError::Audit(e) => e.into(),
+            GrantError::AuditUnavailable => Self::AuditUnavailable,
+            GrantError::Store(f) => upstream(&f),
         }
     }
 }

@@ -1,9 +1,12 @@
 //! Issuing temporary credentials (SPEC §4–5): the request checked against its profile, then
-//! STS issuance ([`sts`]) or a short-lived IAM user ([`iam_user`]).
+//! STS issuance ([`sts`]) or a short-lived IAM user ([`user`]); the use case around them, with
+//! its authorization and audit trail, is [`Issuing`].
 
+mod grant;
 mod sts;
 mod user;
 
+pub use grant::{GrantError, Granted, Issuing, Requester};
 pub use sts::source_identity;
 pub use user::IAM_USER_READY_TIMEOUT;
 
