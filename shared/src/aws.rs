@@ -87,6 +87,23 @@ impl<C> Lazy<C> {
     }
 }
 
+/// The DynamoDB client, built on first use like the others: even the path every request takes
+/// is not init's business (a Lambda init that builds nothing runs at the floor).
+pub type Dynamo = Lazy<aws_sdk_dynamodb::Client>;
+
+/// A client built elsewhere (tests, tools), used as it is.
+impl From<aws_sdk_dynamodb::Client> for Dynamo {
+    fn from(client: aws_sdk_dynamodb::Client) -> Self {
+        let cell = std::sync::OnceLock::new();
+        let _ = cell.set(client);
+        Self {
+            sdk: SdkConfig::builder().build(),
+            make: aws_sdk_dynamodb::Client::new,
+            cell: std::sync::Arc::new(cell),
+        }
+    }
+}
+
 impl<C> std::ops::Deref for Lazy<C> {
     type Target = C;
     fn deref(&self) -> &C {
@@ -104,13 +121,14 @@ impl<C> std::fmt::Debug for Lazy<C> {
     }
 }
 
-/// The service clients, shared by every request (built lazily but DynamoDB, which every path uses).
+/// The service clients, shared by every request, each built on first use.
 #[derive(Clone, Debug)]
 pub struct Clients {
     pub sts: Lazy<aws_sdk_sts::Client>,
     pub secrets: Lazy<aws_sdk_secretsmanager::Client>,
-    pub dynamodb: aws_sdk_dynamodb::Client,
+    pub dynamodb: Dynamo,
     pub iam: Lazy<aws_sdk_iam::Client>,
+    pub sqs: Lazy<aws_sdk_sqs::Client>,
     /// The region the functions run in (for audit items).
     pub region: String,
     /// For clients that need other credentials (a rotation's admin identity).
@@ -122,8 +140,9 @@ impl Clients {
         Self {
             sts: Lazy::new(sdk, aws_sdk_sts::Client::new),
             secrets: Lazy::new(sdk, aws_sdk_secretsmanager::Client::new),
-            dynamodb: aws_sdk_dynamodb::Client::new(sdk),
+            dynamodb: Lazy::new(sdk, aws_sdk_dynamodb::Client::new),
             iam: Lazy::new(sdk, aws_sdk_iam::Client::new),
+            sqs: Lazy::new(sdk, aws_sdk_sqs::Client::new),
             region: sdk.region().map(ToString::to_string).unwrap_or_default(),
             sdk: sdk.clone(),
         }

@@ -29,6 +29,10 @@ pub struct Config {
     /// assumes in another account to write a revocation there. Unset, such revocations are
     /// refused with `409` naming the account.
     pub revoker_role_name: Option<String>,
+    /// `KEYSMITH_ROTATION_QUEUE_URL` (optional, SPEC §14): RotationQueue. Set, the scheduled run
+    /// and rotate-now enqueue rotations for the queue's workers; unset (local runs), the run
+    /// rotates inline and rotate-now invokes the function.
+    pub rotation_queue_url: Option<String>,
 }
 
 /// Where STS calls go. Empty means the SDK's own resolution (region's endpoint, `AWS_ENDPOINT_URL`).
@@ -163,7 +167,17 @@ impl Config {
                 name: "KEYSMITH_REVOKER_ROLE_NAME",
                 reason,
             })?;
+        let rotation_queue_url = get("KEYSMITH_ROTATION_QUEUE_URL")
+            .map(|u| match url::Url::parse(&u) {
+                Ok(p) if matches!(p.scheme(), "https" | "http") && p.host().is_some() => Ok(u),
+                _ => Err(ConfigError::Malformed {
+                    name: "KEYSMITH_ROTATION_QUEUE_URL",
+                    reason: "must be an SQS queue URL (https://sqs.<region>.amazonaws.com/<account>/<name>)".into(),
+                }),
+            })
+            .transpose()?;
         Ok(Self {
+            rotation_queue_url,
             revoker_role_name,
             lease_boundary_arns,
             rotation_function: get("KEYSMITH_ROTATION_FUNCTION"),

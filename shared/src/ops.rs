@@ -18,6 +18,9 @@ pub enum Metric {
     RotationFailed,
     SweepFailed,
     AuditWriteFailed,
+    /// IAM or STS throttling that outlived the SDK's retries (SPEC §14): an API `429`, or a
+    /// queued rotation deferred.
+    UpstreamThrottled,
 }
 
 impl Metric {
@@ -30,6 +33,7 @@ impl Metric {
             Self::RotationFailed => "RotationFailures",
             Self::SweepFailed => "SweepFailures",
             Self::AuditWriteFailed => "AuditWriteFailures",
+            Self::UpstreamThrottled => "UpstreamThrottled",
         }
     }
 }

@@ -68,6 +68,7 @@ impl TestApp {
             rotator_role_arn: None,
             lease_group_path: "/keysmith/".into(),
             revoker_role_name: None,
+            rotation_queue_url: None,
         };
         edit(&mut config);
         let app = keysmith::App::new(config, &sdk);

@@ -11,6 +11,7 @@ pub mod gateway;
 pub mod leaks;
 pub mod moto;
 pub mod proxy;
+pub mod queue;
 pub mod revocations;
 pub mod rotation;
 pub mod runtime;

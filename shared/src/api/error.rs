@@ -73,7 +73,7 @@ impl ApiError {
             Self::MethodNotAllowed { .. } => "method_not_allowed",
             Self::Conflict(_) => "conflict",
             Self::PayloadTooLarge => "payload_too_large",
-            Self::Throttled => "throttled",
+            Self::Throttled => "upstream_throttled",
             Self::LeaseLimit { .. } | Self::ProfileLeaseLimit(_) => "lease_limit",
             Self::Upstream(_) => "upstream_error",
             Self::AuditUnavailable => "audit_unavailable",

@@ -52,6 +52,9 @@ pub async fn handle(api: &Api, event: impl Into<HttpEvent>) -> ApiGatewayV2httpR
     match Box::pin(route(api, event.into())).await {
         Ok(reply) => respond(reply.status, reply.body, &[]),
         Err(e) => {
+            if matches!(e, ApiError::Throttled) {
+                crate::ops::count(crate::ops::Metric::UpstreamThrottled, None);
+            }
             if e.status() >= 500 {
                 tracing::warn!(status = e.status(), error = %e, "request failed");
             }

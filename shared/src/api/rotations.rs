@@ -120,14 +120,21 @@ pub(super) async fn rotate_now(
         return Err(Invalid::new("body", "must be empty or {}").into());
     }
     req.require_admin(app, "rotate keys").await?;
-    let policy = rotation::request_now(
-        &app.policies,
-        &api.lambda,
-        app.config.rotation_function.as_deref(),
-        &app.region,
-        name.as_str(),
-        &req.origin,
-    )
-    .await?;
+    let wake = match (
+        &app.config.rotation_queue_url,
+        &app.config.rotation_function,
+    ) {
+        (Some(url), _) => rotation::Wake::Queue {
+            sqs: &app.clients.sqs,
+            url,
+        },
+        (None, Some(function)) => rotation::Wake::Function {
+            lambda: &api.lambda,
+            name: function,
+            region: &app.region,
+        },
+        (None, None) => rotation::Wake::Nobody,
+    };
+    let policy = rotation::request_now(&app.policies, wake, name.as_str(), &req.origin).await?;
     Ok(Reply::json(202, policy.to_json(chrono::Utc::now())))
 }

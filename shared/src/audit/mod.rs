@@ -43,15 +43,15 @@ pub enum AuditedWriteError {
 
 #[derive(Clone, Debug)]
 pub struct AuditLog {
-    db: aws_sdk_dynamodb::Client,
+    db: crate::aws::Dynamo,
     table: String,
     reporter: Reporter,
 }
 
 impl AuditLog {
-    pub fn new(db: aws_sdk_dynamodb::Client, table: impl Into<String>) -> Self {
+    pub fn new(db: impl Into<crate::aws::Dynamo>, table: impl Into<String>) -> Self {
         Self {
-            db,
+            db: db.into(),
             table: table.into(),
             reporter: Reporter::default(),
         }

@@ -1,10 +1,12 @@
 //! The scheduled work of scheduled-rotation, one file per job: rotate what is due
 //! ([`rotate_due`]), end due leases ([`sweep`]), prune revocations ([`prune`]), report old keys
-//! ([`key_report`]); [`run`] is the hourly sequence. Like `api/`, a job only sequences use cases
+//! ([`key_report`]), and RotationQueue's sending and working ([`queue`]); [`run`] is the hourly
+//! sequence. Like `api/`, a job only sequences use cases
 //! of the domain modules and reports.
 
 mod key_report;
 mod prune;
+mod queue;
 mod rotate_due;
 mod sweep;
 
@@ -19,6 +21,7 @@ use crate::rotation::Rotated;
 use crate::App;
 use key_report::old_keys;
 pub use key_report::{OldKey, EVENT_OLD_KEY};
+pub use queue::{work, WorkReport, THROTTLED_DELAY_SECONDS};
 pub use rotate_due::{run_rotations, CONCURRENCY};
 pub use sweep::sweep;
 
@@ -26,6 +29,8 @@ pub use sweep::sweep;
 pub struct RunReport {
     /// Items the due-policy query returned: proportional to the due work, not to all policies.
     pub policies_read: usize,
+    /// Due rotations sent to RotationQueue (SPEC §14) rather than rotated here.
+    pub enqueued: usize,
     pub rotated: Vec<(String, Rotated)>,
     /// Due policies another run (or a rotate-now) holds.
     pub skipped: Vec<String>,
@@ -39,6 +44,7 @@ impl RunReport {
     pub fn to_json(&self) -> Value {
         json!({
             "policies_read": self.policies_read,
+            "enqueued": self.enqueued,
             "rotated": self.rotated.iter().map(|(p, r)| json!({"policy": p, "user_name": r.user_name,
                 "old_access_key_id": r.old_access_key_id, "new_access_key_id": r.new_access_key_id})).collect::<Vec<_>>(),
             "skipped": self.skipped,

@@ -15,12 +15,16 @@ use crate::App;
 pub const CONCURRENCY: usize = 4;
 
 /// The rotations of a run only: every due policy, requested ones included (rotate-now makes a
-/// policy due at once). What the `Rotation Requested` event runs.
+/// policy due at once). What the `Rotation Requested` event runs. With RotationQueue configured
+/// they are enqueued for its workers instead (SPEC §14).
 pub async fn run_rotations(
     app: &App,
     now: DateTime<Utc>,
     origin: &Origin,
 ) -> Result<RunReport, ScheduleError> {
+    if let Some(url) = &app.config.rotation_queue_url {
+        return super::queue::enqueue_due(app, url, now).await;
+    }
     let due = app.policies.due(now).await?;
     let mut report = RunReport {
         policies_read: due.items_read,

@@ -96,15 +96,19 @@ impl LeaseError {
 
 #[derive(Clone, Debug)]
 pub struct Leases {
-    db: aws_sdk_dynamodb::Client,
+    db: crate::aws::Dynamo,
     table: String,
     pub users: IamUsers,
 }
 
 impl Leases {
-    pub fn new(db: aws_sdk_dynamodb::Client, table: impl Into<String>, users: IamUsers) -> Self {
+    pub fn new(
+        db: impl Into<crate::aws::Dynamo>,
+        table: impl Into<String>,
+        users: IamUsers,
+    ) -> Self {
         Self {
-            db,
+            db: db.into(),
             table: table.into(),
             users,
         }

@@ -64,7 +64,7 @@ pub enum Saved {
 
 #[derive(Clone, Debug)]
 pub struct ProfileStore {
-    db: aws_sdk_dynamodb::Client,
+    db: crate::aws::Dynamo,
     table: String,
     audit: AuditLog,
 }
@@ -77,9 +77,13 @@ fn key(name: &ProfileName) -> HashMap<String, AttributeValue> {
 }
 
 impl ProfileStore {
-    pub fn new(db: aws_sdk_dynamodb::Client, table: impl Into<String>, audit: AuditLog) -> Self {
+    pub fn new(
+        db: impl Into<crate::aws::Dynamo>,
+        table: impl Into<String>,
+        audit: AuditLog,
+    ) -> Self {
         Self {
-            db,
+            db: db.into(),
             table: table.into(),
             audit,
         }

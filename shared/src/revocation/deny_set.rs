@@ -35,7 +35,7 @@ pub(super) struct Stored {
 
 #[derive(Clone, Debug)]
 pub(super) struct DenySets {
-    db: aws_sdk_dynamodb::Client,
+    db: crate::aws::Dynamo,
     table: String,
 }
 
@@ -48,8 +48,11 @@ fn number(item: &HashMap<String, AttributeValue>, name: &str) -> Option<u64> {
 }
 
 impl DenySets {
-    pub fn new(db: aws_sdk_dynamodb::Client, table: String) -> Self {
-        Self { db, table }
+    pub fn new(db: impl Into<crate::aws::Dynamo>, table: String) -> Self {
+        Self {
+            db: db.into(),
+            table,
+        }
     }
 
     pub fn db(&self) -> &aws_sdk_dynamodb::Client {

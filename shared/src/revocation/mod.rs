@@ -153,7 +153,7 @@ pub struct Revocations {
 impl Revocations {
     pub fn new(
         accounts: Accounts,
-        db: aws_sdk_dynamodb::Client,
+        db: impl Into<crate::aws::Dynamo>,
         table: impl Into<String>,
         audit: AuditLog,
     ) -> Self {

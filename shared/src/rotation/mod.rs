@@ -17,12 +17,13 @@ mod lock;
 mod on_demand;
 pub mod policy;
 mod protocol;
+pub mod queue;
 mod secret;
 mod session;
 mod store;
 
 pub use on_demand::{
-    request_now, rotate_policy, PolicyRotationError, EVENT_REQUESTED, ROTATION_REQUESTED,
+    request_now, rotate_policy, PolicyRotationError, Wake, EVENT_REQUESTED, ROTATION_REQUESTED,
 };
 pub use secret::{Mode, RotatedSecret};
 

@@ -61,14 +61,27 @@ pub async fn rotate_policy(
     }
 }
 
-/// Rotate-now: marks the policy `requested` (audited) and invokes scheduled-rotation
-/// asynchronously with a `Rotation Requested` event. Invoking is best effort: if it fails, or no
-/// function is configured, the policy stays requested and the next hourly run rotates it.
+/// Who rotate-now wakes, in order of preference: RotationQueue's workers (SPEC §14), else
+/// scheduled-rotation invoked asynchronously with a `Rotation Requested` event.
+pub enum Wake<'a> {
+    Queue {
+        sqs: &'a aws_sdk_sqs::Client,
+        url: &'a str,
+    },
+    Function {
+        lambda: &'a aws_sdk_lambda::Client,
+        name: &'a str,
+        region: &'a str,
+    },
+    Nobody,
+}
+
+/// Rotate-now: marks the policy `requested` (audited), then wakes whoever rotates it. Waking is
+/// best effort: if it fails, or nobody is configured, the policy stays requested (due) and the
+/// next hourly run rotates it.
 pub async fn request_now(
     policies: &PolicyStore,
-    lambda: &aws_sdk_lambda::Client,
-    rotation_function: Option<&str>,
-    region: &str,
+    wake: Wake<'_>,
     name: &str,
     origin: &Origin,
 ) -> Result<Policy, PolicyError> {
@@ -82,28 +95,40 @@ pub async fn request_now(
     );
     record.profile = Some(name.to_owned());
     let policy = policies.request(name, now, &record).await?;
-    if let Some(function) = rotation_function {
-        let event = json!({
-            "version": "0",
-            "id": uuid::Uuid::new_v4().to_string(),
-            "detail-type": ROTATION_REQUESTED,
-            "source": "keysmith",
-            "account": "",
-            "time": format_time(now),
-            "region": region,
-            "resources": [],
-            "detail": {"policy": name},
-        });
-        let sent = lambda
-            .invoke()
-            .function_name(function)
-            .invocation_type(aws_sdk_lambda::types::InvocationType::Event)
-            .payload(aws_sdk_lambda::primitives::Blob::new(event.to_string()))
-            .send()
-            .await;
-        if let Err(e) = sent {
-            tracing::warn!(policy = name, function, error = %classify(e), "invoking scheduled-rotation failed; the next scheduled run rotates the policy");
+    match wake {
+        Wake::Queue { sqs, url } => {
+            if let Err(e) = super::queue::enqueue(sqs, url, name).await {
+                tracing::warn!(policy = name, error = %e, "enqueueing the rotation failed; the next scheduled run rotates the policy");
+            }
         }
+        Wake::Function {
+            lambda,
+            name: function,
+            region,
+        } => {
+            let event = json!({
+                "version": "0",
+                "id": uuid::Uuid::new_v4().to_string(),
+                "detail-type": ROTATION_REQUESTED,
+                "source": "keysmith",
+                "account": "",
+                "time": format_time(now),
+                "region": region,
+                "resources": [],
+                "detail": {"policy": name},
+            });
+            let sent = lambda
+                .invoke()
+                .function_name(function)
+                .invocation_type(aws_sdk_lambda::types::InvocationType::Event)
+                .payload(aws_sdk_lambda::primitives::Blob::new(event.to_string()))
+                .send()
+                .await;
+            if let Err(e) = sent {
+                tracing::warn!(policy = name, function, error = %classify(e), "invoking scheduled-rotation failed; the next scheduled run rotates the policy");
+            }
+        }
+        Wake::Nobody => {}
     }
     Ok(policy)
 }

@@ -14,7 +14,7 @@ use crate::time::format_time;
 
 #[derive(Clone, Debug)]
 pub struct PolicyStore {
-    db: aws_sdk_dynamodb::Client,
+    db: crate::aws::Dynamo,
     table: String,
     audit: AuditLog,
 }
@@ -27,9 +27,13 @@ pub struct Due {
 }
 
 impl PolicyStore {
-    pub fn new(db: aws_sdk_dynamodb::Client, table: impl Into<String>, audit: AuditLog) -> Self {
+    pub fn new(
+        db: impl Into<crate::aws::Dynamo>,
+        table: impl Into<String>,
+        audit: AuditLog,
+    ) -> Self {
         Self {
-            db,
+            db: db.into(),
             table: table.into(),
             audit,
         }
