@@ -680,21 +680,74 @@ fn resource<'a>(t: &'a Value, name: &str) -> &'a Value {
 }
 
 #[test]
-fn the_api_function_may_only_start_rotations_and_knows_the_lease_boundaries() {
+fn the_api_function_may_only_enqueue_rotations_and_knows_the_lease_boundaries() {
     let t = template();
     let api = resource(&t, API_FUNCTION);
     let env = &api["Properties"]["Environment"]["Variables"];
-    assert!(text(&env["KEYSMITH_ROTATION_FUNCTION"]).contains("ScheduledRotationFunction"));
+    assert_eq!(
+        text(&env["KEYSMITH_ROTATION_QUEUE_URL"]),
+        "!Ref RotationQueue"
+    );
     assert!(text(&env["KEYSMITH_LEASE_BOUNDARY_ARNS"]).contains("LeaseBoundaryPolicy"));
+    // Nothing starts a function any more: rotate-now and the hourly run both enqueue (SPEC 14).
     let invoke: Vec<Statement> = statements(&t)
         .into_iter()
         .filter(|s| s.grants("lambda:InvokeFunction"))
         .collect();
-    assert_eq!(invoke.len(), 1, "{invoke:?}");
-    assert_eq!(invoke[0].owner, API_FUNCTION);
+    assert!(invoke.is_empty(), "{invoke:?}");
+    let mut send: Vec<(String, Vec<String>)> = statements(&t)
+        .into_iter()
+        .filter(|s| s.grants("sqs:SendMessage") && s.held)
+        .map(|s| (s.owner.clone(), s.resources.clone()))
+        .collect();
+    send.sort();
     assert_eq!(
-        invoke[0].resources,
-        ["!GetAtt ScheduledRotationFunction.Arn"]
+        send,
+        [
+            (
+                API_FUNCTION.to_owned(),
+                vec!["!GetAtt RotationQueue.Arn".to_owned()]
+            ),
+            (
+                "ScheduledRotationFunction".to_owned(),
+                vec!["!GetAtt RotationQueue.Arn".to_owned()]
+            ),
+        ]
+    );
+}
+
+#[test]
+fn rotation_queue_outlives_a_worker_and_dead_letters_after_three_receives() {
+    let t = template();
+    let queue = &resource(&t, "RotationQueue")["Properties"];
+    let worker = &resource(&t, "ScheduledRotationFunction")["Properties"];
+    let visibility = queue["VisibilityTimeout"].as_u64().unwrap();
+    assert!(visibility > worker["Timeout"].as_u64().unwrap());
+    assert_eq!(queue["SqsManagedSseEnabled"], true);
+    assert_eq!(queue["RedrivePolicy"]["maxReceiveCount"], 3);
+    assert_eq!(
+        text(&queue["RedrivePolicy"]["deadLetterTargetArn"]),
+        "!GetAtt RotationDeadLetterQueue.Arn"
+    );
+    let mapping = &worker["Events"]["RotationQueue"]["Properties"];
+    assert_eq!(
+        mapping["FunctionResponseTypes"][0],
+        "ReportBatchItemFailures"
+    );
+    assert_eq!(mapping["BatchSize"], 10);
+    assert_eq!(
+        text(&mapping["ScalingConfig"]["MaximumConcurrency"]),
+        "!Ref RotationMaxConcurrency"
+    );
+    assert_eq!(t["Parameters"]["RotationMaxConcurrency"]["Default"], 10);
+    assert_eq!(
+        text(&worker["Environment"]["Variables"]["KEYSMITH_ROTATION_QUEUE_URL"]),
+        "!Ref RotationQueue"
+    );
+    let alarm = &resource(&t, "RotationDeadLetterAlarm")["Properties"];
+    assert_eq!(
+        text(&alarm["Dimensions"][0]["Value"]),
+        "!GetAtt RotationDeadLetterQueue.QueueName"
     );
 }
 
