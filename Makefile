@@ -15,7 +15,7 @@ SIMULATOR := infra/simulator
 DEPLOY_VENV := .venv-deploy
 export SAM_CLI_TELEMETRY := 0
 
-.PHONY: demo test bench lint venv lint-venv deploy-venv deploy-build build clean dev fuzz simulate simulator
+.PHONY: demo test bench bench-scale lint venv lint-venv deploy-venv deploy-build build clean dev fuzz simulate simulator
 
 # `build` compiles every binary of the workspace (demo included) with one feature resolution; a
 # separate `cargo run -p …` would resolve features per package and build the dependency graph again.
@@ -30,6 +30,15 @@ test: venv build
 	cargo test --workspace -- --skip rotation_through_an_admin_secret_and_role_converges_after_any_crash --skip a_profile_revoke_over_100000_stored_leases
 	cargo test --workspace --test rotation rotation_through_an_admin_secret_and_role_converges_after_any_crash
 	cargo test --workspace --test revocation_truth a_profile_revoke_over_100000_stored_leases -- --nocapture
+
+# SPEC 14: N due rotations (default 1,000) through RotationQueue and WORKERS worker processes of
+# the release scheduled-rotation; writes target/bench/scale.md.
+N ?= 1000
+WORKERS ?= 4
+bench-scale: venv
+	cargo build --release -p issue-credentials -p scheduled-rotation -p secret-rotation -p hello-lambda -p keysmith-cli
+	cargo build --workspace --bins
+	N=$(N) WORKERS=$(WORKERS) target/debug/bench_scale
 
 bench: venv
 	$(VENV)/bin/pip install --quiet --disable-pip-version-check -r bench/requirements.txt

@@ -166,6 +166,19 @@ impl IamUsers {
         })
     }
 
+    /// Rewrites a lease user's expiry policy (a renewal): the new end replaces the old at once.
+    pub async fn set_expiry(&self, user: &str, expires_at: DateTime<Utc>) -> Result<(), IamError> {
+        self.iam
+            .put_user_policy()
+            .user_name(user)
+            .policy_name(EXPIRY_POLICY)
+            .policy_document(expiry_policy(expires_at))
+            .send()
+            .await
+            .map(drop)
+            .map_err(step("PutUserPolicy"))
+    }
+
     /// Deletes the user and, first, everything IAM requires gone before `DeleteUser`: access keys,
     /// login profile, MFA devices, signing certificates, SSH keys, service-specific credentials,
     /// inline and attached policies, group memberships. Safe to repeat; a missing user is

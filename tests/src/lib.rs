@@ -68,17 +68,29 @@ pub async fn seed_not_due_policies(
     count: usize,
     now: chrono::DateTime<chrono::Utc>,
 ) {
-    use aws_sdk_dynamodb::types::{PutRequest, WriteRequest};
     use chrono::Timelike;
-    use keysmith::rotation::policy::Policy;
     let later_hour = u8::try_from((now.hour() + 2) % 24).unwrap();
-    let policies: Vec<Policy> = (0..count)
-        .map(|i| {
-            let name =
-                keysmith::names::ProfileName::parse("name", &format!("later-{i:04}")).unwrap();
-            let body = serde_json::json!({"secret_id": "keysmith/unused", "interval_days": 30});
+    let names = (0..count).map(|i| (format!("later-{i:04}"), "keysmith/unused".to_owned()));
+    seed_policies(sdk, table, names, Some(later_hour), now).await;
+}
+
+/// As [`seed_not_due_policies`], for policies `(name, secret_id)` due at `now` unless
+/// `rotation_hour_utc` says otherwise.
+pub async fn seed_policies(
+    sdk: &aws_config::SdkConfig,
+    table: &str,
+    policies: impl Iterator<Item = (String, String)>,
+    rotation_hour_utc: Option<u8>,
+    now: chrono::DateTime<chrono::Utc>,
+) {
+    use aws_sdk_dynamodb::types::{PutRequest, WriteRequest};
+    use keysmith::rotation::policy::Policy;
+    let policies: Vec<Policy> = policies
+        .map(|(name, secret)| {
+            let name = keysmith::names::ProfileName::parse("name", &name).unwrap();
+            let body = serde_json::json!({"secret_id": secret, "interval_days": 30});
             let mut p = Policy::parse(name, body.to_string().as_bytes()).unwrap();
-            p.rotation_hour_utc = Some(later_hour);
+            p.rotation_hour_utc = rotation_hour_utc;
             p
         })
         .collect();

@@ -536,6 +536,26 @@ async fn admin_commands_round_trip_a_profile_and_read_the_audit_trail() {
             .is_array());
     }
 
+    // `leases renew` reaches the route (SPEC §16): no such lease here.
+    let out = s.run(
+        &s.admin,
+        &[
+            "leases",
+            "renew",
+            "0d5f3c52-86a1-4f5e-9c0e-7b3a2f1e4d6c",
+            "--duration-seconds",
+            "3600",
+        ],
+    );
+    assert_eq!(out.status.code(), Some(1), "{}", show(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stderr)
+            .trim_end()
+            .ends_with("(not_found)"),
+        "{}",
+        show(&out)
+    );
+
     // The audit trail through the client.
     let out = s.run(&s.admin, &["audit", "--output", "json", "--limit", "50"]);
     assert!(out.status.success(), "{}", show(&out));

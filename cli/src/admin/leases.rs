@@ -1,13 +1,13 @@
-//! `keysmith leases list|revoke`.
+//! `keysmith leases list|revoke|renew`.
 
 use crate::admin::{all_pages, print_object, AdminError};
 use crate::client::{encode, Api, Target};
 use crate::output::{list, Format};
 
-/// List or revoke leases (your own, or any as an admin).
+/// List, revoke or renew leases (your own, or any as an admin).
 #[derive(clap::Args, Debug)]
 #[command(
-    after_help = "Examples:\n  keysmith leases list --profile deploy\n  keysmith leases revoke 0d5f3c52-86a1-4f5e-9c0e-7b3a2f1e4d6c"
+    after_help = "Examples:\n  keysmith leases list --profile deploy\n  keysmith leases revoke 0d5f3c52-86a1-4f5e-9c0e-7b3a2f1e4d6c\n  keysmith leases renew 0d5f3c52-86a1-4f5e-9c0e-7b3a2f1e4d6c --duration-seconds 3600"
 )]
 pub struct Args {
     #[command(subcommand)]
@@ -28,6 +28,17 @@ pub enum Command {
         after_help = "Example:\n  keysmith leases revoke 0d5f3c52-86a1-4f5e-9c0e-7b3a2f1e4d6c"
     )]
     Revoke { lease_id: String },
+    /// Make a live iam_user lease end later (STS credentials cannot be extended).
+    #[command(
+        after_help = "Example:\n  keysmith leases renew 0d5f3c52-86a1-4f5e-9c0e-7b3a2f1e4d6c --duration-seconds 3600"
+    )]
+    Renew {
+        lease_id: String,
+        /// The lease ends this long from now (default: the profile's default duration), never
+        /// past the profile's max_duration_seconds after the lease began.
+        #[arg(long, value_name = "N")]
+        duration_seconds: Option<u32>,
+    },
 }
 
 pub async fn run(target: &Target, format: Format, args: &Args) -> Result<(), AdminError> {
@@ -53,6 +64,23 @@ pub async fn run(target: &Target, format: Format, args: &Args) -> Result<(), Adm
             let path = format!("/v1/leases/{}", encode(lease_id));
             let answer = api.call("DELETE", &path, None).await?;
             print_object(&answer, format, &format!("revoked lease {lease_id}"));
+        }
+        Command::Renew {
+            lease_id,
+            duration_seconds,
+        } => {
+            let path = format!("/v1/leases/{}/renew", encode(lease_id));
+            let body = match duration_seconds {
+                Some(d) => serde_json::json!({ "duration_seconds": d }),
+                None => serde_json::json!({}),
+            };
+            let answer = api.call("POST", &path, Some(&body)).await?;
+            let until = answer["expiration"].as_str().unwrap_or("?");
+            print_object(
+                &answer,
+                format,
+                &format!("renewed lease {lease_id} until {until}"),
+            );
         }
     }
     Ok(())

@@ -5,6 +5,7 @@ use serde_json::json;
 use crate::audit::AuditError;
 use crate::aws::{AwsFailure, FailureKind};
 use crate::issue::{GrantError, IssueError};
+use crate::lease::RenewError;
 use crate::lease::{LeaseError, PROFILE_LIVE_LIMIT};
 use crate::names::Invalid;
 use crate::profile::StoreError;
@@ -23,6 +24,8 @@ pub enum ApiError {
     Forbidden(String),
     #[error("profile {0} is switched off (enabled: false); ask an admin")]
     ProfileDisabled(String),
+    #[error("{0}")]
+    RoleNotAllowed(String),
     #[error("{0}")]
     NotFound(String),
     #[error("method {method} is not allowed on this path")]
@@ -52,7 +55,7 @@ impl ApiError {
         match self {
             Self::Invalid { .. } => 400,
             Self::Unauthenticated => 401,
-            Self::Forbidden(_) | Self::ProfileDisabled(_) => 403,
+            Self::Forbidden(_) | Self::ProfileDisabled(_) | Self::RoleNotAllowed(_) => 403,
             Self::NotFound(_) => 404,
             Self::MethodNotAllowed { .. } => 405,
             Self::Conflict(_) => 409,
@@ -69,6 +72,7 @@ impl ApiError {
             Self::Unauthenticated => "unauthenticated",
             Self::Forbidden(_) => "forbidden",
             Self::ProfileDisabled(_) => "profile_disabled",
+            Self::RoleNotAllowed(_) => "role_not_allowed",
             Self::NotFound(_) => "not_found",
             Self::MethodNotAllowed { .. } => "method_not_allowed",
             Self::Conflict(_) => "conflict",
@@ -245,6 +249,7 @@ impl From<GrantError> for ApiError {
             GrantError::NotFound(name) => Self::NotFound(format!("profile {name} not found")),
             e @ GrantError::Forbidden(_) => Self::Forbidden(e.to_string()),
             GrantError::Disabled(name) => Self::ProfileDisabled(name.to_string()),
+            e @ GrantError::RoleNotAllowed { .. } => Self::RoleNotAllowed(e.to_string()),
             GrantError::Invalid(e) => e.into(),
             GrantError::Profile(e) => e.into(),
             GrantError::Issue(e) => e.into(),
@@ -252,6 +257,22 @@ impl From<GrantError> for ApiError {
             GrantError::Audit(e) => e.into(),
             GrantError::AuditUnavailable => Self::AuditUnavailable,
             GrantError::Store(f) => upstream(&f),
+        }
+    }
+}
+
+impl From<RenewError> for ApiError {
+    fn from(e: RenewError) -> Self {
+        match e {
+            RenewError::Forbidden => Self::Forbidden(e.to_string()),
+            RenewError::Conflict(m) => Self::Conflict(m),
+            RenewError::Disabled(name) => Self::ProfileDisabled(name.to_string()),
+            RenewError::Invalid(e) => e.into(),
+            RenewError::Lease(e) => e.into(),
+            RenewError::Profile(e) => e.into(),
+            RenewError::Audit(e) => e.into(),
+            RenewError::AuditUnavailable => Self::AuditUnavailable,
+            RenewError::Store(f) => upstream(&f),
         }
     }
 }

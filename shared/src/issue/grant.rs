@@ -21,6 +21,9 @@ pub enum GrantError {
     Forbidden(ProfileName),
     #[error("profile {0} is switched off")]
     Disabled(ProfileName),
+    /// SPEC §16: the requested `role_arn` is not among the profile's `role_arns`.
+    #[error("role {role} is not one of profile {profile}'s role_arns")]
+    RoleNotAllowed { profile: ProfileName, role: String },
     #[error(transparent)]
     Invalid(#[from] Invalid),
     #[error(transparent)]
@@ -116,6 +119,21 @@ impl Issuing<'_> {
             return Err(GrantError::Disabled(name.clone()));
         }
         let issuance = Issuance::parse(&profile, body)?;
+        if !issuance.role_allowed(&profile) {
+            let role = issuance
+                .role
+                .as_ref()
+                .map(ToString::to_string)
+                .unwrap_or_default();
+            let why = format!(
+                "{caller} asked profile {name} for role {role}, which is not among its role_arns."
+            );
+            self.audit.write(&record(Outcome::Denied, why)).await?;
+            return Err(GrantError::RoleNotAllowed {
+                profile: name.clone(),
+                role,
+            });
+        }
         let issued = match self.issuer.issue(&profile, &issuance, caller).await {
             Ok(issued) => issued,
             Err(e) => {

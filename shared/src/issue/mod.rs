@@ -16,8 +16,8 @@ use serde::Deserialize;
 use crate::aws::{AwsFailure, Clients, FailureKind};
 use crate::config::StsTarget;
 use crate::lease::{Lease, LeaseError, Leases, ISSUE_BUDGET};
-use crate::names::{DurationSeconds, Invalid, PolicyArn, SessionName, TokenCode};
-use crate::profile::{parse_optional_json, CredentialType, Kind, Profile};
+use crate::names::{DurationSeconds, Invalid, PolicyArn, RoleArn, SessionName, TokenCode};
+use crate::profile::{parse_optional_json, CredentialType, Kind, Profile, Roles};
 use crate::secret::AccessKeyPair;
 use crate::users::IamError;
 
@@ -27,6 +27,7 @@ struct RawRequest {
     duration_seconds: Option<i64>,
     token_code: Option<String>,
     session_name: Option<String>,
+    role_arn: Option<String>,
 }
 
 /// A credentials request, checked against its profile.
@@ -35,6 +36,9 @@ pub struct Issuance {
     pub duration: DurationSeconds,
     pub token_code: Option<TokenCode>,
     pub session_name: Option<SessionName>,
+    /// `assumed_role`: the role to assume — the profile's one `role_arn`, or the one the request
+    /// names, which [`Issuance::role_allowed`] checks against `role_arns`.
+    pub role: Option<RoleArn>,
 }
 
 impl Issuance {
@@ -102,11 +106,56 @@ impl Issuance {
                 ))
             }
         };
+        let role = match (&profile.kind, raw.role_arn.as_deref()) {
+            (
+                Kind::AssumedRole {
+                    roles: Roles::Fixed(r),
+                    ..
+                },
+                None,
+            ) => Some(r.clone()),
+            (
+                Kind::AssumedRole {
+                    roles: Roles::Choice(_),
+                    ..
+                },
+                None,
+            ) => {
+                return Err(Invalid::new(
+                    "role_arn",
+                    "is required: this profile lets the request choose among its role_arns",
+                ))
+            }
+            (
+                Kind::AssumedRole {
+                    roles: Roles::Choice(_),
+                    ..
+                },
+                Some(a),
+            ) => Some(RoleArn::parse("role_arn", a)?),
+            (_, None) => None,
+            (_, Some(_)) => {
+                return Err(Invalid::new(
+                    "role_arn",
+                    "is used only by assumed_role profiles with role_arns",
+                ))
+            }
+        };
         Ok(Self {
             duration,
             token_code,
             session_name,
+            role,
         })
+    }
+
+    /// Whether the requested role is one the profile lists (always, for a fixed `role_arn`).
+    pub fn role_allowed(&self, profile: &Profile) -> bool {
+        match (&profile.kind, &self.role) {
+            (Kind::AssumedRole { roles, .. }, Some(r)) => roles.all().contains(r),
+            (Kind::AssumedRole { .. }, None) => false,
+            _ => true,
+        }
     }
 }
 

@@ -29,7 +29,7 @@ impl Issuer {
         let created_at = chrono::Utc::now();
         // Recorded and counted before STS is called (a cap holds), pending until the credentials
         // are handed out and audited.
-        let lease_target = self.lease_target(profile, target).await?;
+        let lease_target = self.lease_target(profile, req, target).await?;
         let mut lease = Lease::sts(
             lease_id.clone(),
             profile.name.as_str(),
@@ -73,6 +73,7 @@ impl Issuer {
     async fn lease_target(
         &self,
         profile: &Profile,
+        req: &Issuance,
         target: &StsTarget,
     ) -> Result<String, IssueError> {
         match &profile.kind {
@@ -85,7 +86,7 @@ impl Issuer {
                 let base = self.base_key(source_secret_id).await?;
                 self.base_user_arn(&base, target).await
             }
-            Kind::AssumedRole { role_arn, .. } => Ok(role_arn.as_str().to_owned()),
+            Kind::AssumedRole { .. } => Ok(chosen_role(req)?.as_str().to_owned()),
             Kind::IamUser { .. } => Err(IssueError::Sts(AwsFailure::other("not an STS profile"))),
         }
     }
@@ -141,17 +142,18 @@ impl Issuer {
                     .credentials
             }
             Kind::AssumedRole {
-                role_arn,
                 source_secret_id,
                 external_id,
                 policies,
                 session_tags,
                 mfa_serial_number,
+                ..
             } => {
                 let base = match source_secret_id {
                     Some(id) => Some(self.base_key(id).await?),
                     None => None,
                 };
+                let role_arn = chosen_role(req)?;
                 let session_name = SessionName::owned_by(principal, req.session_name.as_ref(), 64);
                 // Only a refusal names the trust policy: a throttle or timeout is not its fault.
                 let refused = |e| {
@@ -274,6 +276,13 @@ impl Issuer {
         AccessKeyPair::from_secret_json(&text)
             .map_err(|reason| fail(&format!("is unusable: {reason}"), FailureKind::Other))
     }
+}
+
+/// The role an `assumed_role` issuance assumes, resolved (and, for `role_arns`, checked) before.
+fn chosen_role(req: &Issuance) -> Result<&crate::names::RoleArn, IssueError> {
+    req.role
+        .as_ref()
+        .ok_or_else(|| IssueError::Sts(AwsFailure::other("no role was chosen")))
 }
 
 /// Per-call STS settings: the profile's (or global) endpoint and region, and the base key.

@@ -36,11 +36,13 @@ use crate::users::{IamError, IamUsers};
 mod count;
 mod model;
 mod query;
+mod renew;
 mod store;
 mod sweep;
 
 pub use count::{caller_counter, counting_identity, PROFILE_LIVE_LIMIT};
 pub use model::{Lease, LeaseStatus};
+pub use renew::{RenewError, Renewer, EVENT_LEASE_RENEWED, RENEW_MARGIN};
 pub use sweep::RevokeReport;
 
 const PK: &str = "lease";

@@ -82,7 +82,7 @@ pub enum Kind {
         session_tags: BTreeMap<String, String>,
     },
     AssumedRole {
-        role_arn: RoleArn,
+        roles: Roles,
         source_secret_id: Option<String>,
         external_id: Option<String>,
         policies: Policies,
@@ -96,6 +96,27 @@ pub enum Kind {
         permissions_boundary_arn: PolicyArn,
         user_path: String,
     },
+}
+
+/// The role an `assumed_role` profile assumes: its one `role_arn`, or the one a request names
+/// among `role_arns` (SPEC §16).
+#[derive(Debug, Clone, PartialEq)]
+pub enum Roles {
+    Fixed(RoleArn),
+    Choice(Vec<RoleArn>),
+}
+
+/// `role_arns` holds 1 to this many exact ARNs.
+pub const MAX_ROLE_CHOICES: usize = 50;
+
+impl Roles {
+    /// Every role the profile's sessions may act through (a profile revoke covers them all).
+    pub fn all(&self) -> &[RoleArn] {
+        match self {
+            Self::Fixed(r) => std::slice::from_ref(r),
+            Self::Choice(rs) => rs,
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -232,14 +253,20 @@ impl Profile {
                 put("session_tags", tags_json(session_tags));
             }
             Kind::AssumedRole {
-                role_arn,
+                roles,
                 source_secret_id,
                 external_id,
                 policies,
                 session_tags,
                 mfa_serial_number,
             } => {
-                put("role_arn", json!(role_arn.as_str()));
+                match roles {
+                    Roles::Fixed(r) => put("role_arn", json!(r.as_str())),
+                    Roles::Choice(rs) => put(
+                        "role_arns",
+                        json!(rs.iter().map(RoleArn::as_str).collect::<Vec<_>>()),
+                    ),
+                }
                 put("source_secret_id", json!(source_secret_id));
                 put("external_id", json!(external_id));
                 let (doc, arns) = policies_json(policies);

@@ -18,6 +18,7 @@ struct RawProfile {
     description: Option<String>,
     source_secret_id: Option<String>,
     role_arn: Option<String>,
+    role_arns: Option<Vec<String>>,
     external_id: Option<String>,
     policy_document: Option<Value>,
     policy_arns: Option<Vec<String>>,
@@ -99,6 +100,7 @@ impl Profile {
         let kind = match ty {
             CredentialType::SessionToken => {
                 forbid("role_arn", raw.role_arn.is_some())?;
+                forbid("role_arns", raw.role_arns.is_some())?;
                 forbid("external_id", raw.external_id.is_some())?;
                 forbid("policy_document", policies.document.is_some())?;
                 forbid("policy_arns", !policies.arns.is_empty())?;
@@ -111,6 +113,7 @@ impl Profile {
             }
             CredentialType::FederationToken => {
                 forbid("role_arn", raw.role_arn.is_some())?;
+                forbid("role_arns", raw.role_arns.is_some())?;
                 forbid("external_id", raw.external_id.is_some())?;
                 forbid("mfa_serial_number", mfa.is_some())?;
                 forbid_iam_user_fields(&raw, ty)?;
@@ -129,15 +132,8 @@ impl Profile {
             }
             CredentialType::AssumedRole => {
                 forbid_iam_user_fields(&raw, ty)?;
-                let role_arn = raw
-                    .role_arn
-                    .as_deref()
-                    .ok_or_else(|| {
-                        Invalid::new("role_arn", "is required for assumed_role profiles")
-                    })
-                    .and_then(|a| RoleArn::parse("role_arn", a))?;
                 Kind::AssumedRole {
-                    role_arn,
+                    roles: roles(raw.role_arn.as_deref(), raw.role_arns.as_deref())?,
                     source_secret_id: secret_id(false)?,
                     external_id: raw
                         .external_id
@@ -151,6 +147,7 @@ impl Profile {
             }
             CredentialType::IamUser => {
                 forbid("role_arn", raw.role_arn.is_some())?;
+                forbid("role_arns", raw.role_arns.is_some())?;
                 forbid("external_id", raw.external_id.is_some())?;
                 forbid("session_tags", !tags.is_empty())?;
                 forbid("mfa_serial_number", mfa.is_some())?;
@@ -303,6 +300,39 @@ fn user_path(path: Option<&str>) -> Result<String, Invalid> {
             "user_path",
             "must be /keysmith/ or a path under it ending with / (for example /keysmith/team-a/)",
         ))
+    }
+}
+
+/// `role_arn` (one role) or `role_arns` (1 to 50 distinct exact ARNs a request chooses from),
+/// never both.
+fn roles(one: Option<&str>, choice: Option<&[String]>) -> Result<Roles, Invalid> {
+    match (one, choice) {
+        (Some(_), Some(_)) => Err(Invalid::new(
+            "role_arns",
+            "is used instead of role_arn, not beside it",
+        )),
+        (Some(a), None) => Ok(Roles::Fixed(RoleArn::parse("role_arn", a)?)),
+        (None, Some(list)) => {
+            if list.is_empty() || list.len() > MAX_ROLE_CHOICES {
+                return Err(Invalid::new(
+                    "role_arns",
+                    format!("must list 1 to {MAX_ROLE_CHOICES} role ARNs"),
+                ));
+            }
+            let mut roles: Vec<RoleArn> = Vec::with_capacity(list.len());
+            for a in list {
+                let r = RoleArn::parse("role_arns", a)?;
+                if roles.contains(&r) {
+                    return Err(Invalid::new("role_arns", format!("lists {a} twice")));
+                }
+                roles.push(r);
+            }
+            Ok(Roles::Choice(roles))
+        }
+        (None, None) => Err(Invalid::new(
+            "role_arn",
+            "is required for assumed_role profiles (or role_arns, a list a request chooses from)",
+        )),
     }
 }
 

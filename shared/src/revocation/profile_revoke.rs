@@ -64,8 +64,13 @@ impl Revoker<'_> {
     ) -> Result<(), RevokeError> {
         let name = profile.name.as_str();
         let ty = profile.credential_type();
-        let current = match &profile.kind {
-            Kind::AssumedRole { role_arn, .. } => Some(Target::from_arn(role_arn.as_str())?),
+        let current: Vec<Target> = match &profile.kind {
+            // Every role it may assume (role_arns: each a request could have chosen).
+            Kind::AssumedRole { roles, .. } => roles
+                .all()
+                .iter()
+                .map(|r| Target::from_arn(r.as_str()))
+                .collect::<Result<_, _>>()?,
             Kind::FederationToken { .. } | Kind::SessionToken { .. } => {
                 let arn = self
                     .issuer
@@ -82,9 +87,9 @@ impl Revoker<'_> {
                         )),
                         e => e.into(),
                     })?;
-                Some(Target::from_arn(&arn)?)
+                vec![Target::from_arn(&arn)?]
             }
-            Kind::IamUser { .. } => None,
+            Kind::IamUser { .. } => Vec::new(),
         };
         // The profile's role or base user now, and every one its live leases act through (the
         // profile may have pointed elsewhere when they were issued).
@@ -98,7 +103,7 @@ impl Revoker<'_> {
                 scopes.push((target, tagged));
             }
         };
-        if let Some(t) = current {
+        for t in current {
             add(t, ty != CredentialType::SessionToken);
         }
         for lease in live.iter().filter(|l| l.is_sts()) {
