@@ -441,6 +441,7 @@ fn pending_lease(user_name: &str, expires_in: i64) -> Lease {
         counter: None,
         credential_type: keysmith::profile::CredentialType::IamUser,
         target: None,
+        session_policy_sha256: None,
     }
 }
 

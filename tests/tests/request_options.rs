@@ -1,8 +1,10 @@
-//! Request-time options (SPEC §16): a role chosen per request from the profile's `role_arns`.
+//! Request-time options (SPEC §16): a role chosen per request from the profile's `role_arns`,
+//! scope-down by a session policy or a subset of the profile's policy ARNs.
 
-use keysmith_tests::api::{assert_error, TestApp, ADMIN, DEPLOYER};
+use keysmith_tests::api::{assert_error, TestApp, ADMIN, DEPLOYER, LEASE_BOUNDARY};
 use keysmith_tests::aws::{assumable_role, caller_arn};
 use keysmith_tests::moto::Moto;
+use keysmith_tests::proxy::{CaptureProxy, Fault};
 use serde_json::{json, Value};
 
 async fn issue(t: &TestApp, body: Value) -> (u16, Value) {
@@ -125,4 +127,173 @@ async fn a_request_chooses_a_listed_role_and_nothing_else() {
         )
         .await;
     assert_error(s, &r, 400, "invalid_request", Some("role_arn"));
+}
+
+fn sha256(s: &str) -> String {
+    use sha2::Digest;
+    sha2::Sha256::digest(s.as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+#[tokio::test]
+async fn a_session_policy_narrows_the_session_and_is_recorded_by_its_hash() {
+    let moto = Moto::shared();
+    let proxy = CaptureProxy::start(&moto.endpoint).await;
+    let t = TestApp::on(moto, Moto::fast_sdk_config_at(&proxy.endpoint).await).await;
+    let role = assumable_role(&t.sdk, "/keysmith/", "scoped").await;
+    let listed = "arn:aws:iam::aws:policy/ReadOnlyAccess";
+    t.put_profile(
+        "open",
+        json!({"credential_type": "assumed_role", "role_arn": role, "allowed_principals": [DEPLOYER]}),
+    )
+    .await;
+    t.put_profile(
+        "listed",
+        json!({"credential_type": "assumed_role", "role_arn": role, "allowed_principals": [DEPLOYER],
+            "policy_arns": [listed, "arn:aws:iam::aws:policy/AmazonS3ReadOnlyAccess"]}),
+    )
+    .await;
+    let policy = json!({"Version": "2012-10-17", "Statement": [
+        {"Effect": "Allow", "Action": "s3:GetObject", "Resource": "arn:aws:s3:::team-bucket/*"}]});
+    let compact = policy.to_string();
+    let call = |profile: &'static str, body: Value| {
+        let t = &t;
+        async move {
+            t.call(
+                "POST",
+                &format!("/v1/profiles/{profile}/credentials"),
+                Some(&body.to_string()),
+                Some(DEPLOYER),
+            )
+            .await
+        }
+    };
+
+    // Sent to STS as the session policy (whitespace removed), recorded by its hash only.
+    let from = proxy.requests().len();
+    let pretty = serde_json::to_string_pretty(&policy).unwrap();
+    let (s, creds) = call("open", json!({"session_policy": pretty})).await;
+    assert_eq!(s, 200, "{creds}");
+    let sent: Vec<_> = proxy.requests()[from..]
+        .iter()
+        .filter(|r| r.operation() == "AssumeRole")
+        .map(|r| r.form("Policy"))
+        .collect();
+    assert_eq!(sent, [Some(compact.clone())]);
+    let hash = sha256(&compact);
+    let (_, leases) = t.call("GET", "/v1/leases", None, Some(DEPLOYER)).await;
+    assert_eq!(leases["leases"][0]["session_policy_sha256"], json!(hash));
+    let issued: Vec<_> = t
+        .audit_items()
+        .await
+        .into_iter()
+        .filter(|i| i["outcome"].as_s().unwrap() == "success" && i.contains_key("lease_id"))
+        .collect();
+    assert_eq!(issued.len(), 1);
+    assert_eq!(issued[0]["session_policy_sha256"].as_s().unwrap(), &hash);
+    assert!(!issued[0]
+        .values()
+        .any(|v| v.as_s().is_ok_and(|s| s.contains("team-bucket"))));
+
+    // 2,049 characters without whitespace is a 400 naming the field; so is a policy ARN the
+    // profile does not list, and a second inline policy on a profile that sets its own.
+    let pad = 2050 - compact.len(); // the "*" it replaces is one character
+    let mut big = policy.clone();
+    big["Statement"][0]["Resource"] =
+        json!(format!("arn:aws:s3:::team-bucket/{}", "x".repeat(pad)));
+    assert_eq!(big.to_string().len(), 2049);
+    let (s, r) = call("open", json!({"session_policy": big})).await;
+    assert_error(s, &r, 400, "invalid_request", Some("session_policy"));
+    let (s, r) = call(
+        "listed",
+        json!({"policy_arns": ["arn:aws:iam::aws:policy/AdministratorAccess"]}),
+    )
+    .await;
+    assert_error(s, &r, 400, "invalid_request", Some("policy_arns"));
+    let (s, r) = call("listed", json!({"session_policy": policy})).await;
+    assert_error(s, &r, 400, "invalid_request", Some("session_policy"));
+
+    // A listed subset replaces the profile's list for this session.
+    let from = proxy.requests().len();
+    let (s, r) = call("listed", json!({"policy_arns": [listed]})).await;
+    assert_eq!(s, 200, "{r}");
+    let assume = proxy.requests()[from..]
+        .iter()
+        .find(|r| r.operation() == "AssumeRole")
+        .cloned()
+        .unwrap();
+    assert_eq!(
+        assume.form("PolicyArns.member.1.arn"),
+        Some(listed.to_owned())
+    );
+    assert_eq!(assume.form("PolicyArns.member.2.arn"), None);
+
+    // STS's PackedPolicyTooLarge is the caller's 400, not a 502.
+    proxy.set_faults(Some(std::sync::Arc::new(|r| {
+        if r.operation() == "AssumeRole" {
+            Fault::Answer(400, "<ErrorResponse><Error><Type>Sender</Type><Code>PackedPolicyTooLarge</Code><Message>Packed policy consumes 112% of allotted space</Message></Error><RequestId>x</RequestId></ErrorResponse>".into())
+        } else {
+            Fault::Pass
+        }
+    })));
+    let (s, r) = call("open", json!({"session_policy": policy})).await;
+    proxy.set_faults(None);
+    assert_error(s, &r, 400, "invalid_request", Some("session_policy"));
+}
+
+#[tokio::test]
+async fn an_iam_user_lease_takes_a_subset_of_its_policy_arns_and_no_policy_of_its_own() {
+    let t = TestApp::new().await;
+    let iam = aws_sdk_iam::Client::new(&t.sdk);
+    let mut arns = Vec::new();
+    for name in ["scope-read", "scope-write"] {
+        let p = iam
+            .create_policy()
+            .policy_name(name)
+            .policy_document(keysmith_tests::aws::allow_all().to_string())
+            .send()
+            .await
+            .unwrap();
+        arns.push(p.policy.unwrap().arn.unwrap());
+    }
+    t.put_profile(
+        "users",
+        json!({"credential_type": "iam_user", "permissions_boundary_arn": LEASE_BOUNDARY,
+            "policy_arns": arns, "allowed_principals": [DEPLOYER]}),
+    )
+    .await;
+    let call = |body: Value| {
+        let t = &t;
+        async move {
+            t.call(
+                "POST",
+                "/v1/profiles/users/credentials",
+                Some(&body.to_string()),
+                Some(DEPLOYER),
+            )
+            .await
+        }
+    };
+    let policy = json!({"Version": "2012-10-17", "Statement": [
+        {"Effect": "Allow", "Action": "sts:GetCallerIdentity", "Resource": "*"}]});
+    let (s, r) = call(json!({"session_policy": policy})).await;
+    assert_error(s, &r, 400, "invalid_request", Some("session_policy"));
+    let (s, r) = call(json!({"policy_arns": [arns[0]]})).await;
+    assert_eq!(s, 200, "{r}");
+    let (_, leases) = t.call("GET", "/v1/leases", None, Some(DEPLOYER)).await;
+    let user = leases["leases"][0]["user_name"].as_str().unwrap();
+    let attached: Vec<String> = iam
+        .list_attached_user_policies()
+        .user_name(user)
+        .send()
+        .await
+        .unwrap()
+        .attached_policies
+        .unwrap_or_default()
+        .into_iter()
+        .filter_map(|p| p.policy_arn)
+        .collect();
+    assert_eq!(attached, [arns[0].clone()], "only the chosen one");
 }

@@ -149,6 +149,10 @@ impl From<IssueError> for ApiError {
         if let IssueError::Lease(l @ (LeaseError::Limit { .. } | LeaseError::ProfileLimit(_))) = e {
             return l.into();
         }
+        // SPEC §16: the caller's session policy is too large, a 400 naming it (never a 502).
+        if let IssueError::PolicyTooLarge(_) = e {
+            return Invalid::new("session_policy", e.to_string()).into();
+        }
         match e.failure_kind() {
             FailureKind::Throttled => Self::Throttled,
             _ => Self::Upstream(e.to_string()),

@@ -73,6 +73,10 @@ pub struct AuditRecord {
     pub credential_type: Option<String>,
     pub access_key_id: Option<String>,
     pub lease_id: Option<String>,
+    /// SPEC §16: SHA-256 of a request's own session policy (never the policy).
+    pub session_policy_sha256: Option<String>,
+    /// SPEC §16: the STS endpoint that issued, when a profile names fallbacks.
+    pub sts_endpoint: Option<String>,
 }
 
 pub const EVENT_ISSUE: &str = "AWS STS Temporary";
@@ -103,6 +107,8 @@ impl AuditRecord {
             credential_type: None,
             access_key_id: None,
             lease_id: None,
+            session_policy_sha256: None,
+            sts_endpoint: None,
         }
     }
 
@@ -155,6 +161,11 @@ impl AuditRecord {
             ("credential_type", self.credential_type.as_deref()),
             ("access_key_id", self.access_key_id.as_deref()),
             ("lease_id", self.lease_id.as_deref()),
+            (
+                "session_policy_sha256",
+                self.session_policy_sha256.as_deref(),
+            ),
+            ("sts_endpoint", self.sts_endpoint.as_deref()),
         ];
         for (name, value) in optional {
             if let Some(v) = value.filter(|v| !v.is_empty()) {

@@ -139,6 +139,7 @@ impl Issuing<'_> {
             Err(e) => {
                 let mut r = record(Outcome::Failed, format!("Issuing credentials failed: {e}"));
                 r.duration_seconds = Some(issuance.duration.get());
+                r.session_policy_sha256 = issuance.scope.sha256();
                 self.audit.write(&r).await?;
                 return Err(e.into());
             }
@@ -149,6 +150,7 @@ impl Issuing<'_> {
         r.duration_seconds = Some(issuance.duration.get());
         r.access_key_id = Some(issued.credentials.access_key_id.clone());
         r.lease_id = Some(issued.lease_id.clone());
+        r.session_policy_sha256 = issuance.scope.sha256();
         // Credentials are returned only once the trail holds them and their lease is active: both
         // in one transaction. Otherwise the lease is ended (a dynamic IAM user deleted at once; STS
         // credentials nobody received expire unused) and nothing is handed out.

@@ -3,10 +3,12 @@
 //! its authorization and audit trail, is [`Issuing`].
 
 mod grant;
+mod scope;
 mod sts;
 mod user;
 
 pub use grant::{GrantError, Granted, Issuing, Requester};
+pub use scope::{ScopeDown, MAX_SESSION_POLICY};
 pub use sts::source_identity;
 pub use user::IAM_USER_READY_TIMEOUT;
 
@@ -28,6 +30,8 @@ struct RawRequest {
     token_code: Option<String>,
     session_name: Option<String>,
     role_arn: Option<String>,
+    session_policy: Option<serde_json::Value>,
+    policy_arns: Option<Vec<String>>,
 }
 
 /// A credentials request, checked against its profile.
@@ -39,6 +43,8 @@ pub struct Issuance {
     /// `assumed_role`: the role to assume — the profile's one `role_arn`, or the one the request
     /// names, which [`Issuance::role_allowed`] checks against `role_arns`.
     pub role: Option<RoleArn>,
+    /// SPEC §16: the request's own session policy and choice of the profile's `policy_arns`.
+    pub scope: ScopeDown,
 }
 
 impl Issuance {
@@ -141,11 +147,13 @@ impl Issuance {
                 ))
             }
         };
+        let scope = ScopeDown::parse(profile, raw.session_policy, raw.policy_arns)?;
         Ok(Self {
             duration,
             token_code,
             session_name,
             role,
+            scope,
         })
     }
 
@@ -200,6 +208,9 @@ pub enum IssueError {
     OverBudget(u64),
     #[error("the profile's permissions_boundary_arn {0}")]
     BoundaryNotAllowed(String),
+    /// STS's `PackedPolicyTooLarge`: the session policies and tags, packed, exceed its limit.
+    #[error("is too large once STS packs it with the session's tags and policy ARNs ({0}); send a smaller session_policy or fewer policy_arns")]
+    PolicyTooLarge(String),
 }
 
 impl IssueError {
@@ -212,6 +223,7 @@ impl IssueError {
             Self::BaseKey { kind, .. } => *kind,
             Self::NotReady | Self::OverBudget(_) => FailureKind::Other,
             Self::BoundaryNotAllowed(_) => FailureKind::Denied,
+            Self::PolicyTooLarge(_) => FailureKind::Other,
         }
     }
 }

@@ -39,6 +39,7 @@ impl Issuer {
             created_at,
             created_at + chrono::Duration::seconds(i64::from(req.duration.get())),
         );
+        lease.session_policy_sha256 = req.scope.sha256();
         self.leases
             .record_counted(&lease, profile.max_active_leases)
             .await?;
@@ -131,14 +132,14 @@ impl Issuer {
                     .get_federation_token()
                     .name(name.as_str())
                     .duration_seconds(req.duration.as_i32())
-                    .set_policy(policies.document.clone())
-                    .set_policy_arns(policy_arns(policies))
+                    .set_policy(req.scope.policies(policies).document)
+                    .set_policy_arns(policy_arns(&req.scope.policies(policies)))
                     .set_tags(tags(session_tags, lease_id, profile)?)
                     .customize()
                     .config_override(overrides(target, Some(&base)))
                     .send()
                     .await
-                    .map_err(|e| IssueError::Sts(classify(e)))?
+                    .map_err(|e| sts_failure(classify(e)))?
                     .credentials
             }
             Kind::AssumedRole {
@@ -163,7 +164,7 @@ impl Issuer {
                             role_arn: role_arn.to_string(),
                             failure,
                         },
-                        _ => IssueError::Sts(failure),
+                        _ => sts_failure(failure),
                     }
                 };
                 self.clients
@@ -174,8 +175,8 @@ impl Issuer {
                     .duration_seconds(req.duration.as_i32())
                     .source_identity(source_identity(principal))
                     .set_external_id(external_id.clone())
-                    .set_policy(policies.document.clone())
-                    .set_policy_arns(policy_arns(policies))
+                    .set_policy(req.scope.policies(policies).document)
+                    .set_policy_arns(policy_arns(&req.scope.policies(policies)))
                     .set_tags(tags(session_tags, lease_id, profile)?)
                     .set_transitive_tag_keys(Some(TRANSITIVE.map(str::to_owned).to_vec()))
                     .set_serial_number(mfa_serial_number.clone())
@@ -276,6 +277,14 @@ impl Issuer {
         AccessKeyPair::from_secret_json(&text)
             .map_err(|reason| fail(&format!("is unusable: {reason}"), FailureKind::Other))
     }
+}
+
+/// STS's refusal, or (`PackedPolicyTooLarge`) the caller's policy being too large: a `400`.
+fn sts_failure(failure: AwsFailure) -> IssueError {
+    if failure.code.as_deref() == Some("PackedPolicyTooLarge") {
+        return IssueError::PolicyTooLarge(failure.message);
+    }
+    IssueError::Sts(failure)
 }
 
 /// The role an `assumed_role` issuance assumes, resolved (and, for `role_arns`, checked) before.

@@ -64,6 +64,7 @@ impl Issuer {
             counter: Some(caller_counter(profile.name.as_str(), principal)),
             credential_type: crate::profile::CredentialType::IamUser,
             target: None,
+            session_policy_sha256: req.scope.sha256(),
         };
         self.leases
             .record_counted(&lease, profile.max_active_leases)
@@ -71,7 +72,7 @@ impl Issuer {
         let spec = UserSpec {
             user_name: lease.user_name.clone(),
             path: user_path.clone(),
-            policies: policies.clone(),
+            policies: req.scope.policies(policies),
             groups: iam_groups.clone(),
             permissions_boundary: permissions_boundary_arn.clone(),
             tags: vec![

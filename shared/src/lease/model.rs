@@ -57,6 +57,8 @@ pub struct Lease {
     pub credential_type: CredentialType,
     /// STS leases: the role ARN (`assumed_role`) or base IAM user ARN the session acts through.
     pub target: Option<String>,
+    /// SPEC §16: SHA-256 of the request's own session policy, when it scoped the lease down.
+    pub session_policy_sha256: Option<String>,
 }
 
 impl Lease {
@@ -83,6 +85,7 @@ impl Lease {
             counter: Some(count::caller_counter(profile, principal)),
             credential_type,
             target: Some(target),
+            session_policy_sha256: None,
         }
     }
 
@@ -110,6 +113,9 @@ impl Lease {
             "status": self.status_at(Utc::now()),
             "revoked_at": self.revoked_at.map(format_time),
         });
+        if let Some(h) = &self.session_policy_sha256 {
+            v["session_policy_sha256"] = json!(h);
+        }
         if self.is_sts() {
             v["target"] = json!(self.target);
         } else {
@@ -164,6 +170,9 @@ impl Lease {
         if let Some(t) = &self.target {
             item.insert("target".into(), s(t));
         }
+        if let Some(h) = &self.session_policy_sha256 {
+            item.insert("session_policy_sha256".into(), s(h));
+        }
         // STS leases end on their own: the record ages out a retention period after its expiry
         // (SPEC §10a), like a revoked lease's.
         if self.is_sts() {
@@ -216,6 +225,7 @@ impl Lease {
                 Some(t) => CredentialType::parse(&t).ok()?,
             },
             target: s("target"),
+            session_policy_sha256: s("session_policy_sha256"),
         })
     }
 }
