@@ -297,3 +297,64 @@ async fn an_iam_user_lease_takes_a_subset_of_its_policy_arns_and_no_policy_of_it
         .collect();
     assert_eq!(attached, [arns[0].clone()], "only the chosen one");
 }
+
+#[tokio::test]
+async fn lease_users_are_named_by_the_profiles_template() {
+    let t = TestApp::new().await;
+    let base = json!({"credential_type": "iam_user", "permissions_boundary_arn": LEASE_BOUNDARY,
+        "policy_document": {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "sts:GetCallerIdentity", "Resource": "*"}]},
+        "allowed_principals": [DEPLOYER]});
+    let with = |template: &str| {
+        let mut p = base.clone();
+        p["username_template"] = json!(template);
+        p
+    };
+    for bad in [
+        "lease-{{profile}}-{{caller}}",
+        "{{random}}-{{who}}",
+        "bad name {{random}}",
+    ] {
+        let (s, r) = t
+            .call(
+                "PUT",
+                "/v1/profiles/named",
+                Some(&with(bad).to_string()),
+                Some(ADMIN),
+            )
+            .await;
+        assert_error(s, &r, 400, "invalid_request", Some("username_template"));
+    }
+    // lease- + 49 + - + alice + - + 8 random: 70 characters before cutting.
+    let profile = "p".repeat(49);
+    t.put_profile(&profile, with("lease-{{profile}}-{{caller}}-{{random}}"))
+        .await;
+    let (s, creds) = t
+        .call(
+            "POST",
+            &format!("/v1/profiles/{profile}/credentials"),
+            Some(r#"{"duration_seconds": 900}"#),
+            Some(DEPLOYER),
+        )
+        .await;
+    assert_eq!(s, 200, "{creds}");
+    let (_, leases) = t.call("GET", "/v1/leases", None, Some(DEPLOYER)).await;
+    let user = leases["leases"][0]["user_name"].as_str().unwrap();
+    assert_eq!(user.len(), 64, "{user}");
+    assert!(user.starts_with("lease-pppp"), "{user}");
+    let random = &user[user.len() - 8..];
+    assert!(
+        random
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit()),
+        "{user}"
+    );
+    let arn = caller_arn(
+        Moto::shared(),
+        creds["access_key_id"].as_str().unwrap(),
+        creds["secret_access_key"].as_str().unwrap(),
+        None,
+    )
+    .await
+    .unwrap();
+    assert!(arn.ends_with(&format!("/{user}")), "{arn}");
+}

@@ -36,6 +36,7 @@ impl Issuer {
             iam_groups,
             permissions_boundary_arn,
             user_path,
+            username_template,
         } = &profile.kind
         else {
             return Err(IssueError::Sts(AwsFailure::other(
@@ -52,7 +53,15 @@ impl Issuer {
         let expires_at = DateTime::from_timestamp(expires_at.timestamp(), 0).unwrap_or(expires_at);
         let id = uuid::Uuid::new_v4().to_string();
         let lease = Lease {
-            user_name: user_name(profile.name.as_str(), principal, &id),
+            user_name: match username_template {
+                Some(t) => t.render(
+                    profile.name.as_str(),
+                    principal,
+                    &crate::profile::random_part(),
+                    now.timestamp(),
+                ),
+                None => user_name(profile.name.as_str(), principal, &id),
+            },
             id,
             profile: profile.name.to_string(),
             principal: principal.to_owned(),

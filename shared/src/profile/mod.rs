@@ -5,6 +5,7 @@
 mod groups;
 mod parse;
 mod store;
+mod username;
 mod validate;
 
 pub use crate::names::Policies;
@@ -12,6 +13,7 @@ pub use crate::names::Policies;
 pub use groups::check_lease_groups;
 
 pub use store::{Listed, Outdated, ProfileStore, Saved, StoreError};
+pub use username::{random_part, UserNameTemplate, MAX_USER_NAME};
 
 use std::collections::BTreeMap;
 
@@ -95,6 +97,8 @@ pub enum Kind {
         /// Required (SPEC §5): the ceiling of every lease user.
         permissions_boundary_arn: PolicyArn,
         user_path: String,
+        /// SPEC §16: how lease users are named (Keysmith's own scheme when absent).
+        username_template: Option<UserNameTemplate>,
     },
 }
 
@@ -280,6 +284,7 @@ impl Profile {
                 iam_groups,
                 permissions_boundary_arn,
                 user_path,
+                username_template,
             } => {
                 let (doc, arns) = policies_json(policies);
                 put("policy_document", doc);
@@ -292,6 +297,9 @@ impl Profile {
                     json!(permissions_boundary_arn.as_str()),
                 );
                 put("user_path", json!(user_path));
+                if let Some(t) = username_template {
+                    put("username_template", json!(t.as_str()));
+                }
             }
         }
         put(

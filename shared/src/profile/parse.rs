@@ -26,6 +26,7 @@ struct RawProfile {
     iam_groups: Option<Vec<String>>,
     permissions_boundary_arn: Option<String>,
     user_path: Option<String>,
+    username_template: Option<String>,
     mfa_serial_number: Option<String>,
     default_duration_seconds: Option<i64>,
     max_duration_seconds: Option<i64>,
@@ -178,6 +179,11 @@ impl Profile {
                         })
                         .and_then(|a| PolicyArn::parse("permissions_boundary_arn", a))?,
                     user_path: user_path(raw.user_path.as_deref())?,
+                    username_template: raw
+                        .username_template
+                        .as_deref()
+                        .map(UserNameTemplate::parse)
+                        .transpose()?,
                 }
             }
         };
@@ -256,6 +262,7 @@ fn forbid_iam_user_fields(raw: &RawProfile, ty: CredentialType) -> Result<(), In
             raw.permissions_boundary_arn.is_some(),
         ),
         ("user_path", raw.user_path.is_some()),
+        ("username_template", raw.username_template.is_some()),
     ];
     match present.iter().find(|(_, p)| *p) {
         Some((field, _)) => Err(Invalid::new(
