@@ -167,6 +167,9 @@ pub struct AwsFailure {
     pub kind: FailureKind,
     pub code: Option<String>,
     pub message: String,
+    /// The endpoint could not be reached, timed out, or answered 5xx: another endpoint may
+    /// answer (SPEC §16 fallbacks). Never set for an answer the service gave (4xx).
+    pub endpoint_failed: bool,
 }
 
 impl AwsFailure {
@@ -175,6 +178,7 @@ impl AwsFailure {
             kind: FailureKind::Other,
             code: None,
             message: message.into(),
+            endpoint_failed: false,
         }
     }
 }
@@ -230,6 +234,7 @@ pub fn classify<E: ProvideErrorMetadata>(err: SdkError<E, HttpResponse>) -> AwsF
             kind: FailureKind::Timeout,
             code: None,
             message: "the AWS call timed out".into(),
+            endpoint_failed: true,
         },
         SdkError::DispatchFailure(d) => AwsFailure {
             kind: if d.is_timeout() {
@@ -239,6 +244,7 @@ pub fn classify<E: ProvideErrorMetadata>(err: SdkError<E, HttpResponse>) -> AwsF
             },
             code: None,
             message: "the AWS endpoint could not be reached".into(),
+            endpoint_failed: true,
         },
         SdkError::ServiceError(ctx) => {
             let status = ctx.raw().status().as_u16();
@@ -252,6 +258,7 @@ pub fn classify<E: ProvideErrorMetadata>(err: SdkError<E, HttpResponse>) -> AwsF
                 kind: kind_of(code.as_deref(), &message, status),
                 code,
                 message,
+                endpoint_failed: status >= 500,
             }
         }
         SdkError::ResponseError(r) => {
@@ -260,6 +267,7 @@ pub fn classify<E: ProvideErrorMetadata>(err: SdkError<E, HttpResponse>) -> AwsF
                 kind: kind_of(None, "", status),
                 code: None,
                 message: format!("AWS answered HTTP {status} with an unreadable body"),
+                endpoint_failed: status >= 500,
             }
         }
         _ => AwsFailure::other("the AWS request could not be built"),

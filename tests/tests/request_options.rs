@@ -358,3 +358,76 @@ async fn lease_users_are_named_by_the_profiles_template() {
     .unwrap();
     assert!(arn.ends_with(&format!("/{user}")), "{arn}");
 }
+
+#[tokio::test]
+async fn a_fallback_endpoint_issues_when_the_primary_cannot_and_only_then() {
+    let moto = Moto::shared();
+    let t = TestApp::new().await;
+    let role = assumable_role(&t.sdk, "/keysmith/", "fallback").await;
+    let primary = CaptureProxy::start(&moto.endpoint).await;
+    let fallback = CaptureProxy::start(&moto.endpoint).await;
+    // Nothing listens on port 1: the primary refuses connections.
+    let profile = |primary: &str| {
+        json!({"credential_type": "assumed_role", "role_arn": role, "allowed_principals": [DEPLOYER],
+            "sts_endpoint": primary, "sts_region": "us-east-1",
+            "sts_fallback_endpoints": [fallback.endpoint], "sts_fallback_regions": ["us-east-1"]})
+    };
+    let (s, r) = t
+        .call(
+            "PUT",
+            "/v1/profiles/fb",
+            Some(
+                &json!({"credential_type": "assumed_role", "role_arn": role,
+                "sts_fallback_endpoints": ["http://example.com"]})
+                .to_string(),
+            ),
+            Some(ADMIN),
+        )
+        .await;
+    assert_error(
+        s,
+        &r,
+        400,
+        "invalid_request",
+        Some("sts_fallback_endpoints"),
+    );
+    let issue = || async {
+        t.call("POST", "/v1/profiles/fb/credentials", None, Some(DEPLOYER))
+            .await
+    };
+    let assumed = |p: &CaptureProxy| {
+        p.requests()
+            .iter()
+            .filter(|r| r.operation() == "AssumeRole")
+            .count()
+    };
+
+    t.put_profile("fb", profile("http://127.0.0.1:1")).await;
+    let (s, creds) = issue().await;
+    assert_eq!(s, 200, "{creds}");
+    assert_eq!(assumed(&fallback), 1);
+    let named: Vec<String> = t
+        .audit_items()
+        .await
+        .into_iter()
+        .filter(|i| i["outcome"].as_s().unwrap() == "success" && i.contains_key("lease_id"))
+        .filter_map(|i| i.get("sts_endpoint").and_then(|v| v.as_s().ok().cloned()))
+        .collect();
+    assert_eq!(named, [fallback.endpoint.clone()]);
+
+    // A 5xx from the primary (after the SDK's retries) also moves on; a 403 never does.
+    t.put_profile("fb", profile(&primary.endpoint)).await;
+    for (fault, status, tried) in [(Fault::ServerError, 200, 2), (Fault::Denied, 502, 2)] {
+        let f = fault.clone();
+        primary.set_faults(Some(std::sync::Arc::new(move |r| {
+            if r.operation() == "AssumeRole" {
+                f.clone()
+            } else {
+                Fault::Pass
+            }
+        })));
+        let (s, r) = issue().await;
+        assert_eq!(s, status, "{fault:?}: {r}");
+        assert_eq!(assumed(&fallback), tried, "{fault:?}");
+    }
+}

@@ -151,6 +151,7 @@ impl Issuing<'_> {
         r.access_key_id = Some(issued.credentials.access_key_id.clone());
         r.lease_id = Some(issued.lease_id.clone());
         r.session_policy_sha256 = issuance.scope.sha256();
+        r.sts_endpoint = issued.sts_endpoint.clone();
         // Credentials are returned only once the trail holds them and their lease is active: both
         // in one transaction. Otherwise the lease is ended (a dynamic IAM user deleted at once; STS
         // credentials nobody received expire unused) and nothing is handed out.

@@ -179,6 +179,8 @@ pub struct Issued {
     /// transaction with the issuance's audit item ([`Leases::activate_item`]); if that fails, the
     /// caller ends it ([`Leases::abandon`]) and hands nothing out.
     pub lease: Lease,
+    /// SPEC §16: the STS endpoint that issued, when the profile names fallbacks.
+    pub sts_endpoint: Option<String>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -214,6 +216,14 @@ pub enum IssueError {
 }
 
 impl IssueError {
+    /// STS could not be reached, timed out or answered 5xx: a fallback endpoint may answer.
+    pub fn endpoint_failed(&self) -> bool {
+        match self {
+            Self::Sts(f) | Self::AssumeRoleRefused { failure: f, .. } => f.endpoint_failed,
+            _ => false,
+        }
+    }
+
     pub fn failure_kind(&self) -> FailureKind {
         match self {
             Self::Sts(f)

@@ -29,7 +29,12 @@ impl Issuer {
         let created_at = chrono::Utc::now();
         // Recorded and counted before STS is called (a cap holds), pending until the credentials
         // are handed out and audited.
-        let lease_target = self.lease_target(profile, req, target).await?;
+        // The profile's endpoint, then its fallbacks (SPEC §16).
+        let targets: Vec<StsTarget> = std::iter::once(target.clone())
+            .chain(profile.sts_fallbacks.iter().cloned())
+            .collect();
+        let (lease_target, _) =
+            with_fallbacks(&targets, |t| self.lease_target(profile, req, t)).await?;
         let mut lease = Lease::sts(
             lease_id.clone(),
             profile.name.as_str(),
@@ -43,13 +48,22 @@ impl Issuer {
         self.leases
             .record_counted(&lease, profile.max_active_leases)
             .await?;
-        let c = self
+        let (c, used) = self
             .within_budget(
                 &lease,
                 deadline,
-                self.call_sts(profile, req, principal, target, &lease_id),
+                with_fallbacks(&targets, |t| {
+                    self.call_sts(profile, req, principal, t, &lease_id)
+                }),
             )
             .await?;
+        let region = used.region.clone().unwrap_or(region);
+        // Named in the audit item when there was a choice.
+        let sts_endpoint = (targets.len() > 1).then(|| {
+            used.endpoint
+                .clone()
+                .unwrap_or_else(|| "the SDK's default STS endpoint".to_owned())
+        });
         let expiration = DateTime::from_timestamp(c.expiration.secs(), c.expiration.subsec_nanos())
             .ok_or_else(|| {
                 IssueError::Sts(AwsFailure::other("STS returned an invalid expiration"))
@@ -67,6 +81,7 @@ impl Issuer {
             expiration,
             region,
             lease,
+            sts_endpoint,
         })
     }
 
@@ -277,6 +292,30 @@ impl Issuer {
         AccessKeyPair::from_secret_json(&text)
             .map_err(|reason| fail(&format!("is unusable: {reason}"), FailureKind::Other))
     }
+}
+
+/// Runs `call` against each STS target in order, going on to the next only when the one before
+/// could not be reached, timed out or answered 5xx (never after an answer: a 4xx is final).
+/// Returns the result and the target that gave it.
+async fn with_fallbacks<'t, T, Fut>(
+    targets: &'t [StsTarget],
+    mut call: impl FnMut(&'t StsTarget) -> Fut,
+) -> Result<(T, &'t StsTarget), IssueError>
+where
+    Fut: std::future::Future<Output = Result<T, IssueError>>,
+{
+    let mut last = None;
+    for (i, t) in targets.iter().enumerate() {
+        match call(t).await {
+            Ok(v) => return Ok((v, t)),
+            Err(e) if e.endpoint_failed() && i + 1 < targets.len() => {
+                tracing::warn!(endpoint = ?t.endpoint, error = %e, "STS endpoint failed; trying the next fallback");
+                last = Some(e);
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    Err(last.unwrap_or_else(|| IssueError::Sts(AwsFailure::other("no STS endpoint to call"))))
 }
 
 /// STS's refusal, or (`PackedPolicyTooLarge`) the caller's policy being too large: a `400`.

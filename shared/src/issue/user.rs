@@ -106,6 +106,7 @@ impl Issuer {
             expiration: lease.expires_at,
             region,
             lease,
+            sts_endpoint: None,
         })
     }
 

@@ -131,6 +131,9 @@ pub struct Profile {
     pub default_duration: DurationSeconds,
     pub max_duration: DurationSeconds,
     pub sts: StsTarget,
+    /// SPEC §16: STS endpoints tried in order when the one before cannot be reached or answers
+    /// 5xx (`sts_fallback_endpoints`, `sts_fallback_regions`).
+    pub sts_fallbacks: Vec<StsTarget>,
     pub allowed_principals: Vec<PrincipalPattern>,
     /// `false` switches issuance off (SPEC §10); admins still read and edit the profile.
     pub enabled: bool,
@@ -309,6 +312,26 @@ impl Profile {
         put("max_duration_seconds", json!(self.max_duration.get()));
         put("sts_endpoint", json!(self.sts.endpoint));
         put("sts_region", json!(self.sts.region));
+        if !self.sts_fallbacks.is_empty() {
+            put(
+                "sts_fallback_endpoints",
+                json!(self
+                    .sts_fallbacks
+                    .iter()
+                    .map(|t| t.endpoint.clone())
+                    .collect::<Vec<_>>()),
+            );
+            if self.sts_fallbacks.iter().any(|t| t.region.is_some()) {
+                put(
+                    "sts_fallback_regions",
+                    json!(self
+                        .sts_fallbacks
+                        .iter()
+                        .map(|t| t.region.clone())
+                        .collect::<Vec<_>>()),
+                );
+            }
+        }
         let principals: Vec<&str> = self
             .allowed_principals
             .iter()

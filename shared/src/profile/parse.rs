@@ -32,6 +32,8 @@ struct RawProfile {
     max_duration_seconds: Option<i64>,
     sts_endpoint: Option<String>,
     sts_region: Option<String>,
+    sts_fallback_endpoints: Option<Vec<String>>,
+    sts_fallback_regions: Option<Vec<String>>,
     allowed_principals: Option<Vec<String>>,
     max_active_leases: Option<i64>,
     enabled: Option<bool>,
@@ -242,6 +244,10 @@ impl Profile {
                 ("sts_endpoint", raw.sts_endpoint.as_deref()),
                 ("sts_region", raw.sts_region.as_deref()),
             )?,
+            sts_fallbacks: fallbacks(
+                raw.sts_fallback_endpoints.as_deref(),
+                raw.sts_fallback_regions.as_deref(),
+            )?,
             allowed_principals: parse_list(
                 "allowed_principals",
                 raw.allowed_principals.as_deref(),
@@ -308,6 +314,45 @@ fn user_path(path: Option<&str>) -> Result<String, Invalid> {
             "must be /keysmith/ or a path under it ending with / (for example /keysmith/team-a/)",
         ))
     }
+}
+
+/// Up to this many fallback STS endpoints.
+const MAX_STS_FALLBACKS: usize = 3;
+
+/// `sts_fallback_endpoints` with the same rules as `sts_endpoint`, and `sts_fallback_regions` in
+/// the same order when given (an endpoint that does not name its region needs one).
+fn fallbacks(
+    endpoints: Option<&[String]>,
+    regions: Option<&[String]>,
+) -> Result<Vec<StsTarget>, Invalid> {
+    let endpoints = endpoints.unwrap_or_default();
+    if endpoints.len() > MAX_STS_FALLBACKS {
+        return Err(Invalid::new(
+            "sts_fallback_endpoints",
+            format!("must list at most {MAX_STS_FALLBACKS} endpoints"),
+        ));
+    }
+    if let Some(r) = regions {
+        if r.len() != endpoints.len() {
+            return Err(Invalid::new(
+                "sts_fallback_regions",
+                "must list one region for each of sts_fallback_endpoints, in the same order",
+            ));
+        }
+    }
+    endpoints
+        .iter()
+        .enumerate()
+        .map(|(i, e)| {
+            parse_sts_target(
+                ("sts_fallback_endpoints", Some(e)),
+                (
+                    "sts_fallback_regions",
+                    regions.and_then(|r| r.get(i)).map(String::as_str),
+                ),
+            )
+        })
+        .collect()
 }
 
 /// `role_arn` (one role) or `role_arns` (1 to 50 distinct exact ARNs a request chooses from),
