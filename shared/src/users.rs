@@ -18,6 +18,8 @@ const INLINE_POLICY: &str = "keysmith-session";
 /// The inline policy that makes a lease user's key useless after the lease's expiration, even if
 /// revocation is late or never happens (SPEC §5).
 pub const EXPIRY_POLICY: &str = "keysmith-lease-expiry";
+/// SPEC §16: a request's scope-down of a lease user.
+pub const SCOPE_DOWN_POLICY: &str = "keysmith-scope-down";
 
 #[derive(Debug, Clone)]
 pub struct UserSpec {
@@ -29,6 +31,8 @@ pub struct UserSpec {
     pub tags: Vec<(String, String)>,
     /// The lease's expiration (whole seconds): the expiry policy denies everything after it.
     pub expires_at: DateTime<Utc>,
+    /// SPEC §16: the request's scope-down, a `Deny` of everything outside its policy.
+    pub scope_down: Option<String>,
 }
 
 /// `Deny *` once `aws:CurrentTime` is past `expires_at` (IAM compares ISO 8601 times; whole seconds,
@@ -119,6 +123,17 @@ impl IamUsers {
             .send()
             .await
             .map_err(step("PutUserPolicy"))?;
+        // The scope-down before any permission: the user never holds more than the request asked.
+        if let Some(doc) = &spec.scope_down {
+            self.iam
+                .put_user_policy()
+                .user_name(&spec.user_name)
+                .policy_name(SCOPE_DOWN_POLICY)
+                .policy_document(doc)
+                .send()
+                .await
+                .map_err(step("PutUserPolicy"))?;
+        }
         if let Some(doc) = &spec.policies.document {
             self.iam
                 .put_user_policy()

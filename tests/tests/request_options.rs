@@ -244,7 +244,7 @@ async fn a_session_policy_narrows_the_session_and_is_recorded_by_its_hash() {
 }
 
 #[tokio::test]
-async fn an_iam_user_lease_takes_a_subset_of_its_policy_arns_and_no_policy_of_its_own() {
+async fn an_iam_user_lease_is_narrowed_by_a_deny_outside_the_requested_policy() {
     let t = TestApp::new().await;
     let iam = aws_sdk_iam::Client::new(&t.sdk);
     let mut arns = Vec::new();
@@ -276,14 +276,29 @@ async fn an_iam_user_lease_takes_a_subset_of_its_policy_arns_and_no_policy_of_it
             .await
         }
     };
-    let policy = json!({"Version": "2012-10-17", "Statement": [
-        {"Effect": "Allow", "Action": "sts:GetCallerIdentity", "Resource": "*"}]});
-    let (s, r) = call(json!({"session_policy": policy})).await;
-    assert_error(s, &r, 400, "invalid_request", Some("session_policy"));
-    let (s, r) = call(json!({"policy_arns": [arns[0]]})).await;
+    // Only what a Deny of its complement can express exactly: one Allow of actions and resources.
+    for bad in [
+        json!({"Version": "2012-10-17", "Statement": [
+            {"Effect": "Allow", "Action": "s3:GetObject", "Resource": "*"},
+            {"Effect": "Allow", "Action": "s3:PutObject", "Resource": "*"}]}),
+        json!({"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "s3:GetObject",
+            "Resource": "*", "Condition": {"Bool": {"aws:SecureTransport": "true"}}}]}),
+        json!({"Version": "2012-10-17", "Statement": [{"Effect": "Deny", "Action": "s3:*", "Resource": "*"}]}),
+    ] {
+        let (s, r) = call(json!({"session_policy": bad})).await;
+        assert_error(s, &r, 400, "invalid_request", Some("session_policy"));
+    }
+    let policy = json!({"Version": "2012-10-17", "Statement": [{"Effect": "Allow",
+        "Action": ["s3:GetObject", "s3:ListBucket"], "Resource": ["arn:aws:s3:::team", "arn:aws:s3:::team/*"]}]});
+    let (s, r) = call(json!({"session_policy": policy, "policy_arns": [arns[0]]})).await;
     assert_eq!(s, 200, "{r}");
     let (_, leases) = t.call("GET", "/v1/leases", None, Some(DEPLOYER)).await;
-    let user = leases["leases"][0]["user_name"].as_str().unwrap();
+    let lease = &leases["leases"][0];
+    assert_eq!(
+        lease["session_policy_sha256"],
+        json!(sha256(&policy.to_string()))
+    );
+    let user = lease["user_name"].as_str().unwrap();
     let attached: Vec<String> = iam
         .list_attached_user_policies()
         .user_name(user)
@@ -296,6 +311,24 @@ async fn an_iam_user_lease_takes_a_subset_of_its_policy_arns_and_no_policy_of_it
         .filter_map(|p| p.policy_arn)
         .collect();
     assert_eq!(attached, [arns[0].clone()], "only the chosen one");
+    let doc = iam
+        .get_user_policy()
+        .user_name(user)
+        .policy_name("keysmith-scope-down")
+        .send()
+        .await
+        .unwrap()
+        .policy_document;
+    let doc: Value = serde_json::from_str(&keysmith_tests::proxy::percent_decode(&doc)).unwrap();
+    assert_eq!(
+        doc["Statement"],
+        json!([
+            {"Sid": "KeysmithScopeDownActions", "Effect": "Deny",
+             "NotAction": ["s3:GetObject", "s3:ListBucket"], "Resource": "*"},
+            {"Sid": "KeysmithScopeDownResources", "Effect": "Deny", "Action": "*",
+             "NotResource": ["arn:aws:s3:::team", "arn:aws:s3:::team/*"]}
+        ])
+    );
 }
 
 #[tokio::test]

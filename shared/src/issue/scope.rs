@@ -5,9 +5,11 @@
 //! first did not. So a request's own `session_policy` is taken only by an STS profile that sets no
 //! session policy itself (no `policy_document`, no `policy_arns`), where STS intersects it with the
 //! role's or base user's permissions: it can only narrow. A lease user's policies add up the same
-//! way and every `iam_user` profile has some, so an `iam_user` request never brings its own
-//! policy (docs/decisions.md). `policy_arns` in a request choose a subset of the profile's, for
-//! every type but `session_token`.
+//! way, so for `iam_user` the request's policy is not attached as written: it becomes an inline
+//! `Deny` of everything outside it ([`ScopeDown::user_scope_down`]), under the boundary and beside
+//! the profile's own policies — which needs it to be one `Allow` statement of actions and
+//! resources, without conditions. `policy_arns` in a request choose a subset of the profile's,
+//! for every type but `session_token`.
 
 use serde_json::Value;
 use sha2::{Digest, Sha256};
@@ -55,13 +57,9 @@ impl ScopeDown {
         let document = session_policy
             .map(|v| compact("session_policy", v))
             .transpose()?;
-        if document.is_some() && user {
-            return Err(Invalid::new(
-                "session_policy",
-                "is not used by iam_user profiles: a lease user's policies add up, so a request's own policy could allow more than the profile gives; choose among its policy_arns instead",
-            ));
-        }
-        if document.is_some() && !own.is_empty() {
+        if let (Some(d), true) = (&document, user) {
+            deny_outside(d)?;
+        } else if document.is_some() && !own.is_empty() {
             return Err(Invalid::new(
                 "session_policy",
                 format!(
@@ -92,8 +90,14 @@ impl ScopeDown {
         Ok(Self { document, arns })
     }
 
-    /// The session policies the issuance uses: the request's choice where it made one, else the
-    /// profile's.
+    /// `iam_user`: the inline policy that narrows the lease user to the request's policy — a
+    /// `Deny` of every action outside its actions, and of every resource outside its resources.
+    pub fn user_scope_down(&self) -> Option<String> {
+        self.document.as_deref().and_then(|d| deny_outside(d).ok())
+    }
+
+    /// The profile's policies with the request's choice of `policy_arns` (and, for STS types,
+    /// its inline policy).
     pub fn policies(&self, profile: &Policies) -> Policies {
         Policies {
             document: self.document.clone().or_else(|| profile.document.clone()),
@@ -110,6 +114,46 @@ impl ScopeDown {
                 .collect()
         })
     }
+}
+
+/// The `Deny` complement of a one-statement `Allow` of actions and resources: together with any
+/// policy that allows more, the user can do only what both allow.
+fn deny_outside(document: &str) -> Result<String, Invalid> {
+    let bad = || {
+        Invalid::new(
+            "session_policy",
+            "for iam_user profiles must be one Allow statement of Action and Resource, without conditions: it narrows the lease user by denying everything outside it",
+        )
+    };
+    let v: Value = serde_json::from_str(document).map_err(|_| bad())?;
+    let statement = match &v["Statement"] {
+        Value::Array(list) if list.len() == 1 => &list[0],
+        s @ Value::Object(_) => s,
+        _ => return Err(bad()),
+    };
+    let Some(fields) = statement.as_object() else {
+        return Err(bad());
+    };
+    let allowed = ["Sid", "Effect", "Action", "Resource"];
+    if statement["Effect"] != "Allow" || fields.keys().any(|k| !allowed.contains(&k.as_str())) {
+        return Err(bad());
+    }
+    let list = |v: &Value| match v {
+        Value::String(_) => Some(Value::Array(vec![v.clone()])),
+        Value::Array(items) if !items.is_empty() && items.iter().all(Value::is_string) => {
+            Some(v.clone())
+        }
+        _ => None,
+    };
+    let actions = list(&statement["Action"]).ok_or_else(bad)?;
+    let resources = list(&statement["Resource"]).ok_or_else(bad)?;
+    let mut statements = vec![serde_json::json!({"Sid": "KeysmithScopeDownActions",
+        "Effect": "Deny", "NotAction": actions, "Resource": "*"})];
+    if resources != serde_json::json!(["*"]) {
+        statements.push(serde_json::json!({"Sid": "KeysmithScopeDownResources",
+            "Effect": "Deny", "Action": "*", "NotResource": resources}));
+    }
+    Ok(serde_json::json!({"Version": "2012-10-17", "Statement": statements}).to_string())
 }
 
 /// A policy document (a JSON object, or a string holding one) without whitespace, as STS counts it.

@@ -9,7 +9,7 @@ use crate::aws::{wait_for_identity, AwsFailure};
 use crate::config::StsTarget;
 use crate::lease::{caller_counter, Lease, LeaseStatus};
 use crate::names::{sanitize_iam_name, SessionName};
-use crate::profile::{Kind, Profile};
+use crate::profile::{Kind, Policies, Profile};
 use crate::secret::AccessKeyPair;
 use crate::users::UserSpec;
 
@@ -81,7 +81,11 @@ impl Issuer {
         let spec = UserSpec {
             user_name: lease.user_name.clone(),
             path: user_path.clone(),
-            policies: req.scope.policies(policies),
+            policies: Policies {
+                document: policies.document.clone(),
+                arns: req.scope.policies(policies).arns,
+            },
+            scope_down: req.scope.user_scope_down(),
             groups: iam_groups.clone(),
             permissions_boundary: permissions_boundary_arn.clone(),
             tags: vec![

@@ -1,12 +1,15 @@
 //! Prints, as JSON, the IAM policies Keysmith's code writes, rendered by the code itself (never
 //! copied by hand), for the IAM simulator in `make lint` (SPEC §18): `keysmith-lease-expiry` of a
 //! lease user, and `keysmith-revocations` on a profile role and on a base user with an entry of
-//! every kind (revoked leases, a profile cut-off, every session token of the user). `values` are
+//! every kind (revoked leases, a profile cut-off, every session token of the user), and a lease
+//! user's `keysmith-scope-down` (SPEC §16) for a request that allowed two S3 actions on one
+//! bucket. `values` are
 //! the sample times and names the expectation tables refer to as `{{code.<name>}}`.
 
 use chrono::{DateTime, Duration, TimeZone, Utc};
 use keysmith::revocation::policy::{Document, POLICY_NAME};
-use keysmith::users::{expiry_policy, EXPIRY_POLICY};
+use keysmith::issue::ScopeDown;
+use keysmith::users::{expiry_policy, EXPIRY_POLICY, SCOPE_DOWN_POLICY};
 use serde_json::{json, Value};
 
 fn iso(t: DateTime<Utc>) -> String {
@@ -34,9 +37,22 @@ fn main() {
     user.add_cutoff(Some("federated-old"), cutoff);
     user.add_cutoff(None, cutoff);
 
+    // A request's scope-down of a lease user (rendered by the issuance code).
+    let scope = ScopeDown {
+        document: Some(
+            json!({"Version": "2012-10-17", "Statement": [{"Effect": "Allow",
+                "Action": ["s3:GetObject", "s3:ListBucket"],
+                "Resource": ["arn:aws:s3:::team-bucket", "arn:aws:s3:::team-bucket/*"]}]})
+            .to_string(),
+        ),
+        arns: None,
+    };
+    let scope_down = scope.user_scope_down().expect("a one-statement Allow scopes down");
+
     let out = json!({
         "policies": {
             EXPIRY_POLICY: parsed(&expiry_policy(expires)),
+            SCOPE_DOWN_POLICY: parsed(&scope_down),
             format!("{POLICY_NAME}@role"): parsed(&role.to_json()),
             format!("{POLICY_NAME}@user"): parsed(&user.to_json()),
         },
