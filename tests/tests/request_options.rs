@@ -446,7 +446,7 @@ async fn a_fallback_endpoint_issues_when_the_primary_cannot_and_only_then() {
         .filter(|i| i["outcome"].as_s().unwrap() == "success" && i.contains_key("lease_id"))
         .filter_map(|i| i.get("sts_endpoint").and_then(|v| v.as_s().ok().cloned()))
         .collect();
-    assert_eq!(named, [fallback.endpoint.clone()]);
+    assert_eq!(named, std::slice::from_ref(&fallback.endpoint));
 
     // A 5xx from the primary (after the SDK's retries) also moves on; a 403 never does.
     t.put_profile("fb", profile(&primary.endpoint)).await;
