@@ -7,8 +7,8 @@
 //! the sample times and names the expectation tables refer to as `{{code.<name>}}`.
 
 use chrono::{DateTime, Duration, TimeZone, Utc};
-use keysmith::revocation::policy::{Document, POLICY_NAME};
 use keysmith::issue::ScopeDown;
+use keysmith::revocation::policy::{Document, POLICY_NAME};
 use keysmith::users::{expiry_policy, EXPIRY_POLICY, SCOPE_DOWN_POLICY};
 use serde_json::{json, Value};
 
@@ -47,7 +47,9 @@ fn main() {
         ),
         arns: None,
     };
-    let scope_down = scope.user_scope_down().expect("a one-statement Allow scopes down");
+    let scope_down = scope
+        .user_scope_down()
+        .expect("a one-statement Allow scopes down");
 
     let out = json!({
         "policies": {
