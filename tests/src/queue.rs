@@ -164,26 +164,7 @@ pub fn failures(answer: &Value) -> Vec<String> {
 /// A user with one key, bound to a secret that records it, and a rotation policy `name` due at
 /// once; returns (secret name, user, key id).
 pub async fn due_policy(t: &TestApp, name: &str) -> (String, String, String) {
-    let user = format!("q-{}", &uuid::Uuid::new_v4().simple().to_string()[..16]);
-    let iam = aws_sdk_iam::Client::new(&t.sdk);
-    iam.create_user().user_name(&user).send().await.unwrap();
-    let k = iam
-        .create_access_key()
-        .user_name(&user)
-        .send()
-        .await
-        .unwrap()
-        .access_key
-        .unwrap();
-    let secret = format!("keysmith/{user}");
-    crate::aws::bind(&t.sdk, &user, &secret).await;
-    crate::aws::secret(
-        &t.sdk,
-        &secret,
-        &json!({"user_name": user, "access_key_id": k.access_key_id,
-        "secret_access_key": k.secret_access_key}),
-    )
-    .await;
+    let (secret, user, key) = crate::rotation::rotatable(&t.sdk, "q").await;
     let body = json!({"secret_id": secret, "interval_days": 30});
     let (s, b) = t
         .call(
@@ -194,5 +175,5 @@ pub async fn due_policy(t: &TestApp, name: &str) -> (String, String, String) {
         )
         .await;
     assert_eq!(s, 201, "{b}");
-    (secret, user, k.access_key_id)
+    (secret, user, key)
 }

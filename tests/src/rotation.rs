@@ -11,6 +11,35 @@ use serde_json::{json, Value};
 
 use crate::moto::{Moto, REGION};
 
+/// A user (`<prefix>-<random>`) with one key, bound to a secret `keysmith/<user>` that records
+/// it; returns (secret name, user, key id).
+pub async fn rotatable(sdk: &SdkConfig, prefix: &str) -> (String, String, String) {
+    let user = format!(
+        "{prefix}-{}",
+        &uuid::Uuid::new_v4().simple().to_string()[..12]
+    );
+    let iam = aws_sdk_iam::Client::new(sdk);
+    iam.create_user().user_name(&user).send().await.unwrap();
+    let k = iam
+        .create_access_key()
+        .user_name(&user)
+        .send()
+        .await
+        .unwrap()
+        .access_key
+        .unwrap();
+    let secret = format!("keysmith/{user}");
+    crate::aws::bind(sdk, &user, &secret).await;
+    crate::aws::secret(
+        sdk,
+        &secret,
+        &json!({"user_name": user, "access_key_id": k.access_key_id,
+        "secret_access_key": k.secret_access_key}),
+    )
+    .await;
+    (secret, user, k.access_key_id)
+}
+
 /// Registers a placeholder rotation function (an empty zip) and returns its ARN. moto's Lambda
 /// REST API routes on the SigV4 scope, so the request carries an (unchecked) Authorization header.
 pub async fn rotation_lambda(moto: &Moto, sdk: &SdkConfig) -> String {

@@ -20,27 +20,7 @@ fn origin() -> Origin {
 
 /// A user with one key and a secret recording it; returns (secret name, user, key id).
 async fn rotatable(t: &TestApp) -> (String, String, String) {
-    let user = format!("sched-{}", &uuid::Uuid::new_v4().simple().to_string()[..12]);
-    let iam = aws_sdk_iam::Client::new(&t.sdk);
-    iam.create_user().user_name(&user).send().await.unwrap();
-    let k = iam
-        .create_access_key()
-        .user_name(&user)
-        .send()
-        .await
-        .unwrap()
-        .access_key
-        .unwrap();
-    let secret = format!("keysmith/{user}");
-    keysmith_tests::aws::bind(&t.sdk, &user, &secret).await;
-    keysmith_tests::aws::secret(
-        &t.sdk,
-        &secret,
-        &json!({"user_name": user, "access_key_id": k.access_key_id,
-        "secret_access_key": k.secret_access_key}),
-    )
-    .await;
-    (secret, user, k.access_key_id)
+    keysmith_tests::rotation::rotatable(&t.sdk, "sched").await
 }
 
 async fn put_policy(t: &TestApp, name: &str, body: Value) {
