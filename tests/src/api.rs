@@ -126,6 +126,19 @@ impl TestApp {
         (status, body, response.headers)
     }
 
+    /// `PUT /v1/rotations/{name}` as an admin; a new policy (`201`).
+    pub async fn put_rotation(&self, name: &str, policy: Value) {
+        let (status, body) = self
+            .call(
+                "PUT",
+                &format!("/v1/rotations/{name}"),
+                Some(&policy.to_string()),
+                Some(ADMIN),
+            )
+            .await;
+        assert_eq!(status, 201, "PUT rotation {name}: {body}");
+    }
+
     pub async fn put_profile(&self, name: &str, profile: Value) {
         let (status, body) = self
             .call(

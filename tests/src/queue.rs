@@ -7,7 +7,7 @@ use aws_config::SdkConfig;
 use aws_sdk_sqs::types::{Message, QueueAttributeName};
 use serde_json::{json, Value};
 
-use crate::api::{TestApp, ADMIN};
+use crate::api::TestApp;
 
 pub struct RotationQueues {
     pub sqs: aws_sdk_sqs::Client,
@@ -165,15 +165,7 @@ pub fn failures(answer: &Value) -> Vec<String> {
 /// once; returns (secret name, user, key id).
 pub async fn due_policy(t: &TestApp, name: &str) -> (String, String, String) {
     let (secret, user, key) = crate::rotation::rotatable(&t.sdk, "q").await;
-    let body = json!({"secret_id": secret, "interval_days": 30});
-    let (s, b) = t
-        .call(
-            "PUT",
-            &format!("/v1/rotations/{name}"),
-            Some(&body.to_string()),
-            Some(ADMIN),
-        )
+    t.put_rotation(name, json!({"secret_id": secret, "interval_days": 30}))
         .await;
-    assert_eq!(s, 201, "{b}");
     (secret, user, key)
 }

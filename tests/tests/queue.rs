@@ -36,6 +36,14 @@ async fn rotations(t: &TestApp) -> BTreeMap<String, usize> {
     n
 }
 
+/// A batch as the worker's records, the way Lambda's event source mapping delivers it.
+fn records(batch: &[aws_sdk_sqs::types::Message]) -> Vec<aws_lambda_events::sqs::SqsMessage> {
+    let event = sqs_event(batch, "arn:aws:sqs:us-east-1:123456789012:rotation");
+    serde_json::from_value::<aws_lambda_events::sqs::SqsEvent>(event)
+        .unwrap()
+        .records
+}
+
 async fn current_key(t: &TestApp, secret: &str, user: &str) -> String {
     let s = Snapshot::take(&t.sdk, &t.sdk, secret, user).await;
     let (id, key) = s.current_key();
@@ -88,12 +96,7 @@ async fn a_run_enqueues_each_due_rotation_and_duplicates_rotate_once() {
         async move {
             let mut out = Vec::new();
             for c in chunks {
-                let records = serde_json::from_value::<aws_lambda_events::sqs::SqsEvent>(
-                    sqs_event(&c, "arn:aws:sqs:us-east-1:123456789012:rotation"),
-                )
-                .unwrap()
-                .records;
-                out.push(jobs::work(&app, Some(&q), &records, &origin()).await);
+                out.push(jobs::work(&app, Some(&q), &records(&c), &origin()).await);
             }
             out
         }
@@ -204,13 +207,7 @@ async fn a_throttled_rotation_comes_back_later_and_is_no_failure() {
             Fault::Pass
         }
     })));
-    let records = serde_json::from_value::<aws_lambda_events::sqs::SqsEvent>(sqs_event(
-        &batch,
-        "arn:aws:sqs:us-east-1:123456789012:r",
-    ))
-    .unwrap()
-    .records;
-    let r = jobs::work(&t.app, Some(&q.url), &records, &origin()).await;
+    let r = jobs::work(&t.app, Some(&q.url), &records(&batch), &origin()).await;
     proxy.set_faults(None);
     assert!(r.failures.is_empty(), "a retry later, not a failure item");
     assert_eq!(r.deferred, ["throttled"]);
@@ -246,13 +243,7 @@ async fn rotate_now_enqueues_the_same_message() {
     let batch = q.receive(&q.url, 10).await;
     assert_eq!(batch.len(), 1);
     assert_eq!(batch[0].body(), Some(r#"{"rotation":"now"}"#));
-    let records = serde_json::from_value::<aws_lambda_events::sqs::SqsEvent>(sqs_event(
-        &batch,
-        "arn:aws:sqs:us-east-1:123456789012:r",
-    ))
-    .unwrap()
-    .records;
-    let r = jobs::work(&t.app, Some(&q.url), &records, &origin()).await;
+    let r = jobs::work(&t.app, Some(&q.url), &records(&batch), &origin()).await;
     assert_eq!(r.rotated, ["now"]);
     assert_ne!(&current_key(&t, &secret, &user).await, &key);
 }

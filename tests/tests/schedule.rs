@@ -24,15 +24,7 @@ async fn rotatable(t: &TestApp) -> (String, String, String) {
 }
 
 async fn put_policy(t: &TestApp, name: &str, body: Value) {
-    let (s, b) = t
-        .call(
-            "PUT",
-            &format!("/v1/rotations/{name}"),
-            Some(&body.to_string()),
-            Some(ADMIN),
-        )
-        .await;
-    assert_eq!(s, 201, "{b}");
+    t.put_rotation(name, body).await;
 }
 
 fn names(report: &schedule::RunReport) -> Vec<String> {
