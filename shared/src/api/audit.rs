@@ -80,7 +80,7 @@ pub(super) async fn query(app: &App, req: &Request) -> Result<Reply, ApiError> {
             }
         }
     }
-    let page = app.audit.query(&query).await?;
+    let page = app.audit.read(&query, &req.origin).await?;
     Ok(Reply::json(
         200,
         json!({"items": page.items, "next": page.next}),

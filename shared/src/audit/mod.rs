@@ -12,7 +12,9 @@ mod record;
 mod report;
 
 pub use crate::time::format_time;
-pub use query::{parse_cursor, AuditPage, AuditQuery, DEFAULT_WINDOW_DAYS, MAX_WINDOW_DAYS};
+pub use query::{
+    parse_cursor, AuditPage, AuditQuery, DEFAULT_WINDOW_DAYS, EVENT_AUDIT_READ, MAX_WINDOW_DAYS,
+};
 pub use record::*;
 pub use report::Reporter;
 

@@ -34,7 +34,54 @@ pub struct AuditPage {
     pub next: Option<String>,
 }
 
+/// SPEC §13: reading the trail is itself audited.
+pub const EVENT_AUDIT_READ: &str = "Audit Read";
+
 impl AuditLog {
+    /// A query on behalf of a caller, audited as `Audit Read` (`Config`) before the page is
+    /// returned: a read the trail cannot record returns nothing. Written after the query, so a
+    /// page never lists its own read.
+    pub async fn read(
+        &self,
+        q: &AuditQuery,
+        origin: &super::Origin,
+    ) -> Result<AuditPage, AuditError> {
+        let filters: Vec<String> = [
+            ("principal", q.principal.clone()),
+            ("profile", q.profile.clone()),
+            ("event", q.event.clone()),
+            ("since", q.since.map(format_time)),
+            ("until", q.until.map(format_time)),
+        ]
+        .into_iter()
+        .filter_map(|(k, v)| v.map(|v| format!("{k}={v}")))
+        .collect();
+        let message = format!(
+            "{} read the audit trail ({}{}).",
+            origin.principal,
+            if filters.is_empty() {
+                "no filter".to_owned()
+            } else {
+                filters.join(", ")
+            },
+            if q.next.is_some() {
+                ", a later page"
+            } else {
+                ""
+            }
+        );
+        let r = super::AuditRecord::new(
+            origin,
+            super::Category::Config,
+            EVENT_AUDIT_READ,
+            super::Outcome::Success,
+            message,
+        );
+        let page = self.query(q).await?;
+        self.write(&r).await?;
+        Ok(page)
+    }
+
     /// Newest first. Principal and profile queries use their index; a time-range query walks day
     /// partitions backwards from `until`.
     pub async fn query(&self, q: &AuditQuery) -> Result<AuditPage, AuditError> {

@@ -181,7 +181,47 @@ impl AuditRecord {
         if self.origin.principal.is_empty() {
             item.remove("principal");
         }
+        item.insert("id".to_owned(), s(&self.id.to_string()));
+        // SPEC §13: the hash of the item as `GET /v1/audit` returns it, without `hash`.
+        let hash = item_hash(&item_to_json(item.clone()));
+        item.insert("hash".to_owned(), s(&hash));
         item
+    }
+}
+
+/// Lowercase hex SHA-256 of an item's canonical JSON (RFC 8785 for what items hold: keys sorted,
+/// no whitespace, strings escaped as JSON does, integers as digits), without its `hash`
+/// (docs/audit-integrity.md). Anyone can recompute it from `GET /v1/audit`'s answer.
+pub fn item_hash(item: &Value) -> String {
+    use sha2::{Digest, Sha256};
+    let mut item = item.clone();
+    if let Value::Object(m) = &mut item {
+        m.remove("hash");
+    }
+    Sha256::digest(canonical(&item).as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// RFC 8785 (JCS) for objects, arrays, strings, booleans and integers — all an item holds. Keys
+/// sort by UTF-16 code units, which for the ASCII keys of items is byte order.
+pub fn canonical(v: &Value) -> String {
+    match v {
+        Value::Object(m) => {
+            let mut keys: Vec<&String> = m.keys().collect();
+            keys.sort_by(|a, b| a.encode_utf16().cmp(b.encode_utf16()));
+            let fields: Vec<String> = keys
+                .into_iter()
+                .map(|k| format!("{}:{}", Value::String(k.clone()), canonical(&m[k])))
+                .collect();
+            format!("{{{}}}", fields.join(","))
+        }
+        Value::Array(items) => format!(
+            "[{}]",
+            items.iter().map(canonical).collect::<Vec<_>>().join(",")
+        ),
+        other => other.to_string(),
     }
 }
 
