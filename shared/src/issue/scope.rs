@@ -58,7 +58,18 @@ impl ScopeDown {
             .map(|v| compact("session_policy", v))
             .transpose()?;
         if let (Some(d), true) = (&document, user) {
-            deny_outside(d)?;
+            // Checked before IAM: a user's inline policies share 2,048 characters.
+            let written = deny_outside(d)?;
+            let room = profile.scope_down_room();
+            if written.chars().count() > room {
+                return Err(Invalid::new(
+                    "session_policy",
+                    format!(
+                        "is too large for a lease user: as keysmith-scope-down it takes {} characters, and the user has {room} left of IAM's 2,048 for inline policies (beside keysmith-lease-expiry and the profile's policy_document)",
+                        written.chars().count()
+                    ),
+                ));
+            }
         } else if document.is_some() && !own.is_empty() {
             return Err(Invalid::new(
                 "session_policy",
@@ -250,6 +261,21 @@ mod tests {
                 "policy_arns"
             );
         }
+        // A lease user's scope-down must fit IAM's 2,048 characters of inline policy per user.
+        let user = profile(json!({"credential_type": "iam_user",
+            "permissions_boundary_arn": "arn:aws:iam::123456789012:policy/b",
+            "policy_document": {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "s3:*", "Resource": "*"}]}}));
+        let small = json!({"Version": "2012-10-17", "Statement": [{"Effect": "Allow",
+            "Action": "s3:GetObject", "Resource": "arn:aws:s3:::b/*"}]});
+        assert!(ScopeDown::parse(&user, Some(small), None).is_ok());
+        let many: Vec<String> = (0..60)
+            .map(|i| format!("arn:aws:s3:::bucket-{i:03}/*"))
+            .collect();
+        let big = json!({"Version": "2012-10-17", "Statement": [{"Effect": "Allow",
+            "Action": "s3:GetObject", "Resource": many}]});
+        assert!(big.to_string().len() <= MAX_SESSION_POLICY);
+        let e = ScopeDown::parse(&user, Some(big), None).unwrap_err();
+        assert!(e.message.contains("left of IAM's 2,048"), "{}", e.message);
         let token = profile(json!({"credential_type": "session_token", "source_secret_id": "s"}));
         assert_eq!(
             ScopeDown::parse(&token, Some(doc(0)), None)

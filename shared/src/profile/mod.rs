@@ -179,6 +179,21 @@ impl Profile {
         }
     }
 
+    /// `iam_user`: how many characters of inline policy a lease user has left for a request's
+    /// scope-down (SPEC §16): IAM allows 2,048 across a user's inline policies, shared with
+    /// `keysmith-lease-expiry` and the profile's `policy_document`.
+    pub fn scope_down_room(&self) -> usize {
+        let expiry = validate::policy_size(&crate::users::expiry_policy(chrono::Utc::now()));
+        let own = match &self.kind {
+            Kind::IamUser { policies, .. } => policies
+                .document
+                .as_deref()
+                .map_or(0, validate::policy_size),
+            _ => 0,
+        };
+        validate::POLICY_LIMIT.saturating_sub(expiry + own)
+    }
+
     /// An `iam_user` profile's boundary must be one the deployment allows
     /// (`KEYSMITH_LEASE_BOUNDARY_ARNS`): the template's IAM conditions refuse any other, so a
     /// profile naming one could never issue. Other types have no boundary.
