@@ -2,6 +2,7 @@
 //! standard input, following pages, printing.
 
 pub mod audit;
+pub mod keys;
 pub mod leases;
 pub mod profiles;
 pub mod revoke;

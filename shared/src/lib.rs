@@ -8,6 +8,7 @@ pub mod config;
 pub mod issue;
 pub mod jobs;
 pub mod json;
+pub mod keys;
 pub mod lease;
 pub mod names;
 pub mod ops;

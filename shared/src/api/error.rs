@@ -5,6 +5,7 @@ use serde_json::json;
 use crate::audit::AuditError;
 use crate::aws::{AwsFailure, FailureKind};
 use crate::issue::{GrantError, IssueError};
+use crate::keys::KeyError;
 use crate::lease::RenewError;
 use crate::lease::{LeaseError, PROFILE_LIVE_LIMIT};
 use crate::names::Invalid;
@@ -277,6 +278,16 @@ impl From<RenewError> for ApiError {
             RenewError::Audit(e) => e.into(),
             RenewError::AuditUnavailable => Self::AuditUnavailable,
             RenewError::Store(f) => upstream(&f),
+        }
+    }
+}
+
+impl From<KeyError> for ApiError {
+    fn from(e: KeyError) -> Self {
+        match e {
+            e @ KeyError::NotFound(_) => Self::NotFound(e.to_string()),
+            KeyError::Audit(e) => e.into(),
+            KeyError::Lease(e) => e.into(),
         }
     }
 }

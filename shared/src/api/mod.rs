@@ -6,6 +6,7 @@ mod audit;
 mod credentials;
 mod error;
 mod identity;
+mod keys;
 mod leases;
 mod profiles;
 mod request;
@@ -45,6 +46,7 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("DELETE", "/v1/rotations/{name}"),
     ("POST", "/v1/rotations/{name}/rotate"),
     ("GET", "/v1/audit"),
+    ("GET", "/v1/keys/{access_key_id}"),
 ];
 
 pub async fn handle(api: &Api, event: impl Into<HttpEvent>) -> ApiGatewayV2httpResponse {
@@ -115,6 +117,8 @@ async fn route(api: &Api, event: HttpEvent) -> Result<Reply, ApiError> {
         (["v1", "profiles", _, "credentials"], _) => Err(not_allowed("POST")),
         (["v1", "profiles", n, "revoke"], "POST") => revoke::profile(api, &req, name(n)?).await,
         (["v1", "profiles", _, "revoke"], _) => Err(not_allowed("POST")),
+        (["v1", "keys", id], "GET") => keys::show(app, &req, id).await,
+        (["v1", "keys", _], _) => Err(not_allowed("GET")),
         (["v1", "leases"], "GET") => leases::list(app, &req).await,
         (["v1", "leases"], _) => Err(not_allowed("GET")),
         (["v1", "leases", id], "DELETE") => revoke::lease(api, &req, id).await,

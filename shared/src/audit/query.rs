@@ -82,6 +82,28 @@ impl AuditLog {
         Ok(page)
     }
 
+    /// The newest `limit` items naming an access key (the `by_access_key` index, SPEC §15).
+    pub async fn by_access_key(&self, key: &str, limit: usize) -> Result<Vec<Value>, AuditError> {
+        let page = self
+            .db
+            .query()
+            .table_name(&self.table)
+            .index_name("by_access_key")
+            .key_condition_expression("access_key_id = :k")
+            .expression_attribute_values(":k", AttributeValue::S(key.to_owned()))
+            .scan_index_forward(false)
+            .limit(i32::try_from(limit).unwrap_or(i32::MAX))
+            .send()
+            .await
+            .map_err(|e| AuditError::Read(classify(e)))?;
+        Ok(page
+            .items
+            .unwrap_or_default()
+            .into_iter()
+            .map(item_to_json)
+            .collect())
+    }
+
     /// Newest first. Principal and profile queries use their index; a time-range query walks day
     /// partitions backwards from `until`.
     pub async fn query(&self, q: &AuditQuery) -> Result<AuditPage, AuditError> {
