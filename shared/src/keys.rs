@@ -22,7 +22,8 @@ impl AccessKeyId {
         let ok = s.len() >= 16
             && s.len() <= 128
             && (s.starts_with("AKIA") || s.starts_with("ASIA"))
-            && s.chars().all(|c| c.is_ascii_uppercase() || c.is_ascii_digit());
+            && s.chars()
+                .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit());
         if !ok {
             return Err(Invalid::new(
                 field,
@@ -87,9 +88,12 @@ impl KeyLookup<'_> {
         }
         self.audit.write(&r).await?;
         // The items of this key only; the lookup's own item is newer than the page.
-        let lease_id = items
-            .iter()
-            .find_map(|i| i.get("lease_id").and_then(Value::as_str));
+        // Leases are UUIDs; a rotation's items use the field for their step marker.
+        let lease_id = items.iter().find_map(|i| {
+            i.get("lease_id")
+                .and_then(Value::as_str)
+                .filter(|l| uuid::Uuid::parse_str(l).is_ok())
+        });
         let owner = match lease_id {
             Some(l) => {
                 let lease = self.leases.get(l).await?;
@@ -111,9 +115,9 @@ impl KeyLookup<'_> {
         let iam = if id.is_sts() {
             Value::Null
         } else {
-            self.iam_view(id).await.unwrap_or_else(
-                |f| json!({"error": format!("IAM could not be read: {f}")}),
-            )
+            self.iam_view(id)
+                .await
+                .unwrap_or_else(|f| json!({"error": format!("IAM could not be read: {f}")}))
         };
         Ok(json!({
             "access_key_id": id.as_str(),
@@ -164,8 +168,18 @@ mod tests {
     fn key_ids_are_iam_or_sts_ids() {
         assert!(AccessKeyId::parse("k", "AKIAIOSFODNN7EXAMPLE").is_ok());
         assert!(AccessKeyId::parse("k", "ASIAIOSFODNN7EXAMPLE").is_ok());
-        for bad in ["", "AKIA", "akiaiosfodnn7example", "AKIA/../x12345678901", "XKIAIOSFODNN7EXAMPLE"] {
-            assert_eq!(AccessKeyId::parse("k", bad).unwrap_err().field, "k", "{bad}");
+        for bad in [
+            "",
+            "AKIA",
+            "akiaiosfodnn7example",
+            "AKIA/../x12345678901",
+            "XKIAIOSFODNN7EXAMPLE",
+        ] {
+            assert_eq!(
+                AccessKeyId::parse("k", bad).unwrap_err().field,
+                "k",
+                "{bad}"
+            );
         }
     }
 }

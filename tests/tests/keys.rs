@@ -74,7 +74,9 @@ async fn a_key_is_traced_to_its_lease_or_rotation_and_an_unknown_one_is_404() {
         principal: "keysmith:scheduled-rotation".into(),
         ..Origin::default()
     };
-    let run = keysmith::jobs::run(&t.app, Utc::now(), &origin).await.unwrap();
+    let run = keysmith::jobs::run(&t.app, Utc::now(), &origin)
+        .await
+        .unwrap();
     let new = run.rotated[0].1.new_access_key_id.clone();
     let (s, r) = show(&t, &new).await;
     assert_eq!(s, 200, "{r}");
