@@ -7,7 +7,7 @@ use keysmith::rotation::{RotationError, Rotator, Step};
 use keysmith_tests::api::TestApp;
 use keysmith_tests::aws::{allow_all, caller_arn};
 use keysmith_tests::moto::Moto;
-use keysmith_tests::proxy::CaptureProxy;
+use keysmith_tests::proxy::{CaptureProxy, Captured};
 use keysmith_tests::rotation::{
     crash_after, event, origin, rotate, rotation_lambda, start_rotation, Snapshot, STEPS,
 };
@@ -340,10 +340,8 @@ async fn crash_and_retry(
     proxy.set_faults(crash_at.map(crash_after));
     let first = rotate(via_proxy, &f.secret, token).await;
     proxy.set_faults(None);
-    let crashed: Vec<String> = proxy.requests()[from..]
-        .iter()
-        .map(|r| r.operation())
-        .collect();
+    let crashed_requests: Vec<Captured> = proxy.requests()[from..].to_vec();
+    let crashed: Vec<String> = crashed_requests.iter().map(|r| r.operation()).collect();
     // What reached AWS: the calls up to the crash point, then all of the retry's.
     let mut reached = match crash_at {
         None => {
@@ -359,16 +357,32 @@ async fn crash_and_retry(
             crashed[..=at].to_vec()
         }
     };
+    let mut reached_requests: Vec<Captured> = match crash_at {
+        None => crashed_requests.clone(),
+        Some(at) => crashed_requests[..=at.min(crashed_requests.len() - 1)].to_vec(),
+    };
     if let Some(at) = crash_at {
         let retry_from = proxy.requests().len();
         rotate(via_proxy, &f.secret, token)
             .await
             .unwrap_or_else(|e| panic!("retry after crash at {at} ({}): {e}", crashed[at]));
         reached.extend(proxy.requests()[retry_from..].iter().map(|r| r.operation()));
+        reached_requests.extend(proxy.requests()[retry_from..].iter().cloned());
     }
     // IAM itself refuses a third key, so counting keys proves nothing: count the keys Keysmith
     // made. One, and a second only when the crash lost the first before it was recorded.
-    let created = reached.iter().filter(|c| *c == "CreateAccessKey").count();
+    // One per SDK invocation: the SDK's own retry of an attempt that timed out under load is the
+    // same call (same `amz-sdk-invocation-id`), not a second decision to make a key.
+    let created = reached_requests
+        .iter()
+        .filter(|r| r.operation() == "CreateAccessKey")
+        .map(|r| {
+            r.header("amz-sdk-invocation-id")
+                .unwrap_or_default()
+                .to_owned()
+        })
+        .collect::<std::collections::BTreeSet<_>>()
+        .len();
     let lost = usize::from(crash_at.is_some_and(|at| crashed[at] == "CreateAccessKey"));
     assert_eq!(created, 1 + lost, "crash after {crash_at:?}: {reached:?}");
     crashed
