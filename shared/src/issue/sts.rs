@@ -140,6 +140,7 @@ impl Issuer {
                 session_tags,
             } => {
                 let base = self.base_key(source_secret_id).await?;
+                let session = req.scope.policies(policies);
                 // GetFederationToken's `Name` is 2–32 characters.
                 let name = SessionName::owned_by(principal, req.session_name.as_ref(), 32);
                 self.clients
@@ -147,8 +148,8 @@ impl Issuer {
                     .get_federation_token()
                     .name(name.as_str())
                     .duration_seconds(req.duration.as_i32())
-                    .set_policy(req.scope.policies(policies).document)
-                    .set_policy_arns(policy_arns(&req.scope.policies(policies)))
+                    .set_policy_arns(policy_arns(&session))
+                    .set_policy(session.document)
                     .set_tags(tags(session_tags, lease_id, profile)?)
                     .customize()
                     .config_override(overrides(target, Some(&base)))
@@ -170,6 +171,7 @@ impl Issuer {
                     None => None,
                 };
                 let role_arn = chosen_role(req)?;
+                let session = req.scope.policies(policies);
                 let session_name = SessionName::owned_by(principal, req.session_name.as_ref(), 64);
                 // Only a refusal names the trust policy: a throttle or timeout is not its fault.
                 let refused = |e| {
@@ -190,8 +192,8 @@ impl Issuer {
                     .duration_seconds(req.duration.as_i32())
                     .source_identity(source_identity(principal))
                     .set_external_id(external_id.clone())
-                    .set_policy(req.scope.policies(policies).document)
-                    .set_policy_arns(policy_arns(&req.scope.policies(policies)))
+                    .set_policy_arns(policy_arns(&session))
+                    .set_policy(session.document)
                     .set_tags(tags(session_tags, lease_id, profile)?)
                     .set_transitive_tag_keys(Some(TRANSITIVE.map(str::to_owned).to_vec()))
                     .set_serial_number(mfa_serial_number.clone())

@@ -14,7 +14,7 @@ use crate::audit::Origin;
 use crate::aws::{classify, FailureKind};
 use crate::ops::{self, Metric};
 use crate::rotation::policy::PolicyError;
-use crate::rotation::queue::RotationMessage;
+use crate::rotation::queue::{enqueue, RotationMessage};
 use crate::rotation::{rotate_policy, PolicyRotationError};
 use crate::App;
 
@@ -193,14 +193,7 @@ async fn rotate_message(
 
 async fn defer(app: &App, queue_url: Option<&str>, name: &str) -> Result<(), String> {
     let url = queue_url.ok_or("no KEYSMITH_ROTATION_QUEUE_URL to send it to")?;
-    app.clients
-        .sqs
-        .send_message()
-        .queue_url(url)
-        .message_body(RotationMessage::body(name))
-        .delay_seconds(THROTTLED_DELAY_SECONDS)
-        .send()
+    enqueue(&app.clients.sqs, url, name, Some(THROTTLED_DELAY_SECONDS))
         .await
-        .map(drop)
-        .map_err(|e| classify(e).to_string())
+        .map_err(|e| e.to_string())
 }

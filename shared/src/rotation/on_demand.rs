@@ -97,7 +97,7 @@ pub async fn request_now(
     let policy = policies.request(name, now, &record).await?;
     match wake {
         Wake::Queue { sqs, url } => {
-            if let Err(e) = super::queue::enqueue(sqs, url, name).await {
+            if let Err(e) = super::queue::enqueue(sqs, url, name, None).await {
                 tracing::warn!(policy = name, error = %e, "enqueueing the rotation failed; the next scheduled run rotates the policy");
             }
         }

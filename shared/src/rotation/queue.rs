@@ -26,15 +26,18 @@ impl RotationMessage {
     }
 }
 
-/// Sends one rotation message (rotate-now's: the same as the scheduled run's).
+/// Sends one rotation message (rotate-now's: the same as the scheduled run's), visible after
+/// `delay_seconds` (a throttled rotation's retry) or at once.
 pub async fn enqueue(
     sqs: &aws_sdk_sqs::Client,
     queue_url: &str,
     policy: &str,
+    delay_seconds: Option<i32>,
 ) -> Result<(), AwsFailure> {
     sqs.send_message()
         .queue_url(queue_url)
         .message_body(RotationMessage::body(policy))
+        .set_delay_seconds(delay_seconds)
         .send()
         .await
         .map(drop)
