@@ -15,7 +15,7 @@ SIMULATOR := infra/simulator
 DEPLOY_VENV := .venv-deploy
 export SAM_CLI_TELEMETRY := 0
 
-.PHONY: demo test bench bench-scale lint venv lint-venv deploy-venv deploy-build build clean dev fuzz simulate simulator
+.PHONY: demo test bench bench-scale bench-audit lint venv lint-venv deploy-venv deploy-build build clean dev fuzz simulate simulator
 
 # `build` compiles every binary of the workspace (demo included) with one feature resolution; a
 # separate `cargo run -p …` would resolve features per package and build the dependency graph again.
@@ -26,6 +26,10 @@ demo: venv build
 # the tables: beside the other tests on 2 cores its audit writes ran out of retries, so it runs
 # alone, after the rest; so does the 100,000-lease profile revoke (its own moto, whose index
 # queries scan the whole table: CPU-bound, it must not share the 2 cores).
+# Test threads get 8 MiB of stack, as a Lambda function's main thread has: unoptimised (debug)
+# futures of the API's routes and jobs are many times their release size, and a test's
+# `block_on` holds them on its thread's stack (2 MiB by default overflowed in a profile revoke).
+test: export RUST_MIN_STACK = 8388608
 test: venv build
 	cargo test --workspace -- --skip rotation_through_an_admin_secret_and_role_converges_after_any_crash --skip a_profile_revoke_over_100000_stored_leases
 	cargo test --workspace --test rotation rotation_through_an_admin_secret_and_role_converges_after_any_crash
@@ -36,13 +40,25 @@ test: venv build
 N ?= 1000
 WORKERS ?= 4
 bench-scale: venv
-	cargo build --release -p issue-credentials -p scheduled-rotation -p secret-rotation -p hello-lambda -p keysmith-cli
+	cargo build --release -p issue-credentials -p scheduled-rotation -p secret-rotation -p hello-lambda
+	cargo build --release -p keysmith-cli
 	cargo build --workspace --bins
 	N=$(N) WORKERS=$(WORKERS) target/debug/bench_scale
 
+# The functions and the client are built apart in release, as `sam build` builds each function
+# alone: cargo unifies features per build, and the client's aws-config features
+# (credentials-process, sso) are not the functions' (they would weigh on their cold start).
+# Issue 26: sealing AUDIT_ITEMS audit items (default 100,000) in one period, verifying them
+# offline, and GET /v1/audit latency across the 16 shards.
+AUDIT_ITEMS ?= 100000
+bench-audit: venv
+	cargo build --workspace --bins
+	N=$(AUDIT_ITEMS) target/debug/bench_audit
+
 bench: venv
 	$(VENV)/bin/pip install --quiet --disable-pip-version-check -r bench/requirements.txt
-	cargo build --release -p issue-credentials -p scheduled-rotation -p secret-rotation -p hello-lambda -p keysmith-cli
+	cargo build --release -p issue-credentials -p scheduled-rotation -p secret-rotation -p hello-lambda
+	cargo build --release -p keysmith-cli
 	cargo build -p keysmith-tests --bin bench
 	target/debug/bench
 

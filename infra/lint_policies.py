@@ -40,6 +40,9 @@ IGNORED = [
     # In a key policy "Resource": "*" means the key itself; the statement is AWS's default key
     # policy (the account, through IAM policies), which is what lets IAM grant any use of it.
     ("RESOURCE_STAR", "KeysmithKey", ""),
+    # The audit signing key's policy (SPEC 13): "*" is the key itself; who may do what is in the
+    # Principal of each statement (the account administers and verifies, the sealer role signs).
+    ("RESOURCE_STAR", "AuditSigningKey", ""),
 ]
 
 
@@ -64,6 +67,11 @@ VARIANTS = [
         "RevokerRoleName": "keysmith/keysmith-revoker",
         # infra/target-account.yaml creates its rotation role only with a RotatedUserPath.
         "RotatedUserPath": "/service-accounts/",
+        # SPEC 13: checkpoints archived in an existing bucket (another account's) instead.
+        "AuditArchiveBucketName": "keysmith-audit-archive-210987654321",
+        # SPEC 15: the unused-key limit and the canary's statements.
+        "UnusedKeyDays": "30",
+        "CanaryProfile": "keysmith-canary",
     },
     {"KmsKey": "arn:aws:kms:us-east-1:123456789012:key/1234abcd-12ab-34cd-56ef-1234567890ab"},
 ]
@@ -211,7 +219,8 @@ class Resolver:
 
 
 def policies(template, overrides=None, account=ACCOUNT):
-    """(owner, document) for every IAM policy document of the resources the parameters create."""
+    """(owner, document) for every policy document of the resources the parameters create: IAM
+    policies, key policies and bucket policies."""
     r = Resolver(template, overrides, account)
     for name, res in (template.get("Resources") or {}).items():
         if "Condition" in res and not r.condition(res["Condition"]):
@@ -228,6 +237,8 @@ def policies(template, overrides=None, account=ACCOUNT):
                 yield name, r.resolve(p["PolicyDocument"])
         elif res["Type"] == "AWS::KMS::Key":
             yield name, r.resolve(props["KeyPolicy"])
+        elif res["Type"] == "AWS::S3::BucketPolicy":
+            yield name, r.resolve(props["PolicyDocument"])
 
 
 def main(path):

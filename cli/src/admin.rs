@@ -27,6 +27,8 @@ pub enum AdminError {
     },
     #[error("{path} is not JSON: {reason}")]
     NotJson { path: PathBuf, reason: String },
+    #[error(transparent)]
+    Verify(#[from] audit::verify::VerifyError),
 }
 
 /// A JSON document from `path` (`-`: standard input).

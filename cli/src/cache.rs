@@ -5,7 +5,7 @@
 
 use std::fs::{DirBuilder, File, OpenOptions};
 use std::io::Write;
-use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use sha2::{Digest, Sha256};
@@ -18,6 +18,12 @@ pub enum CacheError {
     NoDirectory,
     #[error("cache directory {} is open to others (mode {mode:o}): make it 0700, or set KEYSMITH_CACHE_DIR", path.display())]
     Loose { path: PathBuf, mode: u32 },
+    #[error("cache directory {} is a symbolic link: keysmith does not follow it; use the real directory, or set KEYSMITH_CACHE_DIR", path.display())]
+    Symlink { path: PathBuf },
+    #[error("cache directory {} is not a directory", path.display())]
+    NotDirectory { path: PathBuf },
+    #[error("cache directory {} is owned by uid {owner}, not by you (uid {me}): whoever owns it could plant credentials; set KEYSMITH_CACHE_DIR to a directory of your own", path.display())]
+    Owner { path: PathBuf, owner: u32, me: u32 },
     #[error("cache {}: {source}", path.display())]
     Io {
         path: PathBuf,
@@ -49,7 +55,8 @@ pub fn directory() -> Option<PathBuf> {
 }
 
 impl Cache {
-    /// The cache directory, created `0700` (an existing one must be closed to others).
+    /// The cache directory, created `0700` (an existing one must be a real directory, yours, and
+    /// closed to others).
     pub fn open() -> Result<Cache, CacheError> {
         let dir = directory().ok_or(CacheError::NoDirectory)?;
         Self::at(dir)
@@ -61,10 +68,24 @@ impl Cache {
             .mode(0o700)
             .create(&dir)
             .map_err(io(&dir))?;
-        let mode = std::fs::metadata(&dir)
-            .map_err(io(&dir))?
-            .permissions()
-            .mode();
+        // The directory itself, not what a symbolic link there points to: a link is refused (it
+        // may lead into someone else's directory), and so is a directory another user owns.
+        let meta = std::fs::symlink_metadata(&dir).map_err(io(&dir))?;
+        if meta.file_type().is_symlink() {
+            return Err(CacheError::Symlink { path: dir });
+        }
+        if !meta.is_dir() {
+            return Err(CacheError::NotDirectory { path: dir });
+        }
+        let me = rustix::process::geteuid().as_raw();
+        if meta.uid() != me {
+            return Err(CacheError::Owner {
+                path: dir,
+                owner: meta.uid(),
+                me,
+            });
+        }
+        let mode = meta.permissions().mode();
         // An existing directory others can read or write is refused, not changed: it may be a
         // shared one (`/tmp`), and whoever can write to it could plant credentials.
         if mode & 0o077 != 0 {
@@ -113,6 +134,29 @@ impl Cache {
             source: e.error,
         })?;
         Ok(())
+    }
+
+    /// Removes every cached entry of lease `lease_id` (after it is revoked: a revoked lease's keys
+    /// must not be served until they near expiry). Returns how many were removed.
+    pub fn forget_lease(&self, lease_id: &str) -> Result<usize, CacheError> {
+        let mut removed = 0;
+        for entry in std::fs::read_dir(&self.dir).map_err(io(&self.dir))? {
+            let path = entry.map_err(io(&self.dir))?.path();
+            let Some(name) = path.file_name().and_then(|n| n.to_str()) else {
+                continue;
+            };
+            if !name.ends_with(".json") || name.starts_with('.') {
+                continue;
+            }
+            if self
+                .read(name)
+                .is_some_and(|i| i.lease_id.as_deref() == Some(lease_id))
+            {
+                std::fs::remove_file(&path).map_err(io(&path))?;
+                removed += 1;
+            }
+        }
+        Ok(removed)
     }
 
     /// An exclusive lock for refreshing `name`, held until the file is dropped.
@@ -179,6 +223,43 @@ mod tests {
         std::fs::set_permissions(root.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
         let e = Cache::at(root.path().to_owned()).err().unwrap();
         assert!(e.to_string().contains("mode 755"), "{e}");
+    }
+
+    #[test]
+    fn a_symlinked_directory_is_refused_not_followed() {
+        let root = tempfile::tempdir().unwrap();
+        let real = root.path().join("real");
+        std::fs::create_dir(&real).unwrap();
+        std::fs::set_permissions(&real, std::fs::Permissions::from_mode(0o700)).unwrap();
+        let link = root.path().join("link");
+        std::os::unix::fs::symlink(&real, &link).unwrap();
+        let e = Cache::at(link.clone()).err().unwrap().to_string();
+        assert!(
+            e.contains(&link.display().to_string()) && e.contains("symbolic link"),
+            "{e}"
+        );
+        // The real directory itself is fine.
+        assert!(Cache::at(real).is_ok());
+    }
+
+    #[test]
+    fn a_directory_owned_by_another_user_is_refused() {
+        let root = tempfile::tempdir().unwrap();
+        let dir = root.path().join("theirs");
+        std::fs::create_dir(&dir).unwrap();
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700)).unwrap();
+        let me = rustix::process::geteuid().as_raw();
+        // Root can give the directory away; anyone else tries a root-owned one.
+        let dir = if std::os::unix::fs::chown(&dir, Some(me.wrapping_add(4242)), None).is_ok() {
+            dir
+        } else {
+            PathBuf::from("/root")
+        };
+        let e = Cache::at(dir.clone()).err().unwrap().to_string();
+        assert!(
+            e.contains(&dir.display().to_string()) && e.contains("owned by"),
+            "{e}"
+        );
     }
 
     #[test]

@@ -17,8 +17,9 @@ use hyper_util::rt::TokioExecutor;
 use serde_json::Value;
 use url::Url;
 
-/// Answers larger than this are refused (the API's own bodies are far smaller).
-const MAX_RESPONSE: usize = 4 * 1024 * 1024;
+/// Answers larger than this are refused: Lambda's own limit for a response. A page of audit items
+/// holds up to 4 MiB of items (and its envelope), so the bound must sit above that.
+const MAX_RESPONSE: usize = 6 * 1024 * 1024;
 const TIMEOUT: Duration = Duration::from_secs(60);
 
 #[derive(Debug, thiserror::Error)]
@@ -31,6 +32,8 @@ pub enum ClientError {
     PlainHttp(String),
     #[error("no AWS region: pass --region, or use an *.execute-api.<region>.amazonaws.com URL, or configure one for the AWS SDK")]
     NoRegion,
+    #[error(transparent)]
+    Nested(#[from] crate::nested::Nested),
     #[error("no AWS credentials to sign the request with: {0}")]
     Credentials(String),
     #[error("signing the request failed: {0}")]
@@ -135,7 +138,8 @@ fn redact_query(url: &str) -> String {
     }
 }
 
-fn error_chain(e: &dyn std::error::Error) -> String {
+/// An error and its sources, `: `-separated.
+pub fn error_chain(e: &dyn std::error::Error) -> String {
     let mut text = e.to_string();
     let mut source = e.source();
     while let Some(s) = source {
@@ -152,6 +156,9 @@ pub struct Api {
     base: Url,
     region: String,
     credentials: Credentials,
+    /// The SDK's configuration the credentials came from, for the other AWS calls a command
+    /// makes (its credential chain already resolved and cached: nothing runs twice).
+    sdk: aws_config::SdkConfig,
     /// Made on first use: loading the system's root certificates is most of a cached call's time.
     http: std::sync::OnceLock<Https>,
 }
@@ -173,14 +180,22 @@ impl Api {
         let provider = sdk.credentials_provider().ok_or_else(|| {
             ClientError::Credentials("the AWS SDK found no credential provider".into())
         })?;
-        let credentials = provider
-            .provide_credentials()
-            .await
-            .map_err(|e| ClientError::Credentials(error_chain(&e)))?;
+        let credentials = provider.provide_credentials().await.map_err(|e| {
+            let text = error_chain(&e);
+            // The keysmith our SDK ran refused: say so plainly, not inside the SDK's error.
+            if crate::nested::is_refusal(&text) {
+                ClientError::Nested(crate::nested::Nested {
+                    profile: crate::nested::signing_profile(),
+                })
+            } else {
+                ClientError::Credentials(text)
+            }
+        })?;
         Ok(Api {
             base,
             region,
             credentials,
+            sdk,
             http: std::sync::OnceLock::new(),
         })
     }
@@ -188,6 +203,11 @@ impl Api {
     /// The API's base URL, normalised (for cache keys).
     pub fn base(&self) -> &str {
         self.base.as_str().trim_end_matches('/')
+    }
+
+    /// The caller's SDK configuration, and the region the API's requests are signed for.
+    pub fn sdk(&self) -> (&aws_config::SdkConfig, &str) {
+        (&self.sdk, &self.region)
     }
 
     /// The access key id the requests are signed with: who is calling, known without a call.

@@ -48,11 +48,23 @@ const CREDENTIAL_VARIABLES: [&str; 4] = [
     "AWS_SESSION_TOKEN",
     "AWS_SECURITY_TOKEN",
 ];
-const CONTAINER_VARIABLES: [&str; 3] = [
+/// Variables that would hand the command another identity, or come before ours in an SDK's
+/// chain: web identity (before the container endpoint everywhere) and the parent's container
+/// endpoint (Go prefers FULL, the other SDKs RELATIVE). `--server` then sets its own FULL URI and
+/// token.
+const IDENTITY_VARIABLES: [&str; 7] = [
+    "AWS_WEB_IDENTITY_TOKEN_FILE",
+    "AWS_ROLE_ARN",
+    "AWS_ROLE_SESSION_NAME",
     "AWS_CONTAINER_CREDENTIALS_FULL_URI",
     "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI",
     "AWS_CONTAINER_AUTHORIZATION_TOKEN",
+    "AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE",
 ];
+/// Under `--server` the command gets no keys in its environment, so a `[default]` in the shared
+/// credentials file (or a profile in the config file) would come before the endpoint: both are
+/// pointed at an empty file. The region variables stay.
+const SHARED_FILES: [&str; 2] = ["AWS_SHARED_CREDENTIALS_FILE", "AWS_CONFIG_FILE"];
 
 /// Runs the command; the answer is the exit code to leave with.
 pub async fn run(target: &Target, args: &Args) -> Result<u8, ExecError> {
@@ -62,13 +74,18 @@ pub async fn run(target: &Target, args: &Args) -> Result<u8, ExecError> {
     };
     let mut command = tokio::process::Command::new(program);
     command.args(rest);
-    for name in REMOVED.iter().chain(&CONTAINER_VARIABLES) {
+    for name in REMOVED.iter().chain(&IDENTITY_VARIABLES) {
         command.env_remove(name);
     }
+    // The command is not a keysmith run inside this one: a keysmith it runs starts afresh.
+    command.env_remove(crate::nested::VARIABLE);
     if args.server {
         let endpoint = serve::start(target, &args.issue, 0).await?;
         for name in CREDENTIAL_VARIABLES {
             command.env_remove(name);
+        }
+        for name in SHARED_FILES {
+            command.env(name, "/dev/null");
         }
         command
             .env("AWS_CONTAINER_CREDENTIALS_FULL_URI", &endpoint.uri)

@@ -18,6 +18,10 @@ pub enum IssueError {
     BadAnswer(String),
 }
 
+/// The default refresh window: botocore refreshes credentials with under 15 minutes left, so a
+/// cached answer with less than that would be handed back to it on every credential access.
+pub const REFRESH_WINDOW: u64 = 900;
+
 /// What to ask for, and how long a cached answer is good for.
 #[derive(clap::Args, Debug, Clone)]
 pub struct IssueArgs {
@@ -32,8 +36,9 @@ pub struct IssueArgs {
     /// Appended to the session name derived from the caller.
     #[arg(long, value_name = "NAME")]
     pub session_name: Option<String>,
-    /// Fetch new credentials once fewer than this many seconds remain.
-    #[arg(long, value_name = "SECONDS", default_value_t = 300)]
+    /// Fetch new credentials once fewer than this many seconds remain (botocore's 15 minutes:
+    /// a shorter window makes a long-running SDK client run `credential_process` on every use).
+    #[arg(long, value_name = "SECONDS", default_value_t = REFRESH_WINDOW)]
     pub refresh_window: u64,
     /// Neither read nor write the cache.
     #[arg(long)]

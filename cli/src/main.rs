@@ -10,6 +10,7 @@ mod credentials;
 mod env;
 mod exec;
 mod issued;
+mod nested;
 mod output;
 mod secret;
 mod serve;
@@ -92,7 +93,7 @@ async fn dispatch(cli: Cli) -> Result<u8, Error> {
         Command::Leases(a) => admin::leases::run(&target, format, a).await?,
         Command::Rotations(a) => admin::rotations::run(&target, format, a).await?,
         Command::Revoke(a) => admin::revoke::run(&target, format, a).await?,
-        Command::Audit(a) => admin::audit::run(&target, format, a).await?,
+        Command::Audit(a) => return Ok(admin::audit::run(&target, format, a).await?),
     }
     Ok(0)
 }
@@ -100,6 +101,11 @@ async fn dispatch(cli: Cli) -> Result<u8, Error> {
 fn main() -> ExitCode {
     // Usage errors exit 2 (clap's convention), `--help`/`--version` 0.
     let cli = Cli::parse();
+    // Before the runtime starts any thread: the environment is changed here.
+    if let Err(e) = nested::enter() {
+        eprintln!("keysmith: {e}");
+        return ExitCode::from(1);
+    }
     let result = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -169,6 +175,82 @@ mod tests {
             }
         }
         walk(&Cli::command(), "keysmith");
+    }
+
+    #[test]
+    fn audit_lists_the_trail_or_verifies_it() {
+        let cli =
+            Cli::try_parse_from(["keysmith", "audit", "--principal", "x", "--limit", "5"]).unwrap();
+        match cli.command {
+            Command::Audit(a) => {
+                assert!(a.command.is_none());
+                assert_eq!(a.principal.as_deref(), Some("x"));
+                assert_eq!(a.limit, Some(5));
+            }
+            other => panic!("{other:?}"),
+        }
+        let cli = Cli::try_parse_from(["keysmith", "audit"]).unwrap();
+        assert!(matches!(cli.command, Command::Audit(ref a) if a.command.is_none()));
+
+        let cli = Cli::try_parse_from([
+            "keysmith",
+            "audit",
+            "verify",
+            "--public-key",
+            "f",
+            "--since",
+            "2026-11-01T00:00:00Z",
+            "--output",
+            "json",
+        ])
+        .unwrap();
+        assert_eq!(cli.output, Format::Json);
+        match cli.command {
+            Command::Audit(admin::audit::Args {
+                command: Some(admin::audit::Command::Verify(v)),
+                ..
+            }) => {
+                assert_eq!(v.public_key.as_deref(), Some(std::path::Path::new("f")));
+                assert_eq!(
+                    v.since.map(|t| t.to_rfc3339()).as_deref(),
+                    Some("2026-11-01T00:00:00+00:00")
+                );
+                assert!(v.until.is_none());
+            }
+            other => panic!("{other:?}"),
+        }
+
+        // The listing's filters are not verify's, and verify's times must be times.
+        for argv in [
+            &["keysmith", "audit", "--principal", "x", "verify"][..],
+            &["keysmith", "audit", "verify", "--principal", "x"][..],
+            &["keysmith", "audit", "verify", "--since", "yesterday"][..],
+        ] {
+            let e = Cli::try_parse_from(argv).unwrap_err();
+            assert_eq!(e.exit_code(), 2, "{argv:?}");
+        }
+    }
+
+    #[test]
+    fn the_refresh_window_defaults_to_botocores_900_seconds() {
+        for argv in [
+            &["keysmith", "credentials", "p"][..],
+            &["keysmith", "exec", "p", "--", "true"][..],
+            &["keysmith", "serve", "p"][..],
+            &["keysmith", "env", "p"][..],
+        ] {
+            let window = match Cli::try_parse_from(argv).unwrap().command {
+                Command::Credentials(a) => a.issue.refresh_window,
+                Command::Exec(a) => a.issue.refresh_window,
+                Command::Serve(a) => a.issue.refresh_window,
+                Command::Env(a) => a.issue.refresh_window,
+                other => panic!("{other:?}"),
+            };
+            assert_eq!(window, 900, "{argv:?}");
+        }
+        let cli = Cli::try_parse_from(["keysmith", "credentials", "p", "--refresh-window", "60"])
+            .unwrap();
+        assert!(matches!(cli.command, Command::Credentials(a) if a.issue.refresh_window == 60));
     }
 
     #[test]

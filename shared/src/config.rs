@@ -10,6 +10,13 @@ pub struct Config {
     pub sts: StsTarget,
     /// `KEYSMITH_MAX_KEY_AGE_DAYS`: report IAM keys older than this (optional).
     pub max_key_age_days: Option<u32>,
+    /// `KEYSMITH_UNUSED_KEY_DAYS` (SPEC §15): also report IAM keys unused this long (optional).
+    pub unused_key_days: Option<u32>,
+    /// `KEYSMITH_SECRET_ROTATION_FUNCTION_ARN` (optional): secrets whose rotation Lambda is this
+    /// are Keysmith's, and the key report never touches their keys.
+    pub secret_rotation_function_arn: Option<String>,
+    /// `KEYSMITH_CANARY_PROFILE` (optional, SPEC §15): the profile the hourly canary issues from.
+    pub canary_profile: Option<crate::names::ProfileName>,
     /// `KEYSMITH_KEY_AGE_DRY_RUN` (default `true`): only report old keys; `false` deactivates them.
     pub key_age_dry_run: bool,
     /// `KEYSMITH_LEASE_BOUNDARY_ARNS`: the permissions boundaries an `iam_user` profile may name
@@ -33,6 +40,30 @@ pub struct Config {
     /// and rotate-now enqueue rotations for the queue's workers; unset (local runs), the run
     /// rotates inline and rotate-now invokes the function.
     pub rotation_queue_url: Option<String>,
+    /// SPEC §13: sealing the audit trail.
+    pub seal: SealConfig,
+}
+
+/// SPEC §13: `KEYSMITH_AUDIT_SIGNING_KEY` (optional: unset, sealing is off and says so),
+/// `KEYSMITH_AUDIT_ARCHIVE_BUCKET` (optional: unset, checkpoints stay in the state table only),
+/// `KEYSMITH_AUDIT_PERIOD_SECONDS` (default 300) and `KEYSMITH_AUDIT_SEAL_LAG_SECONDS` (120).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SealConfig {
+    pub signing_key: Option<String>,
+    pub archive_bucket: Option<String>,
+    pub period_seconds: u32,
+    pub lag_seconds: u32,
+}
+
+impl Default for SealConfig {
+    fn default() -> Self {
+        Self {
+            signing_key: None,
+            archive_bucket: None,
+            period_seconds: 300,
+            lag_seconds: 120,
+        }
+    }
 }
 
 /// Where STS calls go. Empty means the SDK's own resolution (region's endpoint, `AWS_ENDPOINT_URL`).
@@ -133,15 +164,26 @@ impl Config {
             },
             reason: e.message,
         })?;
-        let max_key_age_days = get("KEYSMITH_MAX_KEY_AGE_DAYS")
-            .map(|v| match v.parse::<u32>() {
-                Ok(d) if (1..=3650).contains(&d) => Ok(d),
-                _ => Err(ConfigError::Malformed {
-                    name: "KEYSMITH_MAX_KEY_AGE_DAYS",
-                    reason: "must be a number of days from 1 to 3650".into(),
-                }),
-            })
-            .transpose()?;
+        // An optional whole number within the rule (`ok`), or the variable named as malformed.
+        let number = |name: &'static str, ok: fn(u32) -> bool, rule: &str| {
+            get(name)
+                .map(|v| match v.parse::<u32>() {
+                    Ok(n) if ok(n) => Ok(n),
+                    _ => Err(ConfigError::Malformed {
+                        name,
+                        reason: rule.to_owned(),
+                    }),
+                })
+                .transpose()
+        };
+        let days = |d: u32| (1..=3650).contains(&d);
+        let days_rule = "must be a number of days from 1 to 3650";
+        let max_key_age_days = number("KEYSMITH_MAX_KEY_AGE_DAYS", days, days_rule)?;
+        let unused_key_days = number("KEYSMITH_UNUSED_KEY_DAYS", days, days_rule)?;
+        let canary_profile = get("KEYSMITH_CANARY_PROFILE")
+            .map(|p| crate::names::ProfileName::parse("KEYSMITH_CANARY_PROFILE", &p))
+            .transpose()
+            .map_err(malformed("KEYSMITH_CANARY_PROFILE"))?;
         let key_age_dry_run = match get("KEYSMITH_KEY_AGE_DRY_RUN").as_deref() {
             None | Some("true") => true,
             Some("false") => false,
@@ -176,7 +218,29 @@ impl Config {
                 }),
             })
             .transpose()?;
+        let defaults = SealConfig::default();
+        let seal = SealConfig {
+            signing_key: get("KEYSMITH_AUDIT_SIGNING_KEY"),
+            archive_bucket: get("KEYSMITH_AUDIT_ARCHIVE_BUCKET"),
+            // Periods never straddle midnight, so a period's items sit in one day's partitions.
+            period_seconds: number(
+                "KEYSMITH_AUDIT_PERIOD_SECONDS",
+                |n| n > 0 && 86_400 % n == 0,
+                "must be a number of seconds from 1 to 86400 that divides a day (300 is five minutes)",
+            )?
+            .unwrap_or(defaults.period_seconds),
+            lag_seconds: number(
+                "KEYSMITH_AUDIT_SEAL_LAG_SECONDS",
+                |n| n <= 3_600,
+                "must be a number of seconds from 0 to 3600",
+            )?
+            .unwrap_or(defaults.lag_seconds),
+        };
         Ok(Self {
+            unused_key_days,
+            canary_profile,
+            secret_rotation_function_arn: get("KEYSMITH_SECRET_ROTATION_FUNCTION_ARN"),
+            seal,
             rotation_queue_url,
             revoker_role_name,
             lease_boundary_arns,

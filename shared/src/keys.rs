@@ -42,6 +42,25 @@ impl AccessKeyId {
     }
 }
 
+/// The lease a key's audit items name. Leases are UUIDs; a rotation's items use the field for
+/// their step marker.
+pub fn lease_of(items: &[Value]) -> Option<&str> {
+    items.iter().find_map(|i| {
+        i.get("lease_id")
+            .and_then(Value::as_str)
+            .filter(|l| uuid::Uuid::parse_str(l).is_ok())
+    })
+}
+
+/// The `Access Key Rotated` item of the rotation that created the key (items newest first: the
+/// oldest such item). Its `profile` is the rotation policy.
+pub fn creating_rotation(items: &[Value]) -> Option<&Value> {
+    items
+        .iter()
+        .rev()
+        .find(|i| i["event"] == crate::rotation::EVENT_ROTATED)
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum KeyError {
     #[error("Keysmith never issued or rotated access key {0}")]
@@ -88,22 +107,13 @@ impl KeyLookup<'_> {
         }
         self.audit.write(&r).await?;
         // The items of this key only; the lookup's own item is newer than the page.
-        // Leases are UUIDs; a rotation's items use the field for their step marker.
-        let lease_id = items.iter().find_map(|i| {
-            i.get("lease_id")
-                .and_then(Value::as_str)
-                .filter(|l| uuid::Uuid::parse_str(l).is_ok())
-        });
-        let owner = match lease_id {
+        let owner = match lease_of(&items) {
             Some(l) => {
                 let lease = self.leases.get(l).await?;
                 json!({"type": "lease", "lease": lease.to_json()})
             }
             None => {
-                let created = items
-                    .iter()
-                    .rev()
-                    .find(|i| i["event"] == crate::rotation::EVENT_ROTATED);
+                let created = creating_rotation(&items);
                 json!({
                     "type": "rotation",
                     "policy": created.and_then(|i| i.get("profile")).cloned(),

@@ -5,6 +5,7 @@ pub mod api;
 pub mod audit;
 pub mod aws;
 pub mod config;
+pub mod hygiene;
 pub mod issue;
 pub mod jobs;
 pub mod json;
@@ -22,8 +23,7 @@ pub mod users;
 
 use aws_config::SdkConfig;
 
-use crate::audit::AuditLog;
-use crate::audit::Reporter;
+use crate::audit::{AuditLog, CheckpointStore, Reporter, Sealer};
 use crate::aws::{Clients, Lazy};
 use crate::config::Config;
 use crate::issue::Issuer;
@@ -47,6 +47,10 @@ pub struct App {
     pub rotator: Rotator,
     pub policies: PolicyStore,
     pub revocations: Revocations,
+    /// SPEC §13: the audit trail's checkpoints (the API reads them) and their sealer (the
+    /// scheduled function runs it; its KMS and S3 clients are built on first use only).
+    pub checkpoints: CheckpointStore,
+    pub sealer: Sealer,
     pub region: String,
 }
 
@@ -79,9 +83,13 @@ impl App {
             &config.state_table,
             audit.clone(),
         );
+        let checkpoints = CheckpointStore::new(clients.dynamodb.clone(), &config.state_table);
+        let sealer = Sealer::new(audit.clone(), checkpoints.clone(), sdk, config.seal.clone());
         Self {
             region: clients.region.clone(),
             revocations,
+            checkpoints,
+            sealer,
             config,
             clients,
             audit,
@@ -89,6 +97,37 @@ impl App {
             leases,
             rotator,
             policies,
+        }
+    }
+
+    /// Issuance over this app's clients and leases (the API keeps one per process; the canary
+    /// and the quarantine response build one when they run).
+    pub fn issuer(&self) -> Issuer {
+        Issuer::new(
+            self.clients.clone(),
+            self.config.sts.clone(),
+            self.leases.clone(),
+            self.config.lease_boundary_arns.clone(),
+        )
+    }
+
+    /// The issuance use case over this app's stores and `issuer`.
+    pub fn issuing<'a>(&'a self, issuer: &'a Issuer) -> issue::Issuing<'a> {
+        issue::Issuing {
+            profiles: &self.profiles,
+            leases: &self.leases,
+            audit: &self.audit,
+            issuer,
+        }
+    }
+
+    /// The revocation use cases over this app's stores and `issuer` (ending `iam_user` leases).
+    pub fn revoker<'a>(&'a self, issuer: &'a Issuer) -> revocation::Revoker<'a> {
+        revocation::Revoker {
+            revocations: &self.revocations,
+            leases: &self.leases,
+            audit: &self.audit,
+            issuer,
         }
     }
 
@@ -122,14 +161,8 @@ impl Api {
 
     /// Issuance over an existing [`App`]'s clients and leases.
     pub fn with(app: App, sdk: &SdkConfig) -> Self {
-        let issuer = Issuer::new(
-            app.clients.clone(),
-            app.config.sts.clone(),
-            app.leases.clone(),
-            app.config.lease_boundary_arns.clone(),
-        );
         Self {
-            issuer,
+            issuer: app.issuer(),
             lambda: Lazy::new(sdk, aws_sdk_lambda::Client::new),
             app,
         }

@@ -21,6 +21,9 @@ pub enum Metric {
     /// IAM or STS throttling that outlived the SDK's retries (SPEC §14): an API `429`, or a
     /// queued rotation deferred.
     UpstreamThrottled,
+    /// SPEC §15: the canary's round trip (milliseconds) and whether it failed (0 or 1).
+    CanaryLatency,
+    CanaryFailure,
 }
 
 impl Metric {
@@ -34,6 +37,8 @@ impl Metric {
             Self::SweepFailed => "SweepFailures",
             Self::AuditWriteFailed => "AuditWriteFailures",
             Self::UpstreamThrottled => "UpstreamThrottled",
+            Self::CanaryLatency => "CanaryLatency",
+            Self::CanaryFailure => "CanaryFailure",
         }
     }
 }
@@ -42,6 +47,17 @@ impl Metric {
 /// when given, also by credential type (four values: low cardinality). Profiles are not a
 /// dimension: their number is unbounded, and each dimension value is a billed metric.
 pub fn emf(metric: Metric, credential_type: Option<&str>, now: DateTime<Utc>) -> Value {
+    emf_value(metric, credential_type, 1.0, "Count", now)
+}
+
+/// One EMF document with a value and unit of its own (a latency, a 0-or-1 failure).
+pub fn emf_value(
+    metric: Metric,
+    credential_type: Option<&str>,
+    value: f64,
+    unit: &str,
+    now: DateTime<Utc>,
+) -> Value {
     let mut dimensions = vec![json!(["Service"])];
     let mut root = Map::new();
     root.insert("Service".into(), json!("Keysmith"));
@@ -49,7 +65,13 @@ pub fn emf(metric: Metric, credential_type: Option<&str>, now: DateTime<Utc>) ->
         dimensions.push(json!(["Service", "CredentialType"]));
         root.insert("CredentialType".into(), json!(t));
     }
-    root.insert(metric.name().into(), json!(1));
+    // Whole values as integers (a count reads `1`, not `1.0`).
+    let value = if value.fract() == 0.0 && value.abs() < 1e15 {
+        json!(value as i64)
+    } else {
+        json!(value)
+    };
+    root.insert(metric.name().into(), value);
     root.insert(
         "_aws".into(),
         json!({
@@ -57,7 +79,7 @@ pub fn emf(metric: Metric, credential_type: Option<&str>, now: DateTime<Utc>) ->
             "CloudWatchMetrics": [{
                 "Namespace": NAMESPACE,
                 "Dimensions": dimensions,
-                "Metrics": [{"Name": metric.name(), "Unit": "Count"}],
+                "Metrics": [{"Name": metric.name(), "Unit": unit}],
             }],
         }),
     );
@@ -67,6 +89,15 @@ pub fn emf(metric: Metric, credential_type: Option<&str>, now: DateTime<Utc>) ->
 /// Writes a metric: one line on stdout, which is where Lambda's EMF extraction reads it.
 pub fn count(metric: Metric, credential_type: Option<&str>) {
     println!("{}", emf(metric, credential_type, Utc::now()));
+}
+
+/// Writes a measured value: milliseconds for latencies, a count otherwise.
+pub fn measure(metric: Metric, value: f64) {
+    let unit = match metric {
+        Metric::CanaryLatency => "Milliseconds",
+        _ => "Count",
+    };
+    println!("{}", emf_value(metric, None, value, unit, Utc::now()));
 }
 
 #[cfg(test)]

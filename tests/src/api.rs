@@ -62,6 +62,9 @@ impl TestApp {
             admins: vec![PrincipalPattern::parse("admins", ADMIN).unwrap()],
             sts: StsTarget::default(),
             max_key_age_days: None,
+            unused_key_days: None,
+            secret_rotation_function_arn: None,
+            canary_profile: None,
             key_age_dry_run: true,
             lease_boundary_arns: vec![PolicyArn::parse("boundary", LEASE_BOUNDARY).unwrap()],
             rotation_function: None,
@@ -69,6 +72,7 @@ impl TestApp {
             lease_group_path: "/keysmith/".into(),
             revoker_role_name: None,
             rotation_queue_url: None,
+            seal: keysmith::config::SealConfig::default(),
         };
         edit(&mut config);
         let app = keysmith::App::new(config, &sdk);

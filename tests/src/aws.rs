@@ -106,3 +106,18 @@ pub async fn caller_arn(
         Err(e) => Err(e.raw_response().map(|r| r.status().as_u16()).unwrap_or(0)),
     }
 }
+
+/// An asymmetric KMS key as the template's `AuditSigningKey` (ECC_NIST_P256, SIGN_VERIFY); its ARN.
+pub async fn signing_key(sdk: &SdkConfig) -> String {
+    aws_sdk_kms::Client::new(sdk)
+        .create_key()
+        .key_spec(aws_sdk_kms::types::KeySpec::EccNistP256)
+        .key_usage(aws_sdk_kms::types::KeyUsageType::SignVerify)
+        .send()
+        .await
+        .unwrap()
+        .key_metadata
+        .unwrap()
+        .arn
+        .unwrap()
+}

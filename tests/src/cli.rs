@@ -151,6 +151,14 @@ impl CliStack {
         out
     }
 
+    /// Keeps the standard error of a run made without `output` (for the leak scan).
+    pub fn keep_stderr(&self, out: &Output) {
+        self.stderr
+            .lock()
+            .unwrap()
+            .push(String::from_utf8_lossy(&out.stderr).into_owned());
+    }
+
     /// Records the secrets in a command's JSON output for the leak scan.
     pub fn record(&self, out: &Output) -> Value {
         let v: Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {

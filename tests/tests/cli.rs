@@ -155,6 +155,174 @@ async fn the_aws_cli_runs_through_credential_process_and_exec() {
     s.scan();
 }
 
+/// `credential_process = keysmith credentials P` with `AWS_PROFILE=P`: keysmith's own SDK chain
+/// would run keysmith again, which would run keysmith again… The nested run refuses at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn keysmith_signing_through_its_own_credential_process_is_refused_not_looped() {
+    use std::os::unix::process::CommandExt;
+    let s = CliStack::start().await;
+    let keysmith = keysmith_tests::cli::keysmith();
+    std::fs::write(
+        s.home.path().join("aws-config"),
+        format!(
+            "[profile looping]\nregion = us-east-1\ncredential_process = {} credentials looping\n",
+            keysmith.display()
+        ),
+    )
+    .unwrap();
+    let mut command = s.command(&s.alice);
+    command
+        .env_remove("AWS_ACCESS_KEY_ID")
+        .env_remove("AWS_SECRET_ACCESS_KEY")
+        .env("AWS_PROFILE", "looping")
+        .args(["credentials", "deploy", "--no-cache"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        // Its own process group: a loop of keysmith → sh → keysmith… is killed as a whole.
+        .process_group(0);
+    let before = s.gateway.requests();
+    let mut child = command.spawn().unwrap();
+    let started = std::time::Instant::now();
+    while child.try_wait().unwrap().is_none() {
+        if started.elapsed() > std::time::Duration::from_secs(20) {
+            let _ = std::process::Command::new("kill")
+                .args(["-KILL", "--", &format!("-{}", child.id())])
+                .status();
+            let _ = child.wait();
+            panic!("keysmith still runs after 20 s: it keeps running itself");
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let out = child.wait_with_output().unwrap();
+    s.keep_stderr(&out);
+    assert_eq!(out.status.code(), Some(1), "{}", show(&out));
+    assert!(out.stdout.is_empty(), "{}", show(&out));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.starts_with("keysmith: ")
+            && err.contains("credential_process")
+            && err.contains("'looping'")
+            && err.contains("AWS_PROFILE"),
+        "{err}"
+    );
+    assert_eq!(s.gateway.requests(), before, "no request is made");
+    s.scan();
+}
+
+/// `exec` leaves the command no way to another identity: no profile, web identity or container
+/// variables of the parent's, and under `--server` no shared config or credentials file either
+/// (a `[default]` there comes before the container endpoint in every SDK's chain).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn exec_leaves_the_command_no_other_identity() {
+    let s = CliStack::start().await;
+    let token_file = s.home.path().join("web-identity-token");
+    std::fs::write(&token_file, "not-a-real-token").unwrap();
+    let token_file = token_file.display().to_string();
+    let parent = [
+        ("AWS_PROFILE", "other"),
+        ("AWS_DEFAULT_PROFILE", "other"),
+        ("AWS_WEB_IDENTITY_TOKEN_FILE", token_file.as_str()),
+        ("AWS_ROLE_ARN", "arn:aws:iam::123456789012:role/other"),
+        ("AWS_ROLE_SESSION_NAME", "other"),
+        (
+            "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI",
+            "/v2/credentials/other",
+        ),
+        (
+            "AWS_CONTAINER_CREDENTIALS_FULL_URI",
+            "http://169.254.170.23/other",
+        ),
+        ("AWS_CONTAINER_AUTHORIZATION_TOKEN", "other-token"),
+        (
+            "AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE",
+            token_file.as_str(),
+        ),
+    ];
+    for server in [false, true] {
+        let mut command = s.command(&s.alice);
+        command.envs(parent).args(["exec", "deploy"]);
+        if server {
+            command.arg("--server");
+        }
+        let out = s.output(command.args(["--", "env"]));
+        assert!(out.status.success(), "{}", show(&out));
+        let env: std::collections::HashMap<String, String> = String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .filter_map(|l| l.split_once('='))
+            .map(|(k, v)| (k.to_owned(), v.to_owned()))
+            .collect();
+        keysmith_tests::leaks::record_from(&json!({
+            "secret_access_key": env.get("AWS_SECRET_ACCESS_KEY"),
+            "session_token": env.get("AWS_SESSION_TOKEN"),
+        }));
+        for (name, value) in parent {
+            let ours = server
+                && matches!(
+                    name,
+                    "AWS_CONTAINER_CREDENTIALS_FULL_URI" | "AWS_CONTAINER_AUTHORIZATION_TOKEN"
+                );
+            if ours {
+                assert_ne!(env.get(name).map(String::as_str), Some(value), "{name}");
+            } else {
+                assert!(
+                    !env.contains_key(name),
+                    "server {server}: {name} reached the command"
+                );
+            }
+        }
+        assert!(!env.contains_key("KEYSMITH_NESTED"), "{env:?}");
+        assert_eq!(env.get("AWS_REGION").map(String::as_str), Some("us-east-1"));
+        assert_eq!(
+            env.get("AWS_DEFAULT_REGION").map(String::as_str),
+            Some("us-east-1")
+        );
+        if server {
+            assert!(env["AWS_CONTAINER_CREDENTIALS_FULL_URI"].starts_with("http://127.0.0.1:"));
+            assert_eq!(env["AWS_SHARED_CREDENTIALS_FILE"], "/dev/null");
+            assert_eq!(env["AWS_CONFIG_FILE"], "/dev/null");
+            assert!(!env.contains_key("AWS_ACCESS_KEY_ID"), "{env:?}");
+        } else {
+            assert!(env["AWS_ACCESS_KEY_ID"].starts_with("ASIA"), "{env:?}");
+        }
+    }
+
+    // A [default] in the shared credentials file and a web identity in the parent do not change
+    // who the AWS CLI is under `exec --server`.
+    std::fs::write(
+        s.home.path().join("aws-credentials"),
+        format!(
+            "[default]\naws_access_key_id = {}\naws_secret_access_key = {}\n",
+            s.admin.key_id, s.admin.secret
+        ),
+    )
+    .unwrap();
+    let aws = venv().join("bin/aws");
+    let out = s.output(
+        s.command(&s.alice)
+            .envs(parent)
+            .args(["exec", "deploy", "--server", "--"])
+            .arg(&aws)
+            .args([
+                "sts",
+                "get-caller-identity",
+                "--output",
+                "json",
+                "--endpoint-url",
+            ])
+            .arg(&s.moto.endpoint),
+    );
+    assert!(out.status.success(), "{}", show(&out));
+    let who: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(
+        who["Arn"]
+            .as_str()
+            .unwrap()
+            .contains(&format!("assumed-role/deploy-{}/", s.id)),
+        "{who}"
+    );
+    s.scan();
+}
+
 /// `keysmith exec` stands between the shell and the command until the command ends. A SIGTERM
 /// sent to keysmith alone (`kill`, `timeout`, a CI runner cancelling the job) reaches the command,
 /// which can clean up; Ctrl-C (SIGINT to the whole foreground group) reaches the command from the
@@ -731,5 +899,42 @@ async fn the_gateway_checks_what_was_signed() {
     );
     let items: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(items[0]["principal"], s.alice.arn.as_str(), "{items}");
+    s.scan();
+}
+
+/// A revoked lease is not served from the cache: `leases revoke` removes its cached entry, so
+/// the next `credentials` asks the API for new keys.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn leases_revoke_removes_the_cached_credentials() {
+    let s = CliStack::start().await;
+    let first = s.run(&s.alice, &["credentials", "deploy"]);
+    assert!(first.status.success(), "{}", show(&first));
+    let v = s.record(&first);
+    assert_eq!(cache_files(&s).len(), 1);
+    let listed = s.run(&s.alice, &["leases", "list", "--output", "json"]);
+    assert!(listed.status.success(), "{}", show(&listed));
+    let leases: Value = serde_json::from_slice(&listed.stdout).unwrap();
+    let items = leases["leases"].as_array().or(leases.as_array()).unwrap();
+    let lease = items
+        .iter()
+        .find(|l| l["status"] == "active")
+        .and_then(|l| l["lease_id"].as_str())
+        .unwrap()
+        .to_owned();
+    let revoked = s.run(&s.alice, &["leases", "revoke", &lease]);
+    assert!(revoked.status.success(), "{}", show(&revoked));
+    assert!(
+        cache_files(&s).is_empty(),
+        "the revoked lease is still cached"
+    );
+    let requests = s.gateway.requests();
+    let again = s.run(&s.alice, &["credentials", "deploy"]);
+    assert!(again.status.success(), "{}", show(&again));
+    assert_eq!(
+        s.gateway.requests(),
+        requests + 1,
+        "new keys were asked for"
+    );
+    assert_ne!(s.record(&again)["AccessKeyId"], v["AccessKeyId"]);
     s.scan();
 }

@@ -1,15 +1,21 @@
-//! `keysmith audit`: the audit trail, newest first.
+//! `keysmith audit`: the audit trail, newest first; `keysmith audit verify`: checked against its
+//! signed checkpoints.
+
+pub mod verify;
 
 use crate::admin::AdminError;
 use crate::client::{encode, Api, Target};
 use crate::output::{list, Format};
 
-/// Read the audit trail, newest first (admin).
+/// Read the audit trail, newest first, or verify it (admin).
 #[derive(clap::Args, Debug)]
 #[command(
-    after_help = "Examples:\n  keysmith audit --profile deploy --limit 20\n  keysmith audit --event 'AWS STS Temporary' --since 2026-11-01T00:00:00Z --output json"
+    args_conflicts_with_subcommands = true,
+    after_help = "Examples:\n  keysmith audit --profile deploy --limit 20\n  keysmith audit --event 'AWS STS Temporary' --since 2026-11-01T00:00:00Z --output json\n  keysmith audit verify --public-key keysmith-audit.pem"
 )]
 pub struct Args {
+    #[command(subcommand)]
+    pub command: Option<Command>,
     /// Only items of this principal (exact ARN, or `jwt:<sub>`).
     #[arg(long)]
     pub principal: Option<String>,
@@ -30,7 +36,20 @@ pub struct Args {
     pub limit: Option<u32>,
 }
 
-pub async fn run(target: &Target, format: Format, args: &Args) -> Result<(), AdminError> {
+#[derive(clap::Subcommand, Debug)]
+pub enum Command {
+    Verify(verify::Args),
+}
+
+/// The exit status: `audit verify` fails when it finds a problem.
+pub async fn run(target: &Target, format: Format, args: &Args) -> Result<u8, AdminError> {
+    match &args.command {
+        Some(Command::Verify(v)) => verify::run(target, format, v).await,
+        None => list_trail(target, format, args).await.map(|()| 0),
+    }
+}
+
+async fn list_trail(target: &Target, format: Format, args: &Args) -> Result<(), AdminError> {
     let limit = args.limit.map(|l| l.to_string());
     let filters = [
         ("principal", &args.principal),

@@ -17,6 +17,10 @@ pub enum Command {
     /// The lease or rotation behind a key, its audit items, and IAM's status and last use.
     #[command(after_help = "Example:\n  keysmith keys show AKIAIOSFODNN7EXAMPLE")]
     Show { access_key_id: String },
+    /// Reactivate a key the key report deactivated as unused or old (never a quarantined one):
+    /// the request is recorded at once and carried out by the next sweep (within 3 minutes).
+    #[command(after_help = "Example:\n  keysmith keys reactivate AKIAIOSFODNN7EXAMPLE")]
+    Reactivate { access_key_id: String },
 }
 
 pub async fn run(target: &Target, format: Format, args: &Args) -> Result<(), AdminError> {
@@ -25,6 +29,13 @@ pub async fn run(target: &Target, format: Format, args: &Args) -> Result<(), Adm
         Command::Show { access_key_id } => {
             let path = format!("/v1/keys/{}", encode(access_key_id));
             let answer = api.call("GET", &path, None).await?;
+            print_object(&answer, format, access_key_id);
+        }
+        Command::Reactivate { access_key_id } => {
+            let path = format!("/v1/keys/{}/reactivate", encode(access_key_id));
+            let answer = api
+                .call("POST", &path, Some(&serde_json::json!({})))
+                .await?;
             print_object(&answer, format, access_key_id);
         }
     }

@@ -63,6 +63,13 @@ pub async fn run(target: &Target, format: Format, args: &Args) -> Result<(), Adm
         Command::Revoke { lease_id } => {
             let path = format!("/v1/leases/{}", encode(lease_id));
             let answer = api.call("DELETE", &path, None).await?;
+            // This machine's cached copy of the revoked keys goes too (SPEC §17: nothing serves
+            // a revoked lease); a cache that cannot be opened holds nothing to remove.
+            if let Ok(cache) = crate::cache::Cache::open() {
+                if let Err(e) = cache.forget_lease(lease_id) {
+                    eprintln!("keysmith: the revoked lease's cached credentials could not be removed: {e}");
+                }
+            }
             print_object(&answer, format, &format!("revoked lease {lease_id}"));
         }
         Command::Renew {

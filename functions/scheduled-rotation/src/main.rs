@@ -1,4 +1,5 @@
-//! scheduled-rotation: the hourly EventBridge job, the 3-minute lease sweep, rotate-now's
+//! scheduled-rotation: the hourly EventBridge job, the 3-minute lease sweep, the 5-minute audit
+//! seal, rotate-now's
 //! asynchronous `Rotation Requested` event, and RotationQueue's batches (SPEC §14), in front of
 //! `keysmith::jobs`.
 // The handlers' futures nest deeply (SDK calls inside use cases inside the runtime); a clean
@@ -41,7 +42,21 @@ async fn scheduled(
     origin: &Origin,
 ) -> Result<Value, Error> {
     let now = chrono::Utc::now();
+    // SPEC §15: IAM's CloudTrail events and GuardDuty findings, by their rules.
+    if let Some(exposure) =
+        keysmith::hygiene::quarantine::Exposure::of(&event.source, &event.detail)
+    {
+        let report = jobs::quarantine(app, &exposure, now, origin).await?;
+        tracing::info!(report = %report, "quarantine response done");
+        return Ok(report);
+    }
     let report = match Job::of(&event.detail) {
+        Job::Canary => return Ok(jobs::canary(app, origin).await),
+        Job::Seal => {
+            let report = jobs::seal(app, now).await?;
+            tracing::info!(report = %report, "sealing done");
+            return Ok(report);
+        }
         Job::Sweep => jobs::sweep(app, now, origin).await?,
         // Rotate-now's event runs the rotations only; the hourly Scheduled Event runs it all.
         Job::Full if event.detail_type == keysmith::rotation::ROTATION_REQUESTED => {

@@ -5,7 +5,7 @@ use serde_json::json;
 
 use super::request::{Reply, Request};
 use super::ApiError;
-use crate::issue::{Granted, Issuing, Requester};
+use crate::issue::{Granted, Requester};
 use crate::names::{Invalid, ProfileName};
 use crate::Api;
 
@@ -16,12 +16,7 @@ pub(super) async fn issue(api: &Api, req: &Request, name: ProfileName) -> Result
         Some("credential_process") => true,
         Some(_) => return Err(Invalid::new("format", "must be json or credential_process").into()),
     };
-    let issuing = Issuing {
-        profiles: &api.app.profiles,
-        leases: &api.app.leases,
-        audit: &api.app.audit,
-        issuer: &api.issuer,
-    };
+    let issuing = api.app.issuing(&api.issuer);
     let who = Requester {
         origin: &req.origin,
         principal: &req.caller.principal,

@@ -145,6 +145,18 @@ impl From<AuditError> for ApiError {
     }
 }
 
+impl From<crate::hygiene::HygieneError> for ApiError {
+    fn from(e: crate::hygiene::HygieneError) -> Self {
+        use crate::hygiene::HygieneError as H;
+        match e {
+            H::NotFound(_) => Self::NotFound(e.to_string()),
+            H::Refused(_) => Self::Conflict(e.to_string()),
+            H::Audit(a) => a.into(),
+            H::Iam(f) => upstream(&f),
+        }
+    }
+}
+
 impl From<IssueError> for ApiError {
     fn from(e: IssueError) -> Self {
         if let IssueError::Lease(l @ (LeaseError::Limit { .. } | LeaseError::ProfileLimit(_))) = e {

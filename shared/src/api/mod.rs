@@ -46,7 +46,9 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("DELETE", "/v1/rotations/{name}"),
     ("POST", "/v1/rotations/{name}/rotate"),
     ("GET", "/v1/audit"),
+    ("GET", "/v1/audit/checkpoints"),
     ("GET", "/v1/keys/{access_key_id}"),
+    ("POST", "/v1/keys/{access_key_id}/reactivate"),
 ];
 
 pub async fn handle(api: &Api, event: impl Into<HttpEvent>) -> ApiGatewayV2httpResponse {
@@ -119,6 +121,8 @@ async fn route(api: &Api, event: HttpEvent) -> Result<Reply, ApiError> {
         (["v1", "profiles", _, "revoke"], _) => Err(not_allowed("POST")),
         (["v1", "keys", id], "GET") => keys::show(app, &req, id).await,
         (["v1", "keys", _], _) => Err(not_allowed("GET")),
+        (["v1", "keys", id, "reactivate"], "POST") => keys::reactivate(app, &req, id).await,
+        (["v1", "keys", _, "reactivate"], _) => Err(not_allowed("POST")),
         (["v1", "leases"], "GET") => leases::list(app, &req).await,
         (["v1", "leases"], _) => Err(not_allowed("GET")),
         (["v1", "leases", id], "DELETE") => revoke::lease(api, &req, id).await,
@@ -137,6 +141,8 @@ async fn route(api: &Api, event: HttpEvent) -> Result<Reply, ApiError> {
         (["v1", "rotations", _, "rotate"], _) => Err(not_allowed("POST")),
         (["v1", "audit"], "GET") => audit::query(app, &req).await,
         (["v1", "audit"], _) => Err(not_allowed("GET")),
+        (["v1", "audit", "checkpoints"], "GET") => audit::checkpoints(app, &req).await,
+        (["v1", "audit", "checkpoints"], _) => Err(not_allowed("GET")),
         _ => Err(ApiError::NotFound("no such route".into())),
     }
 }

@@ -157,6 +157,18 @@ impl Request {
         self.query(&[]).map(drop)
     }
 
+    /// An action's body: nothing, or `{}`.
+    pub fn empty_or_empty_object(&self) -> Result<(), ApiError> {
+        if self.body.iter().all(u8::is_ascii_whitespace)
+            || serde_json::from_slice::<serde_json::Map<String, serde_json::Value>>(&self.body)
+                .is_ok_and(|m| m.is_empty())
+        {
+            Ok(())
+        } else {
+            Err(Invalid::new("body", "must be empty or {}").into())
+        }
+    }
+
     pub fn no_body(&self) -> Result<(), ApiError> {
         if self.body.iter().all(u8::is_ascii_whitespace) {
             Ok(())

@@ -41,12 +41,7 @@ fn reason(r: Option<String>) -> Result<Option<String>, Invalid> {
 }
 
 fn revoker(api: &Api) -> Revoker<'_> {
-    Revoker {
-        revocations: &api.app.revocations,
-        leases: &api.app.leases,
-        audit: &api.app.audit,
-        issuer: &api.issuer,
-    }
+    api.app.revoker(&api.issuer)
 }
 
 /// `DELETE /v1/leases/{id}` (its owner or an admin). Repeating it answers `200` with the same

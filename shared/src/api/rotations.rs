@@ -113,12 +113,7 @@ pub(super) async fn rotate_now(
 ) -> Result<Reply, ApiError> {
     let app = &api.app;
     req.no_query()?;
-    if !req.body.iter().all(u8::is_ascii_whitespace)
-        && !serde_json::from_slice::<serde_json::Map<String, Value>>(&req.body)
-            .is_ok_and(|m| m.is_empty())
-    {
-        return Err(Invalid::new("body", "must be empty or {}").into());
-    }
+    req.empty_or_empty_object()?;
     req.require_admin(app, "rotate keys").await?;
     let wake = match (
         &app.config.rotation_queue_url,

@@ -1,22 +1,28 @@
 //! The audit trail (SPEC §7): one DynamoDB item per event, written before the caller sees a result.
 //!
-//! Layout: partition `day` (`YYYY-MM-DD`), sort key `sk` = `<time>#<uuid>` with a fixed-width time,
-//! so a day's items sort chronologically. GSIs `by_principal` and `by_profile` share that sort key,
-//! which gives the three queries SPEC asks for (time range, principal, profile) without a scan.
+//! Layout: partition `day` = `YYYY-MM-DD#<shard>` (16 shards by a hash of the item id, SPEC §13),
+//! sort key `sk` = `<time>#<uuid>` with a fixed-width time, so a day's items sort chronologically
+//! in each shard. GSIs `by_principal`, `by_profile` and `by_access_key` share that sort key, which
+//! gives the queries SPEC asks for (time range, principal, profile, key) without a scan.
 //!
 //! [`record`] is the item, [`query`] reads the trail, [`report`] tells operators what was written
-//! (metrics and events, derived from the record in one place).
+//! (metrics and events, derived from the record in one place), [`seal`] signs closed periods.
 
 mod query;
 mod record;
 mod report;
+mod seal;
 
 pub use crate::time::format_time;
 pub use query::{
-    parse_cursor, AuditPage, AuditQuery, DEFAULT_WINDOW_DAYS, EVENT_AUDIT_READ, MAX_WINDOW_DAYS,
+    parse_cursor, AuditPage, AuditQuery, Window, DEFAULT_WINDOW_DAYS, EVENT_AUDIT_READ,
+    MAX_WINDOW_DAYS, PAGE_BYTES,
 };
 pub use record::*;
 pub use report::Reporter;
+pub use seal::{
+    parse_checkpoint_cursor, CheckpointPage, CheckpointStore, SealError, SealReport, Sealer,
+};
 
 use std::collections::HashMap;
 

@@ -1,32 +1,105 @@
-//! Reading the trail: by time range (one partition per day), principal or profile (GSIs), paged.
+//! Reading the trail: by time range (a day's 16 shards, fanned out and merged), principal or
+//! profile (GSIs), newest first, paged by a cursor that is the last item's sort key.
 
 use std::collections::HashMap;
 
 use aws_sdk_dynamodb::types::AttributeValue;
 use chrono::{DateTime, Days, NaiveDate, Utc};
+use futures_util::future::try_join_all;
 use serde_json::{Map, Value};
 
+use super::record::SHARDS;
 use super::{AuditError, AuditLog};
 use crate::aws::classify;
+use crate::names::Invalid;
 use crate::time::format_time;
 
-/// A query over the trail. Built by the API layer from validated parameters.
-#[derive(Debug, Clone, Default)]
+/// A query over the trail, its window checked ([`Window::new`]).
+#[derive(Debug, Clone)]
 pub struct AuditQuery {
     pub principal: Option<String>,
     pub profile: Option<String>,
     pub event: Option<String>,
-    pub since: Option<DateTime<Utc>>,
-    pub until: Option<DateTime<Utc>>,
+    pub window: Window,
     pub limit: usize,
-    /// The `sk` of the last item of the previous page.
-    pub next: Option<String>,
 }
 
-/// Without `since`, a time-range query (no principal, no profile) looks back this far.
+/// Without `since`, a query looks back this far.
 pub const DEFAULT_WINDOW_DAYS: u64 = 30;
-/// The longest time-range query: it walks one partition per day.
+/// The longest window: a time-range query walks one day (16 partitions) at a time.
 pub const MAX_WINDOW_DAYS: i64 = 366;
+/// A page stops growing past this many bytes of JSON, whatever `limit` says: Lambda answers at
+/// most 6 MB.
+pub const PAGE_BYTES: usize = 4 * 1024 * 1024;
+
+/// The time window of a query and where in it a page starts, checked so that every query is
+/// bounded: DynamoDB refuses a `BETWEEN` whose ends are reversed (`since` in the future), and a
+/// cursor far outside the window would walk one day after another until the function times out.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Window {
+    pub since: DateTime<Utc>,
+    pub until: DateTime<Utc>,
+    /// The sort key of the previous page's last item.
+    pub next: Option<String>,
+    /// Whether `since`/`until` were given (the `Audit Read` message names only those).
+    pub given: (bool, bool),
+}
+
+impl Window {
+    pub fn new(
+        since: Option<DateTime<Utc>>,
+        until: Option<DateTime<Utc>>,
+        next: Option<&str>,
+        now: DateTime<Utc>,
+    ) -> Result<Window, Invalid> {
+        let given = (since.is_some(), until.is_some());
+        let until = until.unwrap_or(now);
+        let since = match since {
+            Some(s) if s > now => return Err(Invalid::new("since", "must not be in the future")),
+            Some(s) if s > until => return Err(Invalid::new("since", "must not be after until")),
+            Some(s) => s,
+            None => until
+                .checked_sub_days(Days::new(DEFAULT_WINDOW_DAYS))
+                .unwrap_or(until),
+        };
+        if (until - since).num_days() > MAX_WINDOW_DAYS {
+            return Err(Invalid::new(
+                "since",
+                format!("a query spans at most {MAX_WINDOW_DAYS} days"),
+            ));
+        }
+        let next = next
+            .map(|n| {
+                let time = parse_cursor(n)
+                    .ok_or_else(|| Invalid::new("next", "is not a cursor from a previous page"))?;
+                if time < since || time > until {
+                    return Err(Invalid::new(
+                        "next",
+                        "is outside the query's window (since .. until): use the cursor with the query that returned it",
+                    ));
+                }
+                Ok(n.to_owned())
+            })
+            .transpose()?;
+        Ok(Window {
+            since,
+            until,
+            next,
+            given,
+        })
+    }
+
+    /// The sort-key range, inclusive: `until` itself is included ('~' sorts after every
+    /// character of `<time>#<uuid>`); after a cursor, the range ends at the cursor, which the
+    /// reader then leaves out.
+    fn range(&self) -> (String, String) {
+        let high = match &self.next {
+            Some(cursor) => cursor.clone(),
+            None => format!("{}#~", format_time(self.until)),
+        };
+        (format_time(self.since), high)
+    }
+}
 
 #[derive(Debug)]
 pub struct AuditPage {
@@ -37,6 +110,21 @@ pub struct AuditPage {
 /// SPEC §13: reading the trail is itself audited.
 pub const EVENT_AUDIT_READ: &str = "Audit Read";
 
+type Item = HashMap<String, AttributeValue>;
+
+/// One partition (a table partition or an index key) read newest first within a sort-key range.
+struct Partition<'a> {
+    index: Option<&'static str>,
+    key_name: &'static str,
+    key_value: String,
+    low: &'a str,
+    high: &'a str,
+    /// Attribute equalities DynamoDB filters on (after `Limit`, hence the paging in `newest`).
+    filters: Vec<(&'static str, &'a str)>,
+    /// A strongly consistent read (base table only): the sealer's.
+    consistent: bool,
+}
+
 impl AuditLog {
     /// A query on behalf of a caller, audited as `Audit Read` (`Config`) before the page is
     /// returned: a read the trail cannot record returns nothing. Written after the query, so a
@@ -46,12 +134,13 @@ impl AuditLog {
         q: &AuditQuery,
         origin: &super::Origin,
     ) -> Result<AuditPage, AuditError> {
+        let w = &q.window;
         let filters: Vec<String> = [
             ("principal", q.principal.clone()),
             ("profile", q.profile.clone()),
             ("event", q.event.clone()),
-            ("since", q.since.map(format_time)),
-            ("until", q.until.map(format_time)),
+            ("since", w.given.0.then(|| format_time(w.since))),
+            ("until", w.given.1.then(|| format_time(w.until))),
         ]
         .into_iter()
         .filter_map(|(k, v)| v.map(|v| format!("{k}={v}")))
@@ -64,12 +153,22 @@ impl AuditLog {
             } else {
                 filters.join(", ")
             },
-            if q.next.is_some() {
+            if w.next.is_some() {
                 ", a later page"
             } else {
                 ""
             }
         );
+        self.read_as(origin, message, self.query(q)).await
+    }
+
+    /// Runs `read` and writes its `Audit Read` item (SPEC §13), in that order.
+    pub(super) async fn read_as<T>(
+        &self,
+        origin: &super::Origin,
+        message: String,
+        read: impl std::future::Future<Output = Result<T, AuditError>>,
+    ) -> Result<T, AuditError> {
         let r = super::AuditRecord::new(
             origin,
             super::Category::Config,
@@ -77,7 +176,7 @@ impl AuditLog {
             super::Outcome::Success,
             message,
         );
-        let page = self.query(q).await?;
+        let page = read.await?;
         self.write(&r).await?;
         Ok(page)
     }
@@ -104,100 +203,190 @@ impl AuditLog {
             .collect())
     }
 
-    /// Newest first. Principal and profile queries use their index; a time-range query walks day
-    /// partitions backwards from `until`.
+    /// Newest first. Principal and profile queries read their index; a time-range query reads
+    /// a day's shards at once, merges them, and steps back a day while the page is not full.
     pub async fn query(&self, q: &AuditQuery) -> Result<AuditPage, AuditError> {
-        let until = q.until.unwrap_or_else(Utc::now);
-        let since = q.since.unwrap_or_else(|| {
-            until
-                .checked_sub_days(Days::new(DEFAULT_WINDOW_DAYS))
-                .unwrap_or(until)
-        });
-        let low = format_time(since);
-        // '~' sorts after every character of `<time>#<uuid>`, so `until` itself is included.
-        let high = format!("{}#~", format_time(until));
-
-        let (index, key_name, key_value) = match (&q.principal, &q.profile) {
-            (Some(p), _) => (Some("by_principal"), "principal", p.clone()),
-            (None, Some(p)) => (Some("by_profile"), "profile", p.clone()),
-            (None, None) => (None, "day", day_of(q.next.as_deref().unwrap_or(&high))),
-        };
-        let mut filters = Vec::new();
-        let mut values = HashMap::from([(":low".to_owned(), AttributeValue::S(low.clone()))]);
-        if q.principal.is_some() {
-            if let Some(profile) = &q.profile {
-                filters.push("profile = :profile");
-                values.insert(":profile".into(), AttributeValue::S(profile.clone()));
+        let (low, high) = q.window.range();
+        let event: Vec<_> = q
+            .event
+            .as_deref()
+            .map(|e| ("event", e))
+            .into_iter()
+            .collect();
+        let mut items: Vec<Item> = Vec::new();
+        match (&q.principal, &q.profile) {
+            (Some(principal), profile) => {
+                let mut filters = event.clone();
+                filters.extend(profile.as_deref().map(|p| ("profile", p)));
+                let part = Partition {
+                    index: Some("by_principal"),
+                    key_name: "principal",
+                    key_value: principal.clone(),
+                    low: &low,
+                    high: &high,
+                    filters,
+                    consistent: false,
+                };
+                items = self.newest(&part, q.limit).await?;
+            }
+            (None, Some(profile)) => {
+                let part = Partition {
+                    index: Some("by_profile"),
+                    key_name: "profile",
+                    key_value: profile.clone(),
+                    low: &low,
+                    high: &high,
+                    filters: event,
+                    consistent: false,
+                };
+                items = self.newest(&part, q.limit).await?;
+            }
+            (None, None) => {
+                let mut day = day_of(&high);
+                let last_day = day_of(&low);
+                while items.len() < q.limit {
+                    let want = q.limit - items.len();
+                    let parts = day_partitions(&day).into_iter().map(|key_value| Partition {
+                        index: None,
+                        key_name: "day",
+                        key_value,
+                        low: &low,
+                        high: &high,
+                        filters: event.clone(),
+                        consistent: false,
+                    });
+                    let reads = parts.map(|p| async move { self.newest(&p, want).await });
+                    let mut merged: Vec<Item> = try_join_all(reads).await?.concat();
+                    merged.sort_by(|a, b| sort_key(b).cmp(sort_key(a)));
+                    merged.truncate(want);
+                    items.extend(merged);
+                    if day <= last_day {
+                        break;
+                    }
+                    match previous_day(&day) {
+                        Some(d) => day = d,
+                        None => break,
+                    }
+                }
             }
         }
-        if let Some(event) = &q.event {
-            filters.push("event = :event");
-            values.insert(":event".into(), AttributeValue::S(event.clone()));
-        }
-        let filter = (!filters.is_empty()).then(|| filters.join(" AND "));
-        let last_day = day_of(&low);
+        Ok(page(items, q.limit))
+    }
 
-        let mut items = Vec::new();
-        // Resume after the cursor item: its table key (day, sk) plus the index's partition key.
-        let mut start = q.next.as_ref().map(|next| {
-            HashMap::from([
-                ("day".to_owned(), AttributeValue::S(day_of(next))),
-                ("sk".to_owned(), AttributeValue::S(next.clone())),
-                (key_name.to_owned(), AttributeValue::S(key_value.clone())),
-            ])
-        });
-        let mut key_value = key_value;
+    /// Up to `want` items of one partition, newest first, strictly before the range's high end
+    /// when that end is a cursor.
+    async fn newest(&self, p: &Partition<'_>, want: usize) -> Result<Vec<Item>, AuditError> {
+        let mut values = HashMap::from([
+            (":key".to_owned(), AttributeValue::S(p.key_value.clone())),
+            (":low".to_owned(), AttributeValue::S(p.low.to_owned())),
+            (":high".to_owned(), AttributeValue::S(p.high.to_owned())),
+        ]);
+        let mut names = HashMap::from([("#k".to_owned(), p.key_name.to_owned())]);
+        let mut conditions = Vec::new();
+        for (n, (field, value)) in p.filters.iter().enumerate() {
+            values.insert(format!(":f{n}"), AttributeValue::S((*value).to_owned()));
+            names.insert(format!("#f{n}"), (*field).to_owned());
+            conditions.push(format!("#f{n} = :f{n}"));
+        }
+        let filter = (!conditions.is_empty()).then(|| conditions.join(" AND "));
+        let mut out = Vec::new();
+        let mut start = None;
         loop {
-            let mut values = values.clone();
-            values.insert(":key".into(), AttributeValue::S(key_value.clone()));
-            values.insert(":high".into(), AttributeValue::S(high.clone()));
-            let want = q.limit.saturating_sub(items.len());
             let page = self
                 .db
                 .query()
                 .table_name(&self.table)
-                .set_index_name(index.map(str::to_owned))
+                .set_index_name(p.index.map(str::to_owned))
                 .key_condition_expression("#k = :key AND sk BETWEEN :low AND :high")
-                .expression_attribute_names("#k", key_name)
                 .set_filter_expression(filter.clone())
-                .set_expression_attribute_values(Some(values))
+                .set_expression_attribute_names(Some(names.clone()))
+                .set_expression_attribute_values(Some(values.clone()))
                 .scan_index_forward(false)
-                .limit(i32::try_from(want.max(1)).unwrap_or(i32::MAX))
+                .consistent_read(p.consistent)
+                // One more than wanted: the cursor item itself may come first.
+                .limit(i32::try_from(want.saturating_add(1)).unwrap_or(i32::MAX))
                 .set_exclusive_start_key(start.take())
                 .send()
                 .await
                 .map_err(|e| AuditError::Read(classify(e)))?;
-            items.extend(page.items.unwrap_or_default());
-            if items.len() >= q.limit {
-                items.truncate(q.limit);
-                break;
+            out.extend(
+                page.items
+                    .unwrap_or_default()
+                    .into_iter()
+                    .filter(|i| sort_key(i) != p.high),
+            );
+            if out.len() >= want {
+                out.truncate(want);
+                return Ok(out);
             }
             match page.last_evaluated_key {
                 Some(k) => start = Some(k),
-                None if index.is_none() && key_value > last_day => {
-                    // Next older day partition.
-                    key_value = previous_day(&key_value).unwrap_or_default();
-                    if key_value.is_empty() {
-                        break;
-                    }
-                }
-                None => break,
+                None => return Ok(out),
             }
         }
-        let next = if items.len() == q.limit {
-            items
-                .last()
-                .and_then(|i| i.get("sk"))
-                .and_then(|v| v.as_s().ok())
-                .cloned()
-        } else {
-            None
-        };
-        Ok(AuditPage {
-            items: items.into_iter().map(item_to_json).collect(),
-            next,
-        })
     }
+
+    /// Every item of one day's partitions with a sort key in `[low, high)`, read consistently
+    /// (the sealer's read of a closed period; `high` is a bare time, below every key at it).
+    pub(super) async fn between(
+        &self,
+        day: &str,
+        low: &str,
+        high: &str,
+    ) -> Result<Vec<Value>, AuditError> {
+        let reads = day_partitions(day).into_iter().map(|key_value| async move {
+            let part = Partition {
+                index: None,
+                key_name: "day",
+                key_value,
+                low,
+                high,
+                filters: Vec::new(),
+                consistent: true,
+            };
+            self.newest(&part, usize::MAX).await
+        });
+        let items = try_join_all(reads).await?.concat();
+        Ok(items.into_iter().map(item_to_json).collect())
+    }
+}
+
+/// A day's partitions: its 16 shards, and the bare day that tables written before sharding
+/// hold (docs/decisions.md: reading it costs one empty query).
+fn day_partitions(day: &str) -> Vec<String> {
+    let mut parts: Vec<String> = (0..SHARDS).map(|shard| format!("{day}#{shard}")).collect();
+    parts.push(day.to_owned());
+    parts
+}
+
+/// A page of `limit` items at most, also cut at [`PAGE_BYTES`] of JSON (at least one item);
+/// `next` is set when the page is full by either measure.
+fn page(items: Vec<Item>, limit: usize) -> AuditPage {
+    let mut out = Vec::with_capacity(items.len());
+    let mut bytes = 0;
+    let mut last = None;
+    let mut full = items.len() >= limit;
+    for item in items {
+        let key = sort_key(&item).to_owned();
+        let json = item_to_json(item);
+        bytes += json.to_string().len();
+        if bytes > PAGE_BYTES && !out.is_empty() {
+            full = true;
+            break;
+        }
+        out.push(json);
+        last = Some(key);
+    }
+    AuditPage {
+        items: out,
+        next: if full { last } else { None },
+    }
+}
+
+fn sort_key(item: &Item) -> &str {
+    item.get("sk")
+        .and_then(|v| v.as_s().ok())
+        .map_or("", String::as_str)
 }
 
 fn day_of(sort_key: &str) -> String {
@@ -209,15 +398,15 @@ fn previous_day(day: &str) -> Option<String> {
     d.pred_opt().map(|p| p.format("%Y-%m-%d").to_string())
 }
 
-/// Is `s` a page cursor this module produced (`<time>#<uuid>`)?
-pub fn parse_cursor(s: &str) -> Option<String> {
+/// The time of a page cursor this module produced (`<time>#<uuid>`).
+pub fn parse_cursor(s: &str) -> Option<DateTime<Utc>> {
     let (time, id) = s.split_once('#')?;
-    DateTime::parse_from_rfc3339(time).ok()?;
+    let t = DateTime::parse_from_rfc3339(time).ok()?;
     uuid::Uuid::parse_str(id).ok()?;
-    Some(s.to_owned())
+    Some(t.with_timezone(&Utc))
 }
 
-pub(super) fn item_to_json(item: HashMap<String, AttributeValue>) -> Value {
+pub(super) fn item_to_json(item: Item) -> Value {
     let mut out = Map::new();
     for (k, v) in item {
         if k == "day" || k == "sk" {
@@ -241,12 +430,40 @@ pub(super) fn item_to_json(item: HashMap<String, AttributeValue>) -> Value {
 mod tests {
     use super::*;
 
+    fn at(s: &str) -> DateTime<Utc> {
+        DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&Utc)
+    }
+
     #[test]
     fn cursors_and_days() {
         assert_eq!(previous_day("2026-03-01").unwrap(), "2026-02-28");
         let sk = format!("2026-11-21T15:04:05.000001Z#{}", uuid::Uuid::new_v4());
-        assert_eq!(parse_cursor(&sk), Some(sk.clone()));
+        assert_eq!(parse_cursor(&sk), Some(at("2026-11-21T15:04:05.000001Z")));
         assert_eq!(parse_cursor("2026-11-21#x"), None);
         assert_eq!(day_of(&sk), "2026-11-21");
+        assert_eq!(day_partitions("2026-11-21").len(), 17);
+    }
+
+    #[test]
+    fn windows_are_bounded() {
+        let now = at("2026-12-04T12:00:00Z");
+        let future = Window::new(Some(at("2026-12-05T00:00:00Z")), None, None, now);
+        assert_eq!(future.unwrap_err().field, "since");
+        let wide = Window::new(Some(at("2024-01-01T00:00:00Z")), None, None, now);
+        assert_eq!(wide.unwrap_err().field, "since");
+        let far = format!("9999-12-31T00:00:00.000000Z#{}", uuid::Uuid::new_v4());
+        assert_eq!(
+            Window::new(None, None, Some(&far), now).unwrap_err().field,
+            "next"
+        );
+        let old = format!("2026-10-01T00:00:00.000000Z#{}", uuid::Uuid::new_v4());
+        assert_eq!(
+            Window::new(None, None, Some(&old), now).unwrap_err().field,
+            "next"
+        );
+        let inside = format!("2026-12-01T00:00:00.000000Z#{}", uuid::Uuid::new_v4());
+        let w = Window::new(None, None, Some(&inside), now).unwrap();
+        assert_eq!(w.since, at("2026-11-04T12:00:00Z"));
+        assert_eq!(w.range().1, inside);
     }
 }

@@ -117,6 +117,14 @@ impl AuditRecord {
         self
     }
 
+    /// SPEC §13: `day#<shard>`, the shard a hash of the id, so writes spread over 16 partitions.
+    pub(super) fn partition(&self) -> String {
+        partition(
+            &self.time.format("%Y-%m-%d").to_string(),
+            &self.id.to_string(),
+        )
+    }
+
     pub(super) fn sort_key(&self) -> String {
         format!("{}#{}", format_time(self.time), self.id)
     }
@@ -124,16 +132,22 @@ impl AuditRecord {
     pub(super) fn to_item(&self) -> HashMap<String, AttributeValue> {
         let s = |v: &str| AttributeValue::S(v.to_owned());
         let mut item = HashMap::from([
-            (
-                "day".to_owned(),
-                s(&self.time.format("%Y-%m-%d").to_string()),
-            ),
+            ("day".to_owned(), s(&self.partition())),
             ("sk".to_owned(), s(&self.sort_key())),
             ("time".to_owned(), s(&format_time(self.time))),
             ("principal".to_owned(), s(&self.origin.principal)),
-            ("source_ip".to_owned(), s(&self.origin.source_ip)),
-            ("user_agent".to_owned(), s(&self.origin.user_agent)),
-            ("request_id".to_owned(), s(&self.origin.request_id)),
+            (
+                "source_ip".to_owned(),
+                s(cut(&self.origin.source_ip, FREE_TEXT)),
+            ),
+            (
+                "user_agent".to_owned(),
+                s(cut(&self.origin.user_agent, FREE_TEXT)),
+            ),
+            (
+                "request_id".to_owned(),
+                s(cut(&self.origin.request_id, FREE_TEXT)),
+            ),
             ("region".to_owned(), s(&self.origin.region)),
             (
                 "category".to_owned(),
@@ -151,7 +165,7 @@ impl AuditRecord {
                 }),
             ),
             ("event".to_owned(), s(&self.event)),
-            ("message".to_owned(), s(&self.message)),
+            ("message".to_owned(), s(cut(&self.message, MESSAGE))),
             ("outcome".to_owned(), s(self.outcome.as_str())),
         ]);
         // Absent values are left out rather than written empty: `principal` and `profile` key the
@@ -189,41 +203,33 @@ impl AuditRecord {
     }
 }
 
-/// Lowercase hex SHA-256 of an item's canonical JSON (RFC 8785 for what items hold: keys sorted,
-/// no whitespace, strings escaped as JSON does, integers as digits), without its `hash`
-/// (docs/audit-integrity.md). Anyone can recompute it from `GET /v1/audit`'s answer.
-pub fn item_hash(item: &Value) -> String {
+/// Shards of a day's partition (SPEC §13).
+pub const SHARDS: u8 = 16;
+/// What a caller can make long (user agent, source ip, request id) is cut to this many
+/// characters when written, so one item stays small and a page of them fits a Lambda response.
+pub const FREE_TEXT: usize = 512;
+/// Messages quote callers' filters and names; cut to this many characters.
+pub const MESSAGE: usize = 2048;
+
+/// The partition of an item of `day` (`YYYY-MM-DD`) with this id: `day#<0..15>`, the shard
+/// being the first byte of SHA-256(id) modulo 16.
+pub fn partition(day: &str, id: &str) -> String {
     use sha2::{Digest, Sha256};
-    let mut item = item.clone();
-    if let Value::Object(m) = &mut item {
-        m.remove("hash");
-    }
-    Sha256::digest(canonical(&item).as_bytes())
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
+    let first = Sha256::digest(id.as_bytes())[0];
+    format!("{day}#{}", first % SHARDS)
 }
 
-/// RFC 8785 (JCS) for objects, arrays, strings, booleans and integers — all an item holds. Keys
-/// sort by UTF-16 code units, which for the ASCII keys of items is byte order.
-pub fn canonical(v: &Value) -> String {
-    match v {
-        Value::Object(m) => {
-            let mut keys: Vec<&String> = m.keys().collect();
-            keys.sort_by(|a, b| a.encode_utf16().cmp(b.encode_utf16()));
-            let fields: Vec<String> = keys
-                .into_iter()
-                .map(|k| format!("{}:{}", Value::String(k.clone()), canonical(&m[k])))
-                .collect();
-            format!("{{{}}}", fields.join(","))
-        }
-        Value::Array(items) => format!(
-            "[{}]",
-            items.iter().map(canonical).collect::<Vec<_>>().join(",")
-        ),
-        other => other.to_string(),
+/// The first `max` characters of `text` (never splitting a character).
+fn cut(text: &str, max: usize) -> &str {
+    match text.char_indices().nth(max) {
+        Some((at, _)) => &text[..at],
+        None => text,
     }
 }
+
+/// SPEC §13's item hash and its canonical JSON (RFC 8785), shared with `keysmith audit verify`
+/// (docs/audit-integrity.md): anyone can recompute it from `GET /v1/audit`'s answer.
+pub use keysmith_audit_proof::{canonical, item_hash};
 
 impl AuditRecord {
     /// The item as JSON (EventBridge `detail`), exactly the fields the trail stores.
@@ -249,9 +255,34 @@ mod tests {
         assert_eq!(item["outcome"].as_s().unwrap(), "denied");
         assert!(!item.contains_key("profile"));
         assert_eq!(item["sk"].as_s().unwrap().len(), 27 + 1 + 36);
+        let day = item["day"].as_s().unwrap();
+        assert_eq!(&item["sk"].as_s().unwrap()[..10], &day[..10]);
+        let shard: u8 = day[11..].parse().unwrap();
+        assert!(shard < SHARDS, "{day}");
+    }
+
+    #[test]
+    fn free_text_is_cut_on_a_character() {
+        let origin = Origin {
+            user_agent: "é".repeat(10_000),
+            ..Origin::default()
+        };
+        let mut r = AuditRecord::new(&origin, Category::Data, EVENT_ISSUE, Outcome::Denied, "m");
+        r.message = "x".repeat(100_000);
+        let item = r.to_item();
         assert_eq!(
-            &item["sk"].as_s().unwrap()[..10],
-            item["day"].as_s().unwrap()
+            item["user_agent"].as_s().unwrap().chars().count(),
+            FREE_TEXT
         );
+        assert_eq!(item["message"].as_s().unwrap().len(), MESSAGE);
+    }
+
+    #[test]
+    fn shards_spread() {
+        let mut seen = std::collections::HashSet::new();
+        for _ in 0..2_000 {
+            seen.insert(partition("2026-12-04", &uuid::Uuid::new_v4().to_string()));
+        }
+        assert_eq!(seen.len(), usize::from(SHARDS));
     }
 }

@@ -1,28 +1,34 @@
 //! The scheduled work of scheduled-rotation, one file per job: rotate what is due
 //! ([`rotate_due`]), end due leases ([`sweep`]), prune revocations ([`prune`]), report old keys
-//! ([`key_report`]), and RotationQueue's sending and working ([`queue`]); [`run`] is the hourly
+//! ([`key_report`]), seal the audit trail ([`seal`], every 5 minutes), and RotationQueue's
+//! sending and working ([`queue`]); [`run`] is the hourly
 //! sequence. Like `api/`, a job only sequences use cases
 //! of the domain modules and reports.
 
+mod canary;
 mod key_report;
 mod prune;
+mod quarantine;
 mod queue;
 mod rotate_due;
+mod seal;
 mod sweep;
 
 use chrono::{DateTime, Utc};
 use serde_json::{json, Value};
 
-use crate::audit::{AuditError, Origin};
-use crate::aws::AwsFailure;
+use crate::audit::Origin;
+pub use crate::hygiene::{OldKey, EVENT_OLD_KEY};
 use crate::lease::{LeaseError, RevokeReport};
 use crate::rotation::policy::PolicyError;
 use crate::rotation::Rotated;
 use crate::App;
+pub use canary::{canary, CANARY_GROUP, CANARY_PRINCIPAL};
 use key_report::old_keys;
-pub use key_report::{OldKey, EVENT_OLD_KEY};
+pub use quarantine::quarantine;
 pub use queue::{work, WorkReport, THROTTLED_DELAY_SECONDS};
 pub use rotate_due::{run_rotations, CONCURRENCY};
+pub use seal::seal;
 pub use sweep::sweep;
 
 #[derive(Debug, Default)]
@@ -37,6 +43,8 @@ pub struct RunReport {
     pub failed: Vec<(String, String)>,
     pub leases: RevokeReport,
     pub old_keys: Vec<OldKey>,
+    /// Keys reactivated as admins asked (`keys reactivate`).
+    pub reactivated: Vec<String>,
     pub revocations: crate::revocation::PruneReport,
 }
 
@@ -52,8 +60,10 @@ impl RunReport {
             "leases_revoked": self.leases.revoked,
             "leases_failed": self.leases.failed.iter().map(|(l, e)| json!({"lease_id": l, "error": e})).collect::<Vec<_>>(),
             "revocations": self.revocations.to_json(),
+            "reactivated": self.reactivated,
             "old_keys": self.old_keys.iter().map(|k| json!({"user_name": k.user_name, "access_key_id": k.access_key_id,
-                "age_days": k.age_days, "deactivated": k.deactivated})).collect::<Vec<_>>(),
+                "age_days": k.age_days, "unused_days": k.unused_days, "exempt": k.exempt,
+                "deactivated": k.deactivated})).collect::<Vec<_>>(),
         })
     }
 }
@@ -64,12 +74,10 @@ pub enum ScheduleError {
     Policies(#[from] PolicyError),
     #[error("ending expired leases failed: {0}")]
     Leases(#[from] LeaseError),
-    #[error("the old-key report failed: {0}")]
-    OldKeys(AwsFailure),
+    #[error("the key report failed: {0}")]
+    KeyReport(#[from] crate::hygiene::HygieneError),
     #[error("{0} revocation polic(ies) could not be pruned or written; they stay due")]
     Prune(usize),
-    #[error("the old-key report could not be audited: {0}")]
-    OldKeysAudit(#[from] AuditError),
 }
 
 /// One scheduled run. A policy's failure is reported (and audited) and the policy stays due; a
@@ -82,9 +90,10 @@ pub async fn run(
 ) -> Result<RunReport, ScheduleError> {
     let mut report = run_rotations(app, now, origin).await?;
     report.leases = sweep::end_due_leases(app, now, origin).await?;
+    report.reactivated = sweep::reactivations(app, origin).await?;
     report.revocations = prune::prune_due(app, now, origin).await;
-    if let Some(max_age) = app.config.max_key_age_days {
-        report.old_keys = old_keys(app, max_age, now, origin).await?;
+    if app.config.max_key_age_days.is_some() || app.config.unused_key_days.is_some() {
+        report.old_keys = old_keys(app, now, origin).await?;
     }
     // After everything else is done: a failed prune fails the run.
     prune::failed(&report.revocations)?;
@@ -93,17 +102,22 @@ pub async fn run(
 
 /// Which job an EventBridge event asks for. The hourly schedule's standard event (empty `detail`)
 /// runs everything; the lease sweep's own schedule (every 3 minutes) says `{"job": "sweep"}` and
-/// only ends due leases, so rotations and the old-key report stay hourly.
+/// only ends due leases, so rotations and the old-key report stay hourly; the sealing schedule
+/// (every 5 minutes) says `{"job": "seal"}`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Job {
     Full,
     Sweep,
+    Seal,
+    Canary,
 }
 
 impl Job {
     pub fn of(detail: &Value) -> Self {
         match detail.get("job").and_then(Value::as_str) {
             Some("sweep") => Self::Sweep,
+            Some("seal") => Self::Seal,
+            Some("canary") => Self::Canary,
             _ => Self::Full,
         }
     }
@@ -119,5 +133,6 @@ mod job_tests {
         assert_eq!(Job::of(&Value::Null), Job::Full);
         assert_eq!(Job::of(&json!({"job": "rotate"})), Job::Full);
         assert_eq!(Job::of(&json!({"job": "sweep"})), Job::Sweep);
+        assert_eq!(Job::of(&json!({"job": "seal"})), Job::Seal);
     }
 }

@@ -1,5 +1,6 @@
-//! The lease sweep: ends expired leases and those of issuances that died (every 3 minutes on its
-//! own schedule, and in every hourly run).
+//! The lease sweep: ends expired leases and those of issuances that died, and carries out the
+//! key reactivations admins asked for (every 3 minutes on its own schedule, and in every hourly
+//! run).
 
 use chrono::{DateTime, Utc};
 
@@ -16,8 +17,26 @@ pub async fn sweep(
 ) -> Result<RunReport, ScheduleError> {
     Ok(RunReport {
         leases: end_due_leases(app, now, origin).await?,
+        reactivated: reactivations(app, origin).await?,
         ..RunReport::default()
     })
+}
+
+/// Reactivations admins asked for (SPEC §15, `keys reactivate`): only this function may change a
+/// key's status.
+pub(super) async fn reactivations(
+    app: &App,
+    origin: &Origin,
+) -> Result<Vec<String>, ScheduleError> {
+    let pending = crate::hygiene::Pending {
+        db: &app.clients.dynamodb,
+        table: &app.config.state_table,
+        dry_run: app.config.key_age_dry_run,
+    };
+    Ok(
+        crate::hygiene::complete_reactivations(&app.clients.iam, &app.audit, &pending, origin)
+            .await?,
+    )
 }
 
 pub(super) async fn end_due_leases(

@@ -17,7 +17,11 @@ impl Rotator {
         value: &RotatedSecret,
         versions: &Versions,
     ) -> Result<Admin, RotationError> {
-        let base = match value.admin_secret_id.as_deref() {
+        let admin_secret = value
+            .admin_secret_id
+            .as_deref()
+            .filter(|_| !self.own_identity);
+        let base = match admin_secret {
             None => None,
             Some(id) if versions.names(id) => value.key.clone(),
             Some(id) => {

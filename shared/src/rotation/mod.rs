@@ -17,6 +17,7 @@ mod lock;
 mod on_demand;
 pub mod policy;
 mod protocol;
+mod quarantine;
 pub mod queue;
 mod secret;
 mod session;
@@ -169,6 +170,9 @@ pub struct Rotator {
     lock_wait: Duration,
     /// `KEYSMITH_ROTATOR_ROLE_ARN`: see `session`.
     rotator_role: Option<String>,
+    /// Ignore `admin_secret_id` and act with the function's own identity (the quarantine
+    /// response: the quarantine policy denies a user acting on its own keys).
+    own_identity: bool,
 }
 
 impl std::fmt::Debug for Rotator {
@@ -186,6 +190,16 @@ impl Rotator {
             test_timeout: TEST_TIMEOUT,
             lock_wait: LOCK_WAIT,
             rotator_role: None,
+            own_identity: false,
+        }
+    }
+
+    /// This rotator, acting with the function's own identity whatever the secret's
+    /// `admin_secret_id` says (SPEC §15 quarantine).
+    pub fn acting_as_itself(&self) -> Self {
+        Self {
+            own_identity: true,
+            ..self.clone()
         }
     }
 
