@@ -24,6 +24,8 @@ pub enum Metric {
     /// SPEC §15: the canary's round trip (milliseconds) and whether it failed (0 or 1).
     CanaryLatency,
     CanaryFailure,
+    /// SPEC §15: a due rotation waits for a previous key still in use.
+    RetirementOverdue,
 }
 
 impl Metric {
@@ -39,6 +41,7 @@ impl Metric {
             Self::UpstreamThrottled => "UpstreamThrottled",
             Self::CanaryLatency => "CanaryLatency",
             Self::CanaryFailure => "CanaryFailure",
+            Self::RetirementOverdue => "KeyRetirementOverdue",
         }
     }
 }

@@ -56,6 +56,7 @@ pub async fn run(target: &Target, format: Format, args: &Args) -> Result<(), Adm
                 ("EVERY (DAYS)", "interval_days"),
                 ("LAST ROTATED", "last_rotated_at"),
                 ("NEXT DUE", "next_due_at"),
+                ("STATUS", "status"),
             ];
             print!("{}", list(&items, &columns, format));
         }

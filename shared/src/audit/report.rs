@@ -26,6 +26,13 @@ pub fn classify(record: &AuditRecord) -> (Option<Metric>, Option<&'static str>) 
         // SPEC §6a: a key nobody recorded is told to the operators, found or deleted.
         (EVENT_SHADOW_DETECTED, _) => (None, Some(EVENT_SHADOW_DETECTED)),
         (EVENT_SHADOW_DELETED, _) => (None, Some(EVENT_SHADOW_DELETED)),
+        // SPEC §15 `retire_unused_hours`: a key retired, and a rotation kept waiting past its
+        // interval by a previous key still in use.
+        ("Access Key Retired", _) => (None, Some("Access Key Retired")),
+        ("Access Key Retirement Overdue", _) => (
+            Some(Metric::RetirementOverdue),
+            Some("Access Key Retirement Overdue"),
+        ),
         _ => (None, None),
     }
 }

@@ -21,7 +21,7 @@ use crate::audit::Origin;
 pub use crate::hygiene::{OldKey, EVENT_OLD_KEY};
 use crate::lease::{LeaseError, RevokeReport};
 use crate::rotation::policy::PolicyError;
-use crate::rotation::Rotated;
+use crate::rotation::{Retirement, Rotated};
 use crate::App;
 pub use canary::{canary, CANARY_GROUP, CANARY_PRINCIPAL};
 use key_report::old_keys;
@@ -38,6 +38,9 @@ pub struct RunReport {
     /// Due rotations sent to RotationQueue (SPEC §14) rather than rotated here.
     pub enqueued: usize,
     pub rotated: Vec<(String, Rotated)>,
+    /// Policies due only for a check of their previous key (SPEC §15 `retire_unused_hours`), or
+    /// due but waiting for it to fall unused.
+    pub checked: Vec<(String, Retirement)>,
     /// Due policies another run (or a rotate-now) holds.
     pub skipped: Vec<String>,
     pub failed: Vec<(String, String)>,
@@ -55,6 +58,7 @@ impl RunReport {
             "enqueued": self.enqueued,
             "rotated": self.rotated.iter().map(|(p, r)| json!({"policy": p, "user_name": r.user_name,
                 "old_access_key_id": r.old_access_key_id, "new_access_key_id": r.new_access_key_id})).collect::<Vec<_>>(),
+            "checked": self.checked.iter().map(|(p, r)| retirement_json(p, r)).collect::<Vec<_>>(),
             "skipped": self.skipped,
             "failed": self.failed.iter().map(|(p, e)| json!({"policy": p, "error": e})).collect::<Vec<_>>(),
             "leases_revoked": self.leases.revoked,
@@ -65,6 +69,24 @@ impl RunReport {
                 "age_days": k.age_days, "unused_days": k.unused_days, "exempt": k.exempt,
                 "deactivated": k.deactivated})).collect::<Vec<_>>(),
         })
+    }
+}
+
+fn retirement_json(policy: &str, r: &Retirement) -> Value {
+    match r {
+        Retirement::Nothing => json!({"policy": policy, "previous_key": "none"}),
+        Retirement::NotGraceful(mode) => {
+            json!({"policy": policy, "previous_key": "none", "mode": mode.as_str()})
+        }
+        Retirement::Retired { access_key_id } => {
+            json!({"policy": policy, "previous_key": "retired", "access_key_id": access_key_id})
+        }
+        Retirement::Waiting {
+            access_key_id,
+            retire_after,
+            ..
+        } => json!({"policy": policy, "previous_key": "waiting_for_unused",
+            "access_key_id": access_key_id, "retire_after": crate::time::format_time(*retire_after)}),
     }
 }
 

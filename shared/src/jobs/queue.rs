@@ -15,7 +15,7 @@ use crate::aws::{classify, FailureKind};
 use crate::ops::{self, Metric};
 use crate::rotation::policy::PolicyError;
 use crate::rotation::queue::{enqueue, RotationMessage};
-use crate::rotation::{rotate_policy, PolicyRotationError};
+use crate::rotation::{run_due_policy, PolicyRotationError, PolicyRun};
 use crate::App;
 
 /// SQS's largest `SendMessageBatch`.
@@ -164,8 +164,10 @@ async fn rotate_message(
         return Outcome::Failed(id);
     };
     let name = name.to_string();
-    match rotate_policy(&app.policies, &app.rotator, &name, Utc::now(), true, origin).await {
-        Ok(_) => Outcome::Rotated(name),
+    match run_due_policy(&app.policies, &app.rotator, &name, Utc::now(), origin).await {
+        Ok(PolicyRun::Rotated(..)) => Outcome::Rotated(name),
+        // Only its previous key was due a check: done, nothing to deliver again.
+        Ok(PolicyRun::Checked(..)) => Outcome::Skipped(name),
         Err(PolicyRotationError::Policy(PolicyError::Locked)) => Outcome::Skipped(name),
         Err(PolicyRotationError::Policy(PolicyError::NotFound)) => {
             tracing::error!(message_id = %id, policy = %name, "a RotationQueue message names no rotation policy");

@@ -7,7 +7,7 @@ use futures_util::stream::{self, StreamExt};
 use super::{RunReport, ScheduleError};
 use crate::audit::Origin;
 use crate::rotation::policy::PolicyError;
-use crate::rotation::{rotate_policy, PolicyRotationError};
+use crate::rotation::{run_due_policy, PolicyRotationError, PolicyRun};
 use crate::App;
 
 /// Rotations run at once per scheduled run: enough to finish many policies inside one invocation,
@@ -33,8 +33,7 @@ pub async fn run_rotations(
     let outcomes: Vec<_> = stream::iter(due.policies)
         .map(|p| async move {
             let name = p.name.to_string();
-            let outcome =
-                rotate_policy(&app.policies, &app.rotator, &name, now, true, origin).await;
+            let outcome = run_due_policy(&app.policies, &app.rotator, &name, now, origin).await;
             (name, outcome)
         })
         .buffer_unordered(CONCURRENCY)
@@ -42,7 +41,8 @@ pub async fn run_rotations(
         .await;
     for (name, outcome) in outcomes {
         match outcome {
-            Ok((_, rotated)) => report.rotated.push((name, rotated)),
+            Ok(PolicyRun::Rotated(_, rotated)) => report.rotated.push((name, rotated)),
+            Ok(PolicyRun::Checked(_, retirement)) => report.checked.push((name, retirement)),
             Err(PolicyRotationError::Policy(PolicyError::Locked | PolicyError::NotFound)) => {
                 report.skipped.push(name)
             }

@@ -19,13 +19,16 @@ pub mod policy;
 mod protocol;
 mod quarantine;
 pub mod queue;
+mod retire;
 mod secret;
 mod session;
 mod store;
 
 pub use on_demand::{
-    request_now, rotate_policy, PolicyRotationError, Wake, EVENT_REQUESTED, ROTATION_REQUESTED,
+    request_now, rotate_policy, run_due_policy, PolicyRotationError, PolicyRun, Wake,
+    EVENT_REQUESTED, ROTATION_REQUESTED,
 };
+pub use retire::{Retirement, EVENT_RETIRED, EVENT_RETIREMENT_OVERDUE};
 pub use secret::{Mode, RotatedSecret};
 
 use std::collections::HashMap;

@@ -6,7 +6,7 @@
 
 mod store;
 
-pub use store::{Due, PolicyStore};
+pub use store::{Due, PolicyStore, Settle};
 
 use std::collections::HashMap;
 
@@ -35,6 +35,13 @@ pub struct Policy {
     pub last_rotated_at: Option<DateTime<Utc>>,
     pub status: Status,
     pub last_error: Option<String>,
+    /// SPEC §15, graceful mode: the previous key is deactivated only once unused this long.
+    pub retire_unused_hours: Option<u16>,
+    /// Why the policy is `waiting_for_unused` (the key, its last use, when it may retire).
+    pub status_reason: Option<String>,
+    /// Rotate-now asked for a rotation that has not happened yet (it may wait for the previous
+    /// key to fall unused, so `status` alone cannot remember it).
+    pub requested: bool,
 }
 
 /// Where a policy's rotation stands (`GET /v1/rotations/{name}`).
@@ -45,6 +52,9 @@ pub enum Status {
     Requested,
     Rotating,
     Failed,
+    /// SPEC §15: the previous key is still in use; it stays active until unused for
+    /// `retire_unused_hours`, and a due rotation waits for it.
+    WaitingForUnused,
 }
 
 impl Status {
@@ -54,6 +64,7 @@ impl Status {
             Self::Requested => "requested",
             Self::Rotating => "rotating",
             Self::Failed => "failed",
+            Self::WaitingForUnused => "waiting_for_unused",
         }
     }
 
@@ -62,6 +73,7 @@ impl Status {
             "requested" => Self::Requested,
             "rotating" => Self::Rotating,
             "failed" => Self::Failed,
+            "waiting_for_unused" => Self::WaitingForUnused,
             _ => Self::Idle,
         }
     }
@@ -75,6 +87,7 @@ struct RawPolicy {
     interval_days: i64,
     rotation_hour_utc: Option<i64>,
     enabled: Option<bool>,
+    retire_unused_hours: Option<i64>,
     // Read-only fields of GET output, accepted (and ignored) so a GET body can be PUT back.
     #[allow(dead_code)]
     last_rotated_at: Option<Value>,
@@ -84,6 +97,8 @@ struct RawPolicy {
     last_error: Option<Value>,
     #[allow(dead_code)]
     status: Option<Value>,
+    #[allow(dead_code)]
+    status_reason: Option<Value>,
 }
 
 impl Policy {
@@ -108,6 +123,16 @@ impl Policy {
                 ))
             }
         };
+        let retire_unused_hours = match raw.retire_unused_hours {
+            None => None,
+            Some(h @ 1..=720) => u16::try_from(h).ok(),
+            Some(_) => {
+                return Err(Invalid::new(
+                    "retire_unused_hours",
+                    "must be between 1 and 720",
+                ))
+            }
+        };
         Ok(Self {
             name,
             secret_id: aws_id("secret_id", &raw.secret_id, 1, 2048, "/+=.@-:!")?,
@@ -117,6 +142,9 @@ impl Policy {
             last_rotated_at: None,
             status: Status::Idle,
             last_error: None,
+            retire_unused_hours,
+            status_reason: None,
+            requested: false,
         })
     }
 
@@ -151,6 +179,11 @@ impl Policy {
         }
     }
 
+    /// Whether the rotation itself is due (not only a check of the previous key).
+    pub fn rotation_due(&self, now: DateTime<Utc>) -> bool {
+        self.requested || (self.enabled && self.next_due(now) <= now)
+    }
+
     pub fn to_json(&self, now: DateTime<Utc>) -> Value {
         json!({
             "name": self.name.as_str(),
@@ -161,7 +194,9 @@ impl Policy {
             "last_rotated_at": self.last_rotated_at.map(format_time),
             "next_due_at": self.enabled.then(|| format_time(self.next_due(now))),
             "status": self.status.as_str(),
+            "status_reason": self.status_reason,
             "last_error": self.last_error,
+            "retire_unused_hours": self.retire_unused_hours,
         })
     }
 
@@ -171,6 +206,7 @@ impl Policy {
             "interval_days": self.interval_days,
             "rotation_hour_utc": self.rotation_hour_utc,
             "enabled": self.enabled,
+            "retire_unused_hours": self.retire_unused_hours,
         })
         .to_string()
     }
@@ -196,6 +232,8 @@ impl Policy {
             .map(|t| t.with_timezone(&Utc));
         p.status = s("status").map_or(Status::Idle, |v| Status::parse(v));
         p.last_error = s("last_error").cloned();
+        p.status_reason = s("status_reason").cloned();
+        p.requested = item.contains_key("requested_at");
         Some(p)
     }
 }

@@ -7,6 +7,15 @@ use aws_sdk_dynamodb::types::{ReturnValue, TransactWriteItem, Update};
 use chrono::{DateTime, Duration, Utc};
 
 use super::{key, s, Policy, PolicyError, Status, LOCK_TTL_MINUTES, PK};
+
+/// How a run leaves a policy it locked.
+#[derive(Debug, Clone)]
+pub struct Settle {
+    pub rotated_at: Option<DateTime<Utc>>,
+    pub status: Status,
+    pub reason: Option<String>,
+    pub due_at: Option<DateTime<Utc>>,
+}
 use crate::audit::{AuditLog, AuditRecord, AuditedWriteError};
 use crate::aws::{classify, AwsFailure, FailureKind};
 use crate::state::due_items_counted;
@@ -181,7 +190,9 @@ impl PolicyStore {
         let update = Update::builder()
             .table_name(&self.table)
             .set_key(Some(key(name)))
-            .update_expression("SET #status = :requested, due_pk = :pk, due_at = :now")
+            .update_expression(
+                "SET #status = :requested, due_pk = :pk, due_at = :now, requested_at = :now",
+            )
             .condition_expression("attribute_exists(sk)")
             .expression_attribute_names("#status", "status")
             .expression_attribute_values(":requested", s(Status::Requested.as_str()))
@@ -242,7 +253,8 @@ impl PolicyStore {
         }
     }
 
-    /// Records a finished rotation and releases the lock (only `owner`'s).
+    /// Records a finished rotation and releases the lock (only `owner`'s): idle, due again after
+    /// its interval.
     pub async fn rotated(
         &self,
         policy: &Policy,
@@ -251,27 +263,63 @@ impl PolicyStore {
     ) -> Result<(), PolicyError> {
         let mut done = policy.clone();
         done.last_rotated_at = Some(at);
+        let settle = Settle {
+            rotated_at: Some(at),
+            status: Status::Idle,
+            reason: None,
+            due_at: done.enabled.then(|| done.next_due(at)),
+        };
+        self.settle(policy.name.as_str(), owner, &settle).await
+    }
+
+    /// Releases `owner`'s lock as `settle` says: the rotation (if any) recorded, the status and
+    /// its reason, and the next time the policy is due (`None`: out of the due index).
+    pub async fn settle(
+        &self,
+        name: &str,
+        owner: &str,
+        settle: &Settle,
+    ) -> Result<(), PolicyError> {
+        let mut set = vec!["#status = :status"];
+        let mut remove = vec!["lock_owner", "lock_until", "last_error"];
         let mut update = self
             .db
             .update_item()
             .table_name(&self.table)
-            .set_key(Some(key(policy.name.as_str())))
+            .set_key(Some(key(name)))
             .condition_expression("lock_owner = :owner")
             .expression_attribute_values(":owner", s(owner))
-            .expression_attribute_values(":at", s(format_time(at)));
-        update = if done.enabled {
-            update
-                .update_expression("SET last_rotated_at = :at, due_at = :due, #status = :idle REMOVE lock_owner, lock_until, last_error")
-                .expression_attribute_values(":due", s(format_time(done.next_due(at))))
-        } else {
-            // A disabled policy rotated on request leaves the due index again.
-            update.update_expression(
-                "SET last_rotated_at = :at, #status = :idle REMOVE lock_owner, lock_until, last_error, due_pk, due_at",
-            )
-        };
-        update
             .expression_attribute_names("#status", "status")
-            .expression_attribute_values(":idle", s(Status::Idle.as_str()))
+            .expression_attribute_values(":status", s(settle.status.as_str()));
+        if let Some(at) = settle.rotated_at {
+            set.push("last_rotated_at = :at");
+            remove.push("requested_at");
+            update = update.expression_attribute_values(":at", s(format_time(at)));
+        }
+        match &settle.reason {
+            Some(reason) => {
+                set.push("status_reason = :reason");
+                update = update.expression_attribute_values(":reason", s(reason.clone()));
+            }
+            None => remove.push("status_reason"),
+        }
+        match settle.due_at {
+            Some(due) => {
+                set.push("due_pk = :pk");
+                set.push("due_at = :due");
+                update = update
+                    .expression_attribute_values(":pk", s(PK))
+                    .expression_attribute_values(":due", s(format_time(due)));
+            }
+            // A disabled policy rotated on request leaves the due index again.
+            None => remove.extend(["due_pk", "due_at"]),
+        }
+        update
+            .update_expression(format!(
+                "SET {} REMOVE {}",
+                set.join(", "),
+                remove.join(", ")
+            ))
             .send()
             .await
             .map_err(|e| PolicyError::Store(classify(e)))?;
