@@ -45,6 +45,8 @@ pub enum ServeError {
     Bind { port: u16, source: std::io::Error },
     #[error("no randomness for the authorization token: {0}")]
     Random(String),
+    #[error("profile {profile} issues {kind} credentials without a session token, and every SDK's container credentials provider requires one (`Token`): use `keysmith exec {profile}` without --server, or `credential_process = keysmith credentials {profile}`")]
+    NoSessionToken { profile: String, kind: String },
 }
 
 /// Serve credentials to local programs through the container credentials protocol.
@@ -135,7 +137,13 @@ pub async fn start(target: &Target, issue: &IssueArgs, port: u16) -> Result<Endp
         renewing: Mutex::new(()),
         leases: Arc::default(),
     });
-    state.credentials().await?;
+    let first = state.credentials().await?;
+    if first.session_token.is_none() {
+        return Err(ServeError::NoSessionToken {
+            profile: issue.profile.clone(),
+            kind: first.credential_type,
+        });
+    }
     let listener = TcpListener::bind(("127.0.0.1", port))
         .await
         .map_err(|source| ServeError::Bind { port, source })?;
