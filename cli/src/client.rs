@@ -108,7 +108,9 @@ pub async fn send(
     http: &Https,
     req: hyper::Request<Full<Bytes>>,
 ) -> Result<(u16, Bytes), ClientError> {
-    send_dated(http, req).await.map(|(status, _, body)| (status, body))
+    send_dated(http, req)
+        .await
+        .map(|(status, _, body)| (status, body))
 }
 
 /// As `send`, with the answer's `Date` header (HTTP's own clock of the server), when it has one.

@@ -108,7 +108,10 @@ fn clock(date: Option<&str>, now: DateTime<Utc>) -> Check {
     };
     let skew = (now - theirs.with_timezone(&Utc)).num_seconds();
     if skew.abs() <= MAX_SKEW_SECONDS {
-        return ok("clock", format!("within {} s of the API's ({date})", skew.abs()));
+        return ok(
+            "clock",
+            format!("within {} s of the API's ({date})", skew.abs()),
+        );
     }
     let way = if skew > 0 { "ahead of" } else { "behind" };
     fail(
@@ -203,7 +206,10 @@ async fn checks(target: &Target, profile: Option<&str>) -> Vec<Check> {
             Err(e) => {
                 out.push(fail(
                     "api",
-                    format!("{shown}: a signed GET /v1/leases answered {}: {e}", a.status),
+                    format!(
+                        "{shown}: a signed GET /v1/leases answered {}: {e}",
+                        a.status
+                    ),
                     api_fix(e, &shown),
                 ));
                 false

@@ -135,7 +135,10 @@ async fn revoke_all(target: &Target, leases: &[String]) {
     let api = match Api::connect(target).await {
         Ok(api) => api,
         Err(e) => {
-            eprintln!("keysmith: could not revoke lease(s) {}: {e}", leases.join(", "));
+            eprintln!(
+                "keysmith: could not revoke lease(s) {}: {e}",
+                leases.join(", ")
+            );
             return;
         }
     };

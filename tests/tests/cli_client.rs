@@ -70,7 +70,11 @@ async fn keysmith_signs_with_an_sso_profile() {
     let file = json!({"accessToken": token, "expiresAt": expires, "region": "us-east-1",
         "startUrl": start_url});
     for key in ["corp", start_url] {
-        std::fs::write(cache.join(format!("{}.json", sha1_hex(key))), file.to_string()).unwrap();
+        std::fs::write(
+            cache.join(format!("{}.json", sha1_hex(key))),
+            file.to_string(),
+        )
+        .unwrap();
     }
 
     for (i, profile) in ["sso-session", "sso-legacy"].into_iter().enumerate() {
@@ -84,7 +88,10 @@ async fn keysmith_signs_with_an_sso_profile() {
         );
         assert!(out.status.success(), "{profile}: {}", show(&out));
         let v = s.record(&out);
-        assert!(v["AccessKeyId"].as_str().unwrap().starts_with("ASIA"), "{v}");
+        assert!(
+            v["AccessKeyId"].as_str().unwrap().starts_with("ASIA"),
+            "{v}"
+        );
         let seen = portal.seen();
         assert_eq!(seen.len(), i + 1, "{profile}: the portal was not asked");
         assert!(
@@ -125,11 +132,7 @@ async fn keysmith_signs_with_a_credential_process_profile() {
         ),
     )
     .unwrap();
-    std::fs::set_permissions(
-        &script,
-        std::os::unix::fs::PermissionsExt::from_mode(0o700),
-    )
-    .unwrap();
+    std::fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o700)).unwrap();
     std::fs::write(
         s.home.path().join("aws-config"),
         format!(
@@ -148,7 +151,11 @@ async fn keysmith_signs_with_a_credential_process_profile() {
     assert!(out.status.success(), "{}", show(&out));
     s.record(&out);
     let log = std::fs::read_to_string(s.home.path().join("vault.log")).unwrap();
-    assert_eq!(log.trim(), "exec base", "the credential_process did not run");
+    assert_eq!(
+        log.trim(),
+        "exec base",
+        "the credential_process did not run"
+    );
     s.scan();
 }
 
@@ -198,7 +205,11 @@ async fn doctor_names_a_wrong_api_url() {
         assert_eq!(out.status.code(), Some(1), "{}", show(&out));
         let l = lines(&out);
         let line = check_line(&l, "api");
-        assert!(line.starts_with("fail") && line.contains(api), "{}", show(&out));
+        assert!(
+            line.starts_with("fail") && line.contains(api),
+            "{}",
+            show(&out)
+        );
         assert!(
             l.iter().any(|l| l.contains("fix:") && l.contains("API")),
             "{}",
@@ -275,7 +286,9 @@ async fn exec_revoke_on_exit_revokes_an_assumed_role_lease() {
     ]));
     assert_eq!(out.status.code(), Some(3), "{}", show(&out));
     let lease = revoked_lease(&out);
-    let (status, got) = s.signed(&s.admin, "GET", "/v1/leases?limit=100", None).await;
+    let (status, got) = s
+        .signed(&s.admin, "GET", "/v1/leases?limit=100", None)
+        .await;
     assert_eq!(status, 200, "{got}");
     let listed = got["leases"]
         .as_array()
@@ -285,8 +298,7 @@ async fn exec_revoke_on_exit_revokes_an_assumed_role_lease() {
         .cloned()
         .unwrap_or_else(|| panic!("{lease} not listed: {got}"));
     assert_eq!(listed["status"], "revoked", "{listed}");
-    let policy =
-        keysmith_tests::revocations::role_policy(&iam, &format!("deploy-{}", s.id)).await;
+    let policy = keysmith_tests::revocations::role_policy(&iam, &format!("deploy-{}", s.id)).await;
     let denied = keysmith_tests::revocations::denied_leases(&policy.unwrap());
     assert!(denied.contains(&lease), "{denied:?}");
     // Nothing of it was cached.
@@ -328,7 +340,14 @@ async fn exec_revoke_on_exit_deletes_an_iam_user_lease() {
         s.command(&s.alice)
             .args(["exec", "temp", "--revoke-on-exit", "--"])
             .arg(&aws)
-            .args(["sts", "get-caller-identity", "--output", "text", "--query", "Arn"])
+            .args([
+                "sts",
+                "get-caller-identity",
+                "--output",
+                "text",
+                "--query",
+                "Arn",
+            ])
             .args(["--endpoint-url", &s.moto.endpoint]),
     );
     assert_eq!(out.status.code(), Some(0), "{}", show(&out));
@@ -338,7 +357,6 @@ async fn exec_revoke_on_exit_deletes_an_iam_user_lease() {
     let user = arn.rsplit('/').next().unwrap();
     let gone = iam.get_user().user_name(user).send().await;
     assert!(gone.is_err(), "user {user} still exists");
-
 
     s.scan();
 }

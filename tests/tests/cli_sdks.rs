@@ -25,8 +25,15 @@ fn clients(endpoint: &str) -> Vec<(&'static str, Command)> {
     let mut boto3 = Command::new(venv().join("bin/python"));
     boto3.args(["-c", BOTO3, endpoint]);
     let mut cli = Command::new(venv().join("bin/aws"));
-    cli.args(["sts", "get-caller-identity", "--output", "text", "--query", "Arn"])
-        .args(["--endpoint-url", endpoint]);
+    cli.args([
+        "sts",
+        "get-caller-identity",
+        "--output",
+        "text",
+        "--query",
+        "Arn",
+    ])
+    .args(["--endpoint-url", endpoint]);
     let mut node = Command::new("node");
     node.arg(js.join("whoami.mjs")).arg(endpoint);
     let mut rust = Command::new(keysmith_tests::function_binary("sdk_whoami"));

@@ -56,7 +56,12 @@ async fn the_page_revokes_a_lease_and_shows_each_view() {
     assert!(audit.contains("AWS STS Temporary"), "{audit}");
     // Nothing secret reached the page.
     keysmith_tests::leaks::check(results[2].as_str().unwrap(), "the page");
-    for name in ["requests.png", "audit.png", "leases.png", "leases-revoked.png"] {
+    for name in [
+        "requests.png",
+        "audit.png",
+        "leases.png",
+        "leases-revoked.png",
+    ] {
         let png = std::fs::read(dir.join(name)).unwrap();
         assert!(png.starts_with(b"\x89PNG") && png.len() > 2000, "{name}");
     }

@@ -12,7 +12,8 @@ use serde_json::json;
 async fn an_approver_approves_a_request_through_the_page() {
     let s = CliStack::start().await;
     let sdk = s.moto.sdk_config().await;
-    let role = keysmith_tests::aws::assumable_role(&sdk, "/keysmith/", &format!("guarded-{}", s.id)).await;
+    let role =
+        keysmith_tests::aws::assumable_role(&sdk, "/keysmith/", &format!("guarded-{}", s.id)).await;
     s.put_profile(
         "guarded",
         &json!({"credential_type": "assumed_role", "role_arn": role,

@@ -191,21 +191,19 @@ pub async fn answer(ui: &Ui, req: Request<Incoming>) -> Response<Full<Bytes>> {
         }
         (Method::POST, ["api", "leases", id, "revoke"]) => {
             match crate::admin::leases::revoke(&api, id).await {
-                Ok(answer) => reply(
-                    200,
-                    &pick(std::slice::from_ref(&answer), LEASE_FIELDS)[0],
-                ),
+                Ok(answer) => reply(200, &pick(std::slice::from_ref(&answer), LEASE_FIELDS)[0]),
                 Err(e) => api_error(&e),
             }
         }
-        (Method::GET, ["api", "audit"]) => match api.call("GET", "/v1/audit?limit=25", None).await
-        {
-            Ok(page) => {
-                let items = page["items"].as_array().cloned().unwrap_or_default();
-                reply(200, &json!({"items": pick(&items, AUDIT_FIELDS)}))
+        (Method::GET, ["api", "audit"]) => {
+            match api.call("GET", "/v1/audit?limit=25", None).await {
+                Ok(page) => {
+                    let items = page["items"].as_array().cloned().unwrap_or_default();
+                    reply(200, &json!({"items": pick(&items, AUDIT_FIELDS)}))
+                }
+                Err(e) => api_error(&e),
             }
-            Err(e) => api_error(&e),
-        },
+        }
         (Method::GET, ["api", "requests"]) => {
             match api
                 .call("GET", "/v1/requests?status=pending&limit=100", None)

@@ -21,7 +21,10 @@ async fn main() {
     match who {
         Ok(who) => println!("{}", who.arn().unwrap_or_default()),
         Err(e) => {
-            eprintln!("sdk_whoami: {}", aws_smithy_types::error::display::DisplayErrorContext(&e));
+            eprintln!(
+                "sdk_whoami: {}",
+                aws_smithy_types::error::display::DisplayErrorContext(&e)
+            );
             std::process::exit(1);
         }
     }
