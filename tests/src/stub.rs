@@ -16,6 +16,8 @@ pub struct Seen {
     /// Path and query.
     pub uri: String,
     pub headers: Vec<(String, String)>,
+    /// The body as JSON (`Null` when empty or not JSON).
+    pub body: serde_json::Value,
 }
 
 impl Seen {
@@ -61,28 +63,39 @@ impl Stub {
                 let (keep, answer) = (keep.clone(), answer.clone());
                 tokio::spawn(async move {
                     let service = service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
-                        let seen = Seen {
-                            method: req.method().to_string(),
-                            uri: req.uri().to_string(),
-                            headers: req
-                                .headers()
-                                .iter()
-                                .map(|(k, v)| {
-                                    (k.to_string(), String::from_utf8_lossy(v.as_bytes()).into())
-                                })
-                                .collect(),
-                        };
-                        let reply = answer(&seen);
-                        keep.lock().unwrap().push(seen);
-                        let mut r = hyper::Response::new(Full::new(Bytes::from(reply.body)));
-                        *r.status_mut() = hyper::StatusCode::from_u16(reply.status).unwrap();
-                        for (k, v) in reply.headers {
-                            r.headers_mut().insert(
-                                hyper::header::HeaderName::from_bytes(k.as_bytes()).unwrap(),
-                                hyper::header::HeaderValue::from_str(&v).unwrap(),
-                            );
+                        let (keep, answer) = (keep.clone(), answer.clone());
+                        async move {
+                            use http_body_util::BodyExt;
+                            let (parts, body) = req.into_parts();
+                            let bytes = body.collect().await?.to_bytes();
+                            let seen = Seen {
+                                method: parts.method.to_string(),
+                                uri: parts.uri.to_string(),
+                                headers: parts
+                                    .headers
+                                    .iter()
+                                    .map(|(k, v)| {
+                                        (
+                                            k.to_string(),
+                                            String::from_utf8_lossy(v.as_bytes()).into(),
+                                        )
+                                    })
+                                    .collect(),
+                                body: serde_json::from_slice(&bytes)
+                                    .unwrap_or(serde_json::Value::Null),
+                            };
+                            let reply = answer(&seen);
+                            keep.lock().unwrap().push(seen);
+                            let mut r = hyper::Response::new(Full::new(Bytes::from(reply.body)));
+                            *r.status_mut() = hyper::StatusCode::from_u16(reply.status).unwrap();
+                            for (k, v) in reply.headers {
+                                r.headers_mut().insert(
+                                    hyper::header::HeaderName::from_bytes(k.as_bytes()).unwrap(),
+                                    hyper::header::HeaderValue::from_str(&v).unwrap(),
+                                );
+                            }
+                            Ok::<_, hyper::Error>(r)
                         }
-                        async move { Ok::<_, hyper::Error>(r) }
                     });
                     let _ = http1::Builder::new()
                         .serve_connection(TokioIo::new(stream), service)

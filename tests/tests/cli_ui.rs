@@ -133,3 +133,85 @@ async fn the_pages_server_wants_its_token_and_its_host() {
     assert_eq!(status, 200, "{body}");
     s.scan();
 }
+
+/// The requests view against a stand-in API (a stub on 127.0.0.1 answering the SPEC §12 routes,
+/// which this branch's function does not have yet): a pending request is shown with its digest,
+/// and Approve sends exactly that digest and the comment typed; Deny sends the comment.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_requests_view_approves_with_the_digest_shown() {
+    use keysmith_tests::stub::{Reply, Stub};
+    let s = CliStack::start().await;
+    let digest = "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08";
+    let pending = |id: &str, reason: &str| {
+        json!({"request_id": id, "profile": "deploy", "requester": s.alice.arn,
+            "reason": reason, "duration_seconds": 3600, "status": "pending",
+            "digest": digest, "created_at": "2026-12-04T12:00:00Z",
+            "expires_at": "2026-12-05T12:00:00Z", "min_approvals": 1, "approvals": []})
+    };
+    let list = json!({"requests": [pending("req-1", "hotfix"), pending("req-2", "audit export")],
+        "next": null});
+    let stub = Stub::start(move |seen| {
+        if seen.method == "GET" && seen.uri.starts_with("/v1/requests?") {
+            Reply::json(200, &list)
+        } else if seen.method == "POST" && seen.uri.starts_with("/v1/requests/") {
+            Reply::json(200, &json!({"request_id": "req-1", "status": "approved"}))
+        } else {
+            Reply::json(
+                404,
+                &json!({"error": {"code": "not_found", "message": "no route"}}),
+            )
+        }
+    })
+    .await;
+    let page = {
+        let mut child = s
+            .command(&s.admin)
+            .args(["ui", "--api", &stub.url])
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        use std::io::BufRead;
+        let line = std::io::BufReader::new(child.stdout.take().unwrap())
+            .lines()
+            .next()
+            .unwrap()
+            .unwrap();
+        let url = line.strip_prefix("keysmith ui: open ").unwrap().to_owned();
+        Page { child, url }
+    };
+    let dir = browser::screenshot_dir();
+    let steps = vec![
+        json!({"goto": page.view("requests")}),
+        shown("requests", &["enabled"]),
+        json!({"wait": "!!document.querySelector('[data-request=\"req-2\"]')"}),
+        json!({"screenshot": dir.join("requests-pending.png").display().to_string()}),
+        json!({"eval": "document.getElementById('view').innerText"}),
+        json!({"type": ["[data-request=\"req-1\"] input.comment", "ticket OPS-7 checked"]}),
+        json!({"click": "[data-request=\"req-1\"] button.approve"}),
+        json!({"wait": "document.getElementById('status').textContent.includes('Approved request req-1')"}),
+        json!({"click": "[data-request=\"req-2\"] button.deny"}),
+        json!({"wait": "document.getElementById('status').textContent.includes('Denied request req-2')"}),
+        json!({"screenshot": dir.join("requests-decided.png").display().to_string()}),
+    ];
+    let results = tokio::task::block_in_place(|| browser::run(&steps));
+    let text = results[0].as_str().unwrap();
+    assert!(text.contains(digest) && text.contains("hotfix"), "{text}");
+    let posts: Vec<_> = stub
+        .seen()
+        .into_iter()
+        .filter(|r| r.method == "POST")
+        .collect();
+    assert_eq!(posts.len(), 2, "{posts:?}");
+    assert_eq!(posts[0].uri, "/v1/requests/req-1/approve");
+    assert_eq!(
+        posts[0].body,
+        json!({"digest": digest, "comment": "ticket OPS-7 checked"})
+    );
+    assert_eq!(posts[1].uri, "/v1/requests/req-2/deny");
+    assert_eq!(posts[1].body, json!({}));
+    assert!(posts.iter().all(|p| p
+        .header("authorization")
+        .is_some_and(|a| a.starts_with("AWS4-HMAC-SHA256"))));
+    s.scan();
+}
