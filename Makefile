@@ -12,10 +12,11 @@ export KEYSMITH_VENV := $(CURDIR)/$(VENV)
 
 LINT_VENV := .venv-lint
 SIMULATOR := infra/simulator
+JS_TESTS := tests/js
 DEPLOY_VENV := .venv-deploy
 export SAM_CLI_TELEMETRY := 0
 
-.PHONY: demo test bench bench-scale bench-audit lint venv lint-venv deploy-venv deploy-build build clean dev fuzz simulate simulator
+.PHONY: js-tests browser demo test bench bench-scale bench-audit lint venv lint-venv deploy-venv deploy-build build clean dev fuzz simulate simulator
 
 # `build` compiles every binary of the workspace (demo included) with one feature resolution; a
 # separate `cargo run -p …` would resolve features per package and build the dependency graph again.
@@ -30,7 +31,7 @@ demo: venv build
 # futures of the API's routes and jobs are many times their release size, and a test's
 # `block_on` holds them on its thread's stack (2 MiB by default overflowed in a profile revoke).
 test: export RUST_MIN_STACK = 8388608
-test: venv build
+test: venv build js-tests browser
 	cargo test --workspace -- --skip rotation_through_an_admin_secret_and_role_converges_after_any_crash --skip a_profile_revoke_over_100000_stored_leases
 	cargo test --workspace --test rotation rotation_through_an_admin_secret_and_role_converges_after_any_crash
 	cargo test --workspace --test revocation_truth a_profile_revoke_over_100000_stored_leases -- --nocapture
@@ -97,6 +98,18 @@ simulate: lint-venv simulator
 	node $(SIMULATOR)/simulate.mjs target/policies/template.json target/policies/code.json $(SIMULATOR)/expectations
 
 venv: $(VENV)/.installed
+js-tests: $(JS_TESTS)/node_modules/.installed
+
+# The cross-SDK test's AWS SDK for JavaScript v3 (pinned by tests/js/package-lock.json).
+$(JS_TESTS)/node_modules/.installed: $(JS_TESTS)/package-lock.json
+	cd $(JS_TESTS) && npm ci --no-audit --no-fund --ignore-scripts --loglevel=error
+	touch $@
+
+# The ui tests drive a real headless browser: Debian's chromium, installed when missing (as root,
+# or through sudo).
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+browser:
+	@command -v chromium >/dev/null || { $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends chromium >/dev/null; }
 lint-venv: $(LINT_VENV)/.installed
 deploy-venv: $(DEPLOY_VENV)/.installed
 simulator: $(SIMULATOR)/node_modules/.installed
@@ -133,4 +146,4 @@ build:
 	cargo build --workspace --bins
 
 clean:
-	rm -rf target $(VENV) $(LINT_VENV) $(DEPLOY_VENV) .aws-sam $(SIMULATOR)/node_modules
+	rm -rf target $(VENV) $(LINT_VENV) $(DEPLOY_VENV) .aws-sam $(SIMULATOR)/node_modules $(JS_TESTS)/node_modules

@@ -108,6 +108,16 @@ pub async fn send(
     http: &Https,
     req: hyper::Request<Full<Bytes>>,
 ) -> Result<(u16, Bytes), ClientError> {
+    send_dated(http, req)
+        .await
+        .map(|(status, _, body)| (status, body))
+}
+
+/// As `send`, with the answer's `Date` header (HTTP's own clock of the server), when it has one.
+pub async fn send_dated(
+    http: &Https,
+    req: hyper::Request<Full<Bytes>>,
+) -> Result<(u16, Option<String>, Bytes), ClientError> {
     let url = redact_query(&req.uri().to_string());
     let transport = |reason: String| ClientError::Transport {
         url: url.clone(),
@@ -119,12 +129,17 @@ pub async fn send(
             .await
             .map_err(|e| transport(error_chain(&e)))?;
         let status = r.status().as_u16();
+        let date = r
+            .headers()
+            .get(hyper::header::DATE)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
         let body = Limited::new(r.into_body(), MAX_RESPONSE)
             .collect()
             .await
             .map_err(|e| transport(format!("reading the answer: {e}")))?
             .to_bytes();
-        Ok::<_, ClientError>((status, body))
+        Ok::<_, ClientError>((status, date, body))
     })
     .await;
     answer.map_err(|_| transport(format!("no answer within {} s", TIMEOUT.as_secs())))?
@@ -210,6 +225,13 @@ impl Api {
         (&self.sdk, &self.region)
     }
 
+    /// Whether the caller's credentials expire within `seconds` (never, for long-term keys).
+    pub fn expires_within(&self, seconds: u64) -> bool {
+        self.credentials
+            .expiry()
+            .is_some_and(|t| t <= SystemTime::now() + Duration::from_secs(seconds))
+    }
+
     /// The access key id the requests are signed with: who is calling, known without a call.
     pub fn caller_key_id(&self) -> &str {
         self.credentials.access_key_id()
@@ -231,6 +253,17 @@ impl Api {
         path: &str,
         body: Option<&Value>,
     ) -> Result<Value, ClientError> {
+        self.exchange(method, path, body).await?.result
+    }
+
+    /// As `call`, keeping the answer's `Date` header: an answer, error or not, is an `Answer`;
+    /// only a request that got no answer at all is an `Err`.
+    pub async fn exchange(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<&Value>,
+    ) -> Result<Answer, ClientError> {
         let url = format!("{}{path}", self.base());
         let body = body.map(Value::to_string).unwrap_or_default();
         let identity = self.credentials.clone().into();
@@ -270,17 +303,31 @@ impl Api {
             .body(Full::new(Bytes::from(body)))
             .map_err(|_| ClientError::BadUrl(url.clone()))?;
         instructions.apply_to_request_http1x(&mut req);
-        let (status, bytes) = send(self.http()?, req).await?;
+        let (status, date, bytes) = send_dated(self.http()?, req).await?;
         let json: Value = if bytes.is_empty() {
             Value::Null
         } else {
             serde_json::from_slice(&bytes).unwrap_or(Value::Null)
         };
-        if (200..300).contains(&status) {
-            return Ok(json);
-        }
-        Err(api_error(status, &json))
+        let result = if (200..300).contains(&status) {
+            Ok(json)
+        } else {
+            Err(api_error(status, &json))
+        };
+        Ok(Answer {
+            status,
+            date,
+            result,
+        })
     }
+}
+
+/// One answer of the API.
+pub struct Answer {
+    pub status: u16,
+    /// The `Date` header, as sent.
+    pub date: Option<String>,
+    pub result: Result<Value, ClientError>,
 }
 
 /// The SPEC §4 error of an answer (API Gateway's own `{"message": …}` answers too).

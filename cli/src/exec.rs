@@ -3,6 +3,7 @@
 
 use std::ffi::OsString;
 use std::os::unix::process::ExitStatusExt;
+use std::sync::{Arc, Mutex};
 
 use tokio::process::Child;
 use tokio::signal::unix::{signal, Signal, SignalKind};
@@ -28,7 +29,7 @@ pub enum ExecError {
 /// Run a command with the profile's credentials, and exit with its status.
 #[derive(clap::Args, Debug)]
 #[command(
-    after_help = "Examples:\n  keysmith exec deploy -- aws sts get-caller-identity\n  keysmith exec deploy --server -- ./long-running-job"
+    after_help = "Examples:\n  keysmith exec deploy -- aws sts get-caller-identity\n  keysmith exec deploy --server -- ./long-running-job\n  keysmith exec deploy --revoke-on-exit -- terraform apply"
 )]
 pub struct Args {
     #[command(flatten)]
@@ -36,6 +37,10 @@ pub struct Args {
     /// Give the command a loopback credentials endpoint instead, so it renews on its own.
     #[arg(long)]
     pub server: bool,
+    /// When the command ends, revoke the lease(s) it was given (STS: a per-lease Deny; iam_user:
+    /// the user is deleted). The credentials are issued for the command alone, not from the cache.
+    #[arg(long)]
+    pub revoke_on_exit: bool,
     /// The command and its arguments (after `--`).
     #[arg(last = true, required = true, value_name = "COMMAND")]
     pub command: Vec<OsString>,
@@ -79,8 +84,13 @@ pub async fn run(target: &Target, args: &Args) -> Result<u8, ExecError> {
     }
     // The command is not a keysmith run inside this one: a keysmith it runs starts afresh.
     command.env_remove(crate::nested::VARIABLE);
+    // A lease revoked on exit must be the command's alone: never one shared through the cache.
+    let mut issue = args.issue.clone();
+    issue.no_cache |= args.revoke_on_exit;
+    let leases: Arc<Mutex<Vec<String>>>;
     if args.server {
-        let endpoint = serve::start(target, &args.issue, 0).await?;
+        let endpoint = serve::start(target, &issue, 0).await?;
+        leases = endpoint.leases.clone();
         for name in CREDENTIAL_VARIABLES {
             command.env_remove(name);
         }
@@ -92,7 +102,8 @@ pub async fn run(target: &Target, args: &Args) -> Result<u8, ExecError> {
             .env("AWS_CONTAINER_AUTHORIZATION_TOKEN", endpoint.token.expose());
     } else {
         let api = Api::connect(target).await.map_err(IssueError::from)?;
-        let issued = issued::get(&api, &args.issue).await?;
+        let issued = issued::get(&api, &issue).await?;
+        leases = Arc::new(Mutex::new(issued.lease_id.iter().cloned().collect()));
         command.env_remove("AWS_SESSION_TOKEN");
         command.env_remove("AWS_SECURITY_TOKEN");
         for (name, value) in variables(&issued) {
@@ -107,7 +118,39 @@ pub async fn run(target: &Target, args: &Args) -> Result<u8, ExecError> {
     let signals = Signals::listen().map_err(spawn_error)?;
     let child = command.spawn().map_err(spawn_error)?;
     let status = signals.wait_passing_on(child).await.map_err(spawn_error)?;
+    if args.revoke_on_exit {
+        let leases = leases.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        revoke_all(target, &leases).await;
+    }
     Ok(exit_code(status))
+}
+
+/// Revokes each lease and says so on stderr; a failure is said too, but the exit status stays
+/// the command's.
+async fn revoke_all(target: &Target, leases: &[String]) {
+    if leases.is_empty() {
+        eprintln!("keysmith: the credentials named no lease: nothing to revoke");
+        return;
+    }
+    let api = match Api::connect(target).await {
+        Ok(api) => api,
+        Err(e) => {
+            eprintln!(
+                "keysmith: could not revoke lease(s) {}: {e}",
+                leases.join(", ")
+            );
+            return;
+        }
+    };
+    for id in leases {
+        match crate::admin::leases::revoke(&api, id).await {
+            Ok(answer) => {
+                let kind = answer["credential_type"].as_str().unwrap_or("lease");
+                eprintln!("keysmith: revoked lease {id} ({kind}) on exit");
+            }
+            Err(e) => eprintln!("keysmith: could not revoke lease {id}: {e}"),
+        }
+    }
 }
 
 /// What keysmith does with signals while the command runs: it stays until the command ends, so

@@ -7,6 +7,7 @@ mod client;
 mod console;
 mod credential;
 mod credentials;
+mod doctor;
 mod env;
 mod exec;
 mod issued;
@@ -14,6 +15,7 @@ mod nested;
 mod output;
 mod secret;
 mod serve;
+mod ui;
 
 use std::process::ExitCode;
 
@@ -58,6 +60,8 @@ enum Command {
     Rotations(admin::rotations::Args),
     Revoke(admin::revoke::Args),
     Audit(admin::audit::Args),
+    Doctor(doctor::Args),
+    Ui(ui::Args),
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -72,6 +76,8 @@ enum Error {
     Console(#[from] console::ConsoleError),
     #[error(transparent)]
     Admin(#[from] admin::AdminError),
+    #[error(transparent)]
+    Ui(#[from] ui::UiError),
     #[error("cannot start the async runtime: {0}")]
     Runtime(std::io::Error),
 }
@@ -94,6 +100,8 @@ async fn dispatch(cli: Cli) -> Result<u8, Error> {
         Command::Rotations(a) => admin::rotations::run(&target, format, a).await?,
         Command::Revoke(a) => admin::revoke::run(&target, format, a).await?,
         Command::Audit(a) => return Ok(admin::audit::run(&target, format, a).await?),
+        Command::Doctor(a) => return Ok(doctor::run(&target, format, a).await),
+        Command::Ui(a) => ui::run(&target, a).await?,
     }
     Ok(0)
 }

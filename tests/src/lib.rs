@@ -5,6 +5,7 @@
 
 pub mod api;
 pub mod aws;
+pub mod browser;
 pub mod cli;
 pub mod events;
 pub mod gateway;
@@ -16,6 +17,7 @@ pub mod revocations;
 pub mod rotation;
 pub mod runtime;
 pub mod sigv4;
+pub mod stub;
 pub mod tls;
 
 use std::path::PathBuf;

@@ -1,7 +1,7 @@
 //! `keysmith leases list|revoke|renew`.
 
 use crate::admin::{all_pages, print_object, AdminError};
-use crate::client::{encode, Api, Target};
+use crate::client::{encode, Api, ClientError, Target};
 use crate::output::{list, Format};
 
 /// List, revoke or renew leases (your own, or any as an admin).
@@ -41,6 +41,19 @@ pub enum Command {
     },
 }
 
+/// `DELETE /v1/leases/{id}`, and this machine's cached copy of the revoked keys goes too (SPEC
+/// §17: nothing serves a revoked lease); a cache that cannot be opened holds nothing to remove.
+pub async fn revoke(api: &Api, lease_id: &str) -> Result<serde_json::Value, ClientError> {
+    let path = format!("/v1/leases/{}", encode(lease_id));
+    let answer = api.call("DELETE", &path, None).await?;
+    if let Ok(cache) = crate::cache::Cache::open() {
+        if let Err(e) = cache.forget_lease(lease_id) {
+            eprintln!("keysmith: the revoked lease's cached credentials could not be removed: {e}");
+        }
+    }
+    Ok(answer)
+}
+
 pub async fn run(target: &Target, format: Format, args: &Args) -> Result<(), AdminError> {
     let api = Api::connect(target).await?;
     match &args.command {
@@ -61,15 +74,7 @@ pub async fn run(target: &Target, format: Format, args: &Args) -> Result<(), Adm
             print!("{}", list(&items, &columns, format));
         }
         Command::Revoke { lease_id } => {
-            let path = format!("/v1/leases/{}", encode(lease_id));
-            let answer = api.call("DELETE", &path, None).await?;
-            // This machine's cached copy of the revoked keys goes too (SPEC §17: nothing serves
-            // a revoked lease); a cache that cannot be opened holds nothing to remove.
-            if let Ok(cache) = crate::cache::Cache::open() {
-                if let Err(e) = cache.forget_lease(lease_id) {
-                    eprintln!("keysmith: the revoked lease's cached credentials could not be removed: {e}");
-                }
-            }
+            let answer = revoke(&api, lease_id).await?;
             print_object(&answer, format, &format!("revoked lease {lease_id}"));
         }
         Command::Renew {
