@@ -58,6 +58,11 @@ enum Command {
     Rotations(admin::rotations::Args),
     Revoke(admin::revoke::Args),
     Audit(admin::audit::Args),
+    Request(admin::requests::RequestArgs),
+    Requests(admin::requests::ListArgs),
+    Approve(admin::requests::ApproveArgs),
+    Deny(admin::requests::DecideArgs),
+    Review(admin::requests::DecideArgs),
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -72,6 +77,8 @@ enum Error {
     Console(#[from] console::ConsoleError),
     #[error(transparent)]
     Admin(#[from] admin::AdminError),
+    #[error(transparent)]
+    Requests(#[from] admin::requests::RequestCliError),
     #[error("cannot start the async runtime: {0}")]
     Runtime(std::io::Error),
 }
@@ -94,6 +101,11 @@ async fn dispatch(cli: Cli) -> Result<u8, Error> {
         Command::Rotations(a) => admin::rotations::run(&target, format, a).await?,
         Command::Revoke(a) => admin::revoke::run(&target, format, a).await?,
         Command::Audit(a) => return Ok(admin::audit::run(&target, format, a).await?),
+        Command::Request(a) => admin::requests::request(&target, format, a).await?,
+        Command::Requests(a) => admin::requests::requests(&target, format, a).await?,
+        Command::Approve(a) => admin::requests::approve(&target, format, a).await?,
+        Command::Deny(a) => admin::requests::decide(&target, format, a, "deny").await?,
+        Command::Review(a) => admin::requests::decide(&target, format, a, "review").await?,
     }
     Ok(0)
 }

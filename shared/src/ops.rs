@@ -24,6 +24,10 @@ pub enum Metric {
     /// SPEC §15: the canary's round trip (milliseconds) and whether it failed (0 or 1).
     CanaryLatency,
     CanaryFailure,
+    /// SPEC §12: access requests made, approvals given, break glass used (an alarm watches it).
+    AccessRequested,
+    AccessApproved,
+    BreakGlassUsed,
 }
 
 impl Metric {
@@ -39,6 +43,9 @@ impl Metric {
             Self::UpstreamThrottled => "UpstreamThrottled",
             Self::CanaryLatency => "CanaryLatency",
             Self::CanaryFailure => "CanaryFailure",
+            Self::AccessRequested => "AccessRequested",
+            Self::AccessApproved => "AccessApproved",
+            Self::BreakGlassUsed => "BreakGlassUsed",
         }
     }
 }
