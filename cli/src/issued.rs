@@ -68,7 +68,9 @@ pub async fn fetch(api: &Api, args: &IssueArgs) -> Result<Issued, IssueError> {
     }
     let path = format!("/v1/profiles/{}/credentials", encode(&args.profile));
     let answer = match api.call("POST", &path, Some(&Value::Object(body))).await {
-        Err(ClientError::Api { code, .. }) if code == "approval_required" && args.request.is_none() => {
+        Err(ClientError::Api { code, .. })
+            if code == "approval_required" && args.request.is_none() =>
+        {
             return Err(IssueError::NeedsApproval(args.profile.clone()));
         }
         other => other?,

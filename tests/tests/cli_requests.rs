@@ -13,7 +13,8 @@ use serde_json::{json, Value};
 async fn request_wait_approve_in_another_process_then_exec_with_the_grant() {
     let s = CliStack::start().await;
     let sdk = s.moto.sdk_config().await;
-    let role = keysmith_tests::aws::assumable_role(&sdk, "/keysmith/", &format!("gated-{}", s.id)).await;
+    let role =
+        keysmith_tests::aws::assumable_role(&sdk, "/keysmith/", &format!("gated-{}", s.id)).await;
     let profile = json!({"credential_type": "assumed_role", "role_arn": role,
         "allowed_principals": [s.alice.arn, s.admin.arn],
         "approval": {"approvers": [s.admin.arn, s.alice.arn], "grant_ttl_seconds": 3600}});
@@ -22,11 +23,25 @@ async fn request_wait_approve_in_another_process_then_exec_with_the_grant() {
     // Without a request: refused, with how to ask.
     let out = s.run(&s.alice, &["credentials", "gated"]);
     assert_eq!(out.status.code(), Some(1), "{}", show(&out));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("keysmith request gated"), "{}", show(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("keysmith request gated"),
+        "{}",
+        show(&out)
+    );
 
     let waiting = s
         .command(&s.alice)
-        .args(["request", "gated", "--reason", "deploy OPS-7", "--ticket", "OPS-7", "--wait", "--output", "json"])
+        .args([
+            "request",
+            "gated",
+            "--reason",
+            "deploy OPS-7",
+            "--ticket",
+            "OPS-7",
+            "--wait",
+            "--output",
+            "json",
+        ])
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -35,7 +50,10 @@ async fn request_wait_approve_in_another_process_then_exec_with_the_grant() {
     // The approver finds it among the pending requests.
     let mut id = None;
     for _ in 0..100 {
-        let out = s.run(&s.admin, &["requests", "--status", "pending", "--output", "json"]);
+        let out = s.run(
+            &s.admin,
+            &["requests", "--status", "pending", "--output", "json"],
+        );
         assert!(out.status.success(), "{}", show(&out));
         let list: Value = serde_json::from_slice(&out.stdout).unwrap();
         if let Some(r) = list.as_array().unwrap().first() {
@@ -49,13 +67,31 @@ async fn request_wait_approve_in_another_process_then_exec_with_the_grant() {
     // The requester may not approve their own request; a declined prompt approves nothing.
     let out = s.run(&s.alice, &["approve", &id, "--yes"]);
     assert_eq!(out.status.code(), Some(1), "{}", show(&out));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("forbidden"), "{}", show(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("forbidden"),
+        "{}",
+        show(&out)
+    );
     let out = s.run(&s.admin, &["approve", &id]);
     assert_eq!(out.status.code(), Some(1), "{}", show(&out));
     let shown = String::from_utf8_lossy(&out.stderr).into_owned();
-    assert!(shown.contains("deploy OPS-7") && shown.contains("digest"), "{shown}");
+    assert!(
+        shown.contains("deploy OPS-7") && shown.contains("digest"),
+        "{shown}"
+    );
 
-    let out = s.run(&s.admin, &["approve", &id, "--yes", "--comment", "matches OPS-7", "--output", "json"]);
+    let out = s.run(
+        &s.admin,
+        &[
+            "approve",
+            &id,
+            "--yes",
+            "--comment",
+            "matches OPS-7",
+            "--output",
+            "json",
+        ],
+    );
     assert!(out.status.success(), "{}", show(&out));
     let approved: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(approved["status"], "approved");
@@ -67,7 +103,10 @@ async fn request_wait_approve_in_another_process_then_exec_with_the_grant() {
     s.keep_stderr(&done);
     assert!(done.status.success(), "{}", show(&done));
     let waited: Value = serde_json::from_slice(&done.stdout).unwrap();
-    assert_eq!((&waited["request_id"], &waited["status"]), (&json!(id), &json!("approved")));
+    assert_eq!(
+        (&waited["request_id"], &waited["status"]),
+        (&json!(id), &json!("approved"))
+    );
 
     // exec --request: the command runs as the profile's role.
     let aws = venv().join("bin/aws");
@@ -76,16 +115,36 @@ async fn request_wait_approve_in_another_process_then_exec_with_the_grant() {
         s.command(&s.alice)
             .args(["exec", "gated", "--request", &id, "--"])
             .arg(&aws)
-            .args(["sts", "get-caller-identity", "--endpoint-url", &endpoint, "--output", "json"]),
+            .args([
+                "sts",
+                "get-caller-identity",
+                "--endpoint-url",
+                &endpoint,
+                "--output",
+                "json",
+            ]),
     );
     assert!(out.status.success(), "{}", show(&out));
     let who: Value = serde_json::from_slice(&out.stdout).unwrap();
-    assert!(who["Arn"].as_str().unwrap().contains(&format!("assumed-role/gated-{}/", s.id)), "{who}");
+    assert!(
+        who["Arn"]
+            .as_str()
+            .unwrap()
+            .contains(&format!("assumed-role/gated-{}/", s.id)),
+        "{who}"
+    );
 
     // Once: a fresh issuance on the same request (no cache) is refused.
-    let out = s.run(&s.alice, &["credentials", "gated", "--request", &id, "--no-cache"]);
+    let out = s.run(
+        &s.alice,
+        &["credentials", "gated", "--request", &id, "--no-cache"],
+    );
     assert_eq!(out.status.code(), Some(1), "{}", show(&out));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("conflict"), "{}", show(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("conflict"),
+        "{}",
+        show(&out)
+    );
     let out = s.run(&s.alice, &["requests", "--output", "json"]);
     let mine: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(mine[0]["status"], "issued", "{mine}");

@@ -40,25 +40,38 @@ async fn app(min_approvals: u32) -> TestApp {
 }
 
 async fn request(t: &TestApp, who: &str, body: Value) -> Value {
-    let (s, r) = t.call("POST", "/v1/requests", Some(&body.to_string()), Some(who)).await;
+    let (s, r) = t
+        .call("POST", "/v1/requests", Some(&body.to_string()), Some(who))
+        .await;
     assert_eq!(s, 201, "{r}");
     r
 }
 
 async fn ask(t: &TestApp, who: &str) -> Value {
-    request(t, who, json!({"profile": "deploy", "reason": "deploy the hotfix", "ticket": "OPS-7"})).await
+    request(
+        t,
+        who,
+        json!({"profile": "deploy", "reason": "deploy the hotfix", "ticket": "OPS-7"}),
+    )
+    .await
 }
 
 async fn approve(t: &TestApp, who: &str, r: &Value) -> (u16, Value) {
     let body = json!({"digest": r["digest"], "comment": "looks right"});
     let path = format!("/v1/requests/{}/approve", r["request_id"].as_str().unwrap());
-    t.call("POST", &path, Some(&body.to_string()), Some(who)).await
+    t.call("POST", &path, Some(&body.to_string()), Some(who))
+        .await
 }
 
 async fn issue(t: &TestApp, who: &str, id: &Value) -> (u16, Value) {
     let body = json!({ "request_id": id });
-    t.call("POST", "/v1/profiles/deploy/credentials", Some(&body.to_string()), Some(who))
-        .await
+    t.call(
+        "POST",
+        "/v1/profiles/deploy/credentials",
+        Some(&body.to_string()),
+        Some(who),
+    )
+    .await
 }
 
 /// Moves a request's times into the past, as the clock would (`field` and the `due` index).
@@ -83,7 +96,12 @@ async fn items_of(t: &TestApp, id: &str) -> Vec<HashMap<String, AttributeValue>>
         .audit_items()
         .await
         .into_iter()
-        .filter(|i| i.get("access_request_id").and_then(|v| v.as_s().ok()).map(String::as_str) == Some(id))
+        .filter(|i| {
+            i.get("access_request_id")
+                .and_then(|v| v.as_s().ok())
+                .map(String::as_str)
+                == Some(id)
+        })
         .collect();
     items.sort_by(|a, b| a["sk"].as_s().unwrap().cmp(b["sk"].as_s().unwrap()));
     items
@@ -100,25 +118,52 @@ fn events_of(items: &[HashMap<String, AttributeValue>], outcome: &str) -> Vec<St
 #[tokio::test]
 async fn approval_is_required_and_bound_to_another_person_and_the_digest() {
     let t = app(1).await;
-    let (s, b) = t.call("POST", "/v1/profiles/deploy/credentials", None, Some(ALICE)).await;
+    let (s, b) = t
+        .call("POST", "/v1/profiles/deploy/credentials", None, Some(ALICE))
+        .await;
     assert_error(s, &b, 403, "approval_required", None);
-    assert!(b["error"]["message"].as_str().unwrap().contains("keysmith request deploy"), "{b}");
+    assert!(
+        b["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("keysmith request deploy"),
+        "{b}"
+    );
 
     // Bad requests name their field.
     for (body, field) in [
         (json!({"profile": "deploy"}), "reason"),
         (json!({"profile": "deploy", "reason": " "}), "reason"),
-        (json!({"profile": "deploy", "reason": "x".repeat(1001)}), "reason"),
-        (json!({"profile": "deploy", "reason": "r", "duration_seconds": 899}), "duration_seconds"),
-        (json!({"profile": "deploy", "reason": "r", "duration_seconds": 7200}), "duration_seconds"),
-        (json!({"profile": "deploy", "reason": "r", "colour": 1}), "colour"),
+        (
+            json!({"profile": "deploy", "reason": "x".repeat(1001)}),
+            "reason",
+        ),
+        (
+            json!({"profile": "deploy", "reason": "r", "duration_seconds": 899}),
+            "duration_seconds",
+        ),
+        (
+            json!({"profile": "deploy", "reason": "r", "duration_seconds": 7200}),
+            "duration_seconds",
+        ),
+        (
+            json!({"profile": "deploy", "reason": "r", "colour": 1}),
+            "colour",
+        ),
         (json!({"profile": "no such/name", "reason": "r"}), "profile"),
     ] {
-        let (s, b) = t.call("POST", "/v1/requests", Some(&body.to_string()), Some(ALICE)).await;
+        let (s, b) = t
+            .call("POST", "/v1/requests", Some(&body.to_string()), Some(ALICE))
+            .await;
         assert_error(s, &b, 400, "invalid_request", Some(field));
     }
     let (s, b) = t
-        .call("POST", "/v1/requests", Some(r#"{"profile": "deploy", "reason": "r"}"#), Some("arn:aws:iam::999999999999:user/eve"))
+        .call(
+            "POST",
+            "/v1/requests",
+            Some(r#"{"profile": "deploy", "reason": "r"}"#),
+            Some("arn:aws:iam::999999999999:user/eve"),
+        )
         .await;
     assert_error(s, &b, 403, "forbidden", None);
 
@@ -146,10 +191,16 @@ async fn approval_is_required_and_bound_to_another_person_and_the_digest() {
     let (s, b) = approve(&t, MALLORY, &r).await;
     assert_error(s, &b, 403, "forbidden", None);
     let mut other = r.clone();
-    other["digest"] = json!(keysmith::requests::Bound { duration: 7200, ..bound }.digest());
+    other["digest"] = json!(keysmith::requests::Bound {
+        duration: 7200,
+        ..bound
+    }
+    .digest());
     let (s, b) = approve(&t, &approver(1), &other).await;
     assert_error(s, &b, 409, "digest_mismatch", None);
-    let (s, _) = t.call("GET", &format!("/v1/requests/{id}"), None, Some(MALLORY)).await;
+    let (s, _) = t
+        .call("GET", &format!("/v1/requests/{id}"), None, Some(MALLORY))
+        .await;
     assert_eq!(s, 404, "a stranger does not learn the request exists");
     let (s, b) = issue(&t, ALICE, &r["request_id"]).await;
     assert_error(s, &b, 403, "approval_required", None);
@@ -158,33 +209,54 @@ async fn approval_is_required_and_bound_to_another_person_and_the_digest() {
     assert_eq!(s, 200, "{a}");
     assert_eq!(a["status"], "approved");
     assert_eq!(a["approvals"][0]["approver"], approver(1));
-    let grant_end = chrono::DateTime::parse_from_rfc3339(a["grant_expires_at"].as_str().unwrap()).unwrap();
+    let grant_end =
+        chrono::DateTime::parse_from_rfc3339(a["grant_expires_at"].as_str().unwrap()).unwrap();
 
     // Only the requester, without a duration of their own, once.
     let (s, b) = issue(&t, &approver(1), &r["request_id"]).await;
     assert_error(s, &b, 403, "forbidden", None);
     let body = json!({"request_id": id, "duration_seconds": 900}).to_string();
-    let (s, b) = t.call("POST", "/v1/profiles/deploy/credentials", Some(&body), Some(ALICE)).await;
+    let (s, b) = t
+        .call(
+            "POST",
+            "/v1/profiles/deploy/credentials",
+            Some(&body),
+            Some(ALICE),
+        )
+        .await;
     assert_error(s, &b, 400, "invalid_request", Some("duration_seconds"));
     let (s, c) = issue(&t, ALICE, &r["request_id"]).await;
     assert_eq!(s, 200, "{c}");
-    let expiration = chrono::DateTime::parse_from_rfc3339(c["expiration"].as_str().unwrap()).unwrap();
-    assert!(expiration <= grant_end, "the lease outlives the grant: {expiration} > {grant_end}");
+    let expiration =
+        chrono::DateTime::parse_from_rfc3339(c["expiration"].as_str().unwrap()).unwrap();
+    assert!(
+        expiration <= grant_end,
+        "the lease outlives the grant: {expiration} > {grant_end}"
+    );
     assert!(c["lease_duration"].as_u64().unwrap() <= 3600);
     let (s, b) = issue(&t, ALICE, &r["request_id"]).await;
     assert_error(s, &b, 409, "conflict", None);
     let (s, b) = issue(&t, ALICE_LAPTOP, &r["request_id"]).await;
     assert_error(s, &b, 409, "conflict", None);
-    let (s, g) = t.call("GET", &format!("/v1/requests/{id}"), None, Some(ALICE)).await;
+    let (s, g) = t
+        .call("GET", &format!("/v1/requests/{id}"), None, Some(ALICE))
+        .await;
     assert_eq!(s, 200, "{g}");
-    assert_eq!((&g["status"], &g["lease_id"]), (&json!("issued"), &c["lease_id"]));
+    assert_eq!(
+        (&g["status"], &g["lease_id"]),
+        (&json!("issued"), &c["lease_id"])
+    );
 
     let items = items_of(&t, id).await;
     assert_eq!(
         events_of(&items, "success"),
         ["Access Requested", "Access Approved", "AWS STS Temporary"]
     );
-    assert_eq!(events_of(&items, "denied").len(), 8, "each refusal is audited");
+    assert_eq!(
+        events_of(&items, "denied").len(),
+        8,
+        "each refusal is audited"
+    );
 }
 
 #[tokio::test]
@@ -195,7 +267,11 @@ async fn two_approvals_each_approver_once_and_twenty_at_once() {
     assert_eq!((s, &a["status"]), (200, &json!("pending")), "{a}");
     let (s, a) = approve(&t, &approver(1), &r).await;
     assert_eq!((s, &a["status"]), (200, &json!("pending")), "{a}");
-    assert_eq!(a["approvals"].as_array().unwrap().len(), 1, "the same approver counts once");
+    assert_eq!(
+        a["approvals"].as_array().unwrap().len(),
+        1,
+        "the same approver counts once"
+    );
     let (s, a) = approve(&t, &approver(2), &r).await;
     assert_eq!((s, &a["status"]), (200, &json!("approved")), "{a}");
 
@@ -203,22 +279,39 @@ async fn two_approvals_each_approver_once_and_twenty_at_once() {
     let r = ask(&t, ALICE).await;
     let id = r["request_id"].as_str().unwrap();
     let approvers: Vec<String> = (0..20).map(approver).collect();
-    let results = futures_util::future::join_all(approvers.iter().map(|a| approve(&t, a, &r))).await;
+    let results =
+        futures_util::future::join_all(approvers.iter().map(|a| approve(&t, a, &r))).await;
     let ok = results.iter().filter(|(s, _)| *s == 200).count();
-    assert!(results.iter().all(|(s, _)| *s == 200 || *s == 409), "{results:?}");
+    assert!(
+        results.iter().all(|(s, _)| *s == 200 || *s == 409),
+        "{results:?}"
+    );
     assert_eq!(ok, 2, "{results:?}");
-    let (_, g) = t.call("GET", &format!("/v1/requests/{id}"), None, Some(ALICE)).await;
+    let (_, g) = t
+        .call("GET", &format!("/v1/requests/{id}"), None, Some(ALICE))
+        .await;
     assert_eq!(g["status"], "approved");
-    let counted: Vec<&str> = g["approvals"].as_array().unwrap().iter().map(|a| a["approver"].as_str().unwrap()).collect();
+    let counted: Vec<&str> = g["approvals"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["approver"].as_str().unwrap())
+        .collect();
     assert_eq!(counted.len(), 2, "{g}");
     assert_ne!(counted[0], counted[1]);
     let items = items_of(&t, id).await;
     let approved: Vec<&HashMap<String, AttributeValue>> = items
         .iter()
-        .filter(|i| i["event"].as_s().unwrap() == "Access Approved" && i["outcome"].as_s().unwrap() == "success")
+        .filter(|i| {
+            i["event"].as_s().unwrap() == "Access Approved"
+                && i["outcome"].as_s().unwrap() == "success"
+        })
         .collect();
     assert_eq!(approved.len(), 2, "one item per counted approval");
-    let transitions = approved.iter().filter(|i| i["message"].as_s().unwrap().contains("approved until")).count();
+    let transitions = approved
+        .iter()
+        .filter(|i| i["message"].as_s().unwrap().contains("approved until"))
+        .count();
     assert_eq!(transitions, 1, "one transition item");
 }
 
@@ -230,21 +323,34 @@ async fn expired_requests_cannot_be_approved_and_a_grant_ends() {
     age(&t, id, "request_expires_at").await;
     let (s, b) = approve(&t, &approver(1), &r).await;
     assert_error(s, &b, 409, "conflict", None);
-    let (_, g) = t.call("GET", &format!("/v1/requests/{id}"), None, Some(ALICE)).await;
+    let (_, g) = t
+        .call("GET", &format!("/v1/requests/{id}"), None, Some(ALICE))
+        .await;
     assert_eq!(g["status"], "expired");
 
     // The scheduled run records it once, however often it runs.
     let r2 = ask(&t, ALICE).await;
     let id2 = r2["request_id"].as_str().unwrap();
     age(&t, id2, "request_expires_at").await;
-    let origin = keysmith::audit::Origin { principal: "keysmith:scheduled-rotation".into(), ..Default::default() };
-    let run = keysmith::jobs::sweep(&t.app, Utc::now(), &origin).await.unwrap();
+    let origin = keysmith::audit::Origin {
+        principal: "keysmith:scheduled-rotation".into(),
+        ..Default::default()
+    };
+    let run = keysmith::jobs::sweep(&t.app, Utc::now(), &origin)
+        .await
+        .unwrap();
     assert_eq!(run.requests_expired, 1);
-    let run = keysmith::jobs::sweep(&t.app, Utc::now(), &origin).await.unwrap();
+    let run = keysmith::jobs::sweep(&t.app, Utc::now(), &origin)
+        .await
+        .unwrap();
     assert_eq!(run.requests_expired, 0);
     for id in [id, id2] {
         let items = items_of(&t, id).await;
-        assert_eq!(events_of(&items, "success"), ["Access Requested", "Access Request Expired"], "{id}");
+        assert_eq!(
+            events_of(&items, "success"),
+            ["Access Requested", "Access Request Expired"],
+            "{id}"
+        );
     }
 
     // An approved request past its grant issues nothing.
@@ -254,22 +360,53 @@ async fn expired_requests_cannot_be_approved_and_a_grant_ends() {
     age(&t, r3["request_id"].as_str().unwrap(), "grant_expires_at").await;
     let (s, b) = issue(&t, ALICE, &r3["request_id"]).await;
     assert_error(s, &b, 409, "conflict", None);
-    assert!(b["error"]["message"].as_str().unwrap().contains("expired"), "{b}");
+    assert!(
+        b["error"]["message"].as_str().unwrap().contains("expired"),
+        "{b}"
+    );
 
     // Deny and cancel end a request; neither can be undone.
     let r4 = ask(&t, ALICE).await;
     let id4 = r4["request_id"].as_str().unwrap();
-    let (s, b) = t.call("DELETE", &format!("/v1/requests/{id4}"), None, Some(&approver(1))).await;
+    let (s, b) = t
+        .call(
+            "DELETE",
+            &format!("/v1/requests/{id4}"),
+            None,
+            Some(&approver(1)),
+        )
+        .await;
     assert_error(s, &b, 403, "forbidden", None);
-    let (s, b) = t.call("DELETE", &format!("/v1/requests/{id4}"), Some(r#"{"comment": "not needed"}"#), Some(ALICE)).await;
+    let (s, b) = t
+        .call(
+            "DELETE",
+            &format!("/v1/requests/{id4}"),
+            Some(r#"{"comment": "not needed"}"#),
+            Some(ALICE),
+        )
+        .await;
     assert_eq!((s, &b["status"]), (200, &json!("cancelled")), "{b}");
     let (s, b) = approve(&t, &approver(1), &r4).await;
     assert_error(s, &b, 409, "conflict", None);
     let r5 = ask(&t, ALICE).await;
     let id5 = r5["request_id"].as_str().unwrap();
-    let (s, b) = t.call("POST", &format!("/v1/requests/{id5}/deny"), None, Some(ALICE_LAPTOP)).await;
+    let (s, b) = t
+        .call(
+            "POST",
+            &format!("/v1/requests/{id5}/deny"),
+            None,
+            Some(ALICE_LAPTOP),
+        )
+        .await;
     assert_error(s, &b, 403, "forbidden", None);
-    let (s, b) = t.call("POST", &format!("/v1/requests/{id5}/deny"), Some(r#"{"comment": "no"}"#), Some(&approver(2))).await;
+    let (s, b) = t
+        .call(
+            "POST",
+            &format!("/v1/requests/{id5}/deny"),
+            Some(r#"{"comment": "no"}"#),
+            Some(&approver(2)),
+        )
+        .await;
     assert_eq!((s, &b["status"]), (200, &json!("denied")), "{b}");
     let (s, b) = issue(&t, ALICE, &r5["request_id"]).await;
     assert_error(s, &b, 409, "conflict", None);
@@ -297,7 +434,13 @@ async fn listing_by_status_and_profile_and_who_sees_what() {
                 };
                 let (s, b) = t.call("GET", &path, None, Some(&who)).await;
                 assert_eq!(s, 200, "{b}");
-                all.extend(b["requests"].as_array().unwrap().iter().map(|r| r["request_id"].as_str().unwrap().to_owned()));
+                all.extend(
+                    b["requests"]
+                        .as_array()
+                        .unwrap()
+                        .iter()
+                        .map(|r| r["request_id"].as_str().unwrap().to_owned()),
+                );
                 match b["next"].as_str() {
                     Some(n) => next = Some(n.to_owned()),
                     None => return all,
@@ -306,7 +449,10 @@ async fn listing_by_status_and_profile_and_who_sees_what() {
         }
     };
     let ids = |rs: &[&Value]| {
-        let mut v: Vec<String> = rs.iter().map(|r| r["request_id"].as_str().unwrap().to_owned()).collect();
+        let mut v: Vec<String> = rs
+            .iter()
+            .map(|r| r["request_id"].as_str().unwrap().to_owned())
+            .collect();
         v.sort();
         v
     };
@@ -316,19 +462,56 @@ async fn listing_by_status_and_profile_and_who_sees_what() {
     };
     let all = [&mine[0], &mine[1], &mine[2], &elsewhere];
     assert_eq!(sorted(list(ALICE.into(), "").await), ids(&all));
-    assert_eq!(sorted(list(ALICE_LAPTOP.into(), "").await), ids(&all), "the same person");
-    assert_eq!(sorted(list(ALICE.into(), "status=approved&").await), ids(&[&mine[0]]));
-    assert_eq!(sorted(list(ALICE.into(), "profile=other&").await), ids(&[&elsewhere]));
+    assert_eq!(
+        sorted(list(ALICE_LAPTOP.into(), "").await),
+        ids(&all),
+        "the same person"
+    );
+    assert_eq!(
+        sorted(list(ALICE.into(), "status=approved&").await),
+        ids(&[&mine[0]])
+    );
+    assert_eq!(
+        sorted(list(ALICE.into(), "profile=other&").await),
+        ids(&[&elsewhere])
+    );
     // An approver sees what they may approve: pending ones of their profiles.
-    assert_eq!(sorted(list(approver(1), "").await), ids(&[&mine[1], &mine[2]]));
-    assert_eq!(sorted(list(approver(1), "profile=deploy&").await), ids(&[&mine[0], &mine[1], &mine[2]]));
-    assert_eq!(sorted(list("arn:aws:iam::123456789012:user/other-approver".into(), "status=pending&").await), ids(&[&elsewhere]));
+    assert_eq!(
+        sorted(list(approver(1), "").await),
+        ids(&[&mine[1], &mine[2]])
+    );
+    assert_eq!(
+        sorted(list(approver(1), "profile=deploy&").await),
+        ids(&[&mine[0], &mine[1], &mine[2]])
+    );
+    assert_eq!(
+        sorted(
+            list(
+                "arn:aws:iam::123456789012:user/other-approver".into(),
+                "status=pending&"
+            )
+            .await
+        ),
+        ids(&[&elsewhere])
+    );
     assert!(list(MALLORY.into(), "").await.is_empty());
     assert!(list(MALLORY.into(), "status=pending&").await.is_empty());
-    assert_eq!(sorted(list(keysmith_tests::api::ADMIN.into(), "").await), ids(&all));
-    let (s, b) = t.call("GET", "/v1/requests?status=open", None, Some(ALICE)).await;
+    assert_eq!(
+        sorted(list(keysmith_tests::api::ADMIN.into(), "").await),
+        ids(&all)
+    );
+    let (s, b) = t
+        .call("GET", "/v1/requests?status=open", None, Some(ALICE))
+        .await;
     assert_error(s, &b, 400, "invalid_request", Some("status"));
-    let (s, b) = t.call("GET", "/v1/requests?next=bm90LWEtY3Vyc29y", None, Some(ALICE)).await;
+    let (s, b) = t
+        .call(
+            "GET",
+            "/v1/requests?next=bm90LWEtY3Vyc29y",
+            None,
+            Some(ALICE),
+        )
+        .await;
     assert_error(s, &b, 400, "invalid_request", Some("next"));
 }
 
@@ -340,29 +523,71 @@ async fn break_glass_is_loud_immediate_and_reviewed_before_the_next() {
     let t = TestApp::on(&moto, sdk).await;
     t.put_profile("deploy", profile(2)).await;
     let glass = json!({"profile": "deploy", "reason": "prod is down", "break_glass": true});
-    let (s, b) = t.call("POST", "/v1/requests", Some(&glass.to_string()), Some(&approver(1))).await;
+    let (s, b) = t
+        .call(
+            "POST",
+            "/v1/requests",
+            Some(&glass.to_string()),
+            Some(&approver(1)),
+        )
+        .await;
     assert_error(s, &b, 403, "forbidden", None);
     let r = request(&t, ALICE, glass.clone()).await;
     let id = r["request_id"].as_str().unwrap();
     assert_eq!(r["status"], "approved");
     let (s, c) = issue(&t, ALICE, &r["request_id"]).await;
     assert_eq!(s, 200, "{c}");
-    let (s, b) = t.call("POST", "/v1/requests", Some(&glass.to_string()), Some(ALICE_LAPTOP)).await;
+    let (s, b) = t
+        .call(
+            "POST",
+            "/v1/requests",
+            Some(&glass.to_string()),
+            Some(ALICE_LAPTOP),
+        )
+        .await;
     assert_error(s, &b, 409, "conflict", None);
     assert!(b["error"]["message"].as_str().unwrap().contains(id), "{b}");
     // Not by the one who broke it; not twice; not a request that is no break glass.
-    let (s, b) = t.call("POST", &format!("/v1/requests/{id}/review"), None, Some(ALICE_LAPTOP)).await;
+    let (s, b) = t
+        .call(
+            "POST",
+            &format!("/v1/requests/{id}/review"),
+            None,
+            Some(ALICE_LAPTOP),
+        )
+        .await;
     assert_error(s, &b, 403, "forbidden", None);
-    let (s, b) = t.call("POST", &format!("/v1/requests/{id}/review"), Some(r#"{"comment": "ok, incident 42"}"#), Some(&approver(1))).await;
+    let (s, b) = t
+        .call(
+            "POST",
+            &format!("/v1/requests/{id}/review"),
+            Some(r#"{"comment": "ok, incident 42"}"#),
+            Some(&approver(1)),
+        )
+        .await;
     assert_eq!(s, 200, "{b}");
     assert_eq!(b["reviewed_by"], approver(1));
-    let (s, b) = t.call("POST", &format!("/v1/requests/{id}/review"), None, Some(&approver(2))).await;
+    let (s, b) = t
+        .call(
+            "POST",
+            &format!("/v1/requests/{id}/review"),
+            None,
+            Some(&approver(2)),
+        )
+        .await;
     assert_error(s, &b, 409, "conflict", None);
     let again = request(&t, ALICE, glass).await;
     assert_eq!(again["status"], "approved");
 
     let items = items_of(&t, id).await;
-    assert_eq!(events_of(&items, "success"), ["Break Glass Used", "AWS STS Temporary", "Break Glass Reviewed"]);
+    assert_eq!(
+        events_of(&items, "success"),
+        [
+            "Break Glass Used",
+            "AWS STS Temporary",
+            "Break Glass Reviewed"
+        ]
+    );
     assert_eq!(items[0]["level"].as_s().unwrap(), "ERROR");
     let events = queue.drain().await;
     let of = |id: &str| -> Vec<String> {
@@ -372,8 +597,18 @@ async fn break_glass_is_loud_immediate_and_reviewed_before_the_next() {
             .map(|e| e["detail-type"].as_str().unwrap().to_owned())
             .collect()
     };
-    assert_eq!(of(id), ["Break Glass Used", "Credentials Issued", "Break Glass Reviewed"]);
-    assert_eq!(of(again["request_id"].as_str().unwrap()), ["Break Glass Used"]);
+    assert_eq!(
+        of(id),
+        [
+            "Break Glass Used",
+            "Credentials Issued",
+            "Break Glass Reviewed"
+        ]
+    );
+    assert_eq!(
+        of(again["request_id"].as_str().unwrap()),
+        ["Break Glass Used"]
+    );
 }
 
 #[tokio::test]
@@ -388,21 +623,57 @@ async fn every_transition_is_one_item_and_one_event_and_nothing_secret() {
     let (s, c) = issue(&t, ALICE, &issued["request_id"]).await;
     assert_eq!(s, 200, "{c}");
     let denied = ask(&t, ALICE).await;
-    t.call("POST", &format!("/v1/requests/{}/deny", denied["request_id"].as_str().unwrap()), None, Some(&approver(1))).await;
+    t.call(
+        "POST",
+        &format!(
+            "/v1/requests/{}/deny",
+            denied["request_id"].as_str().unwrap()
+        ),
+        None,
+        Some(&approver(1)),
+    )
+    .await;
     let cancelled = ask(&t, ALICE).await;
-    t.call("DELETE", &format!("/v1/requests/{}", cancelled["request_id"].as_str().unwrap()), None, Some(ALICE)).await;
+    t.call(
+        "DELETE",
+        &format!("/v1/requests/{}", cancelled["request_id"].as_str().unwrap()),
+        None,
+        Some(ALICE),
+    )
+    .await;
     let expired = ask(&t, ALICE).await;
-    age(&t, expired["request_id"].as_str().unwrap(), "request_expires_at").await;
-    let origin = keysmith::audit::Origin { principal: "keysmith:scheduled-rotation".into(), ..Default::default() };
-    keysmith::jobs::sweep(&t.app, Utc::now(), &origin).await.unwrap();
-    keysmith::jobs::sweep(&t.app, Utc::now(), &origin).await.unwrap();
+    age(
+        &t,
+        expired["request_id"].as_str().unwrap(),
+        "request_expires_at",
+    )
+    .await;
+    let origin = keysmith::audit::Origin {
+        principal: "keysmith:scheduled-rotation".into(),
+        ..Default::default()
+    };
+    keysmith::jobs::sweep(&t.app, Utc::now(), &origin)
+        .await
+        .unwrap();
+    keysmith::jobs::sweep(&t.app, Utc::now(), &origin)
+        .await
+        .unwrap();
 
     let events = queue.drain().await;
     for (r, want) in [
-        (&issued, &["Access Requested", "Access Approved", "Credentials Issued"][..]),
+        (
+            &issued,
+            &["Access Requested", "Access Approved", "Credentials Issued"][..],
+        ),
         (&denied, &["Access Requested", "Access Denied"][..]),
-        (&cancelled, &["Access Requested", "Access Request Cancelled"][..]),
-        (&expired, &["Access Requested", "Access Request Expired"][..]),
+        (
+            &cancelled,
+            &["Access Requested", "Access Request Cancelled"][..],
+        ),
+        (
+            &expired,
+            &["Access Requested", "Access Request Expired"][..],
+        ),
     ] {
         let id = r["request_id"].as_str().unwrap();
         let got: Vec<&str> = events
@@ -413,12 +684,21 @@ async fn every_transition_is_one_item_and_one_event_and_nothing_secret() {
         assert_eq!(got, want, "events of {id}");
         let items: Vec<String> = events_of(&items_of(&t, id).await, "success")
             .into_iter()
-            .map(|e| if e == "AWS STS Temporary" { "Credentials Issued".into() } else { e })
+            .map(|e| {
+                if e == "AWS STS Temporary" {
+                    "Credentials Issued".into()
+                } else {
+                    e
+                }
+            })
             .collect();
         assert_eq!(items, want, "items of {id}");
     }
     // The approvers are told who asks for what, why, and how to approve.
-    let asked = events.iter().find(|e| e["detail-type"] == "Access Requested").unwrap();
+    let asked = events
+        .iter()
+        .find(|e| e["detail-type"] == "Access Requested")
+        .unwrap();
     let message = asked["detail"]["message"].as_str().unwrap();
     for part in [ALICE, "deploy", "deploy the hotfix", "keysmith approve"] {
         assert!(message.contains(part), "{message}");

@@ -43,7 +43,9 @@ pub struct RequestArgs {
 
 /// List access requests: yours, those you may approve, or (admins) all.
 #[derive(clap::Args, Debug)]
-#[command(after_help = "Examples:\n  keysmith requests --status pending\n  keysmith requests --profile deploy --output json")]
+#[command(
+    after_help = "Examples:\n  keysmith requests --status pending\n  keysmith requests --profile deploy --output json"
+)]
 pub struct ListArgs {
     /// pending, approved, denied, cancelled, expired or issued.
     #[arg(long)]
@@ -54,7 +56,9 @@ pub struct ListArgs {
 
 /// Approve an access request, after reading exactly what it asks for.
 #[derive(clap::Args, Debug)]
-#[command(after_help = "Examples:\n  keysmith approve 0190f3c5-8a1e-7c2d-9b4f-1e2d3c4b5a69\n  keysmith approve 0190f3c5-8a1e-7c2d-9b4f-1e2d3c4b5a69 --yes --comment \"matches OPS-7\"")]
+#[command(
+    after_help = "Examples:\n  keysmith approve 0190f3c5-8a1e-7c2d-9b4f-1e2d3c4b5a69\n  keysmith approve 0190f3c5-8a1e-7c2d-9b4f-1e2d3c4b5a69 --yes --comment \"matches OPS-7\""
+)]
 pub struct ApproveArgs {
     pub request_id: String,
     /// Do not ask for confirmation.
@@ -66,7 +70,9 @@ pub struct ApproveArgs {
 
 /// Deny an access request, or mark a break glass request reviewed.
 #[derive(clap::Args, Debug)]
-#[command(after_help = "Examples:\n  keysmith deny 0190f3c5-8a1e-7c2d-9b4f-1e2d3c4b5a69 --comment \"use staging\"\n  keysmith review 0190f3c5-8a1e-7c2d-9b4f-1e2d3c4b5a69 --comment \"incident 42\"")]
+#[command(
+    after_help = "Examples:\n  keysmith deny 0190f3c5-8a1e-7c2d-9b4f-1e2d3c4b5a69 --comment \"use staging\"\n  keysmith review 0190f3c5-8a1e-7c2d-9b4f-1e2d3c4b5a69 --comment \"incident 42\""
+)]
 pub struct DecideArgs {
     pub request_id: String,
     #[arg(long)]
@@ -106,7 +112,11 @@ const COLUMNS: [(&str, &str); 7] = [
 ];
 
 /// `keysmith request`: prints the request (the id first, for scripts), and with `--wait` waits.
-pub async fn request(target: &Target, format: Format, args: &RequestArgs) -> Result<(), RequestCliError> {
+pub async fn request(
+    target: &Target,
+    format: Format,
+    args: &RequestArgs,
+) -> Result<(), RequestCliError> {
     let api = Api::connect(target).await?;
     let mut body = Map::new();
     body.insert("profile".into(), json!(args.profile));
@@ -120,7 +130,9 @@ pub async fn request(target: &Target, format: Format, args: &RequestArgs) -> Res
     if args.break_glass {
         body.insert("break_glass".into(), json!(true));
     }
-    let r = api.call("POST", "/v1/requests", Some(&Value::Object(body))).await?;
+    let r = api
+        .call("POST", "/v1/requests", Some(&Value::Object(body)))
+        .await?;
     let id = r["request_id"].as_str().unwrap_or_default().to_owned();
     if format == Format::Table {
         eprintln!(
@@ -128,13 +140,20 @@ pub async fn request(target: &Target, format: Format, args: &RequestArgs) -> Res
             r["status"].as_str().unwrap_or("?")
         );
     }
-    let r = if args.wait { wait(&api, &id, Duration::from_secs(args.wait_timeout)).await? } else { r };
+    let r = if args.wait {
+        wait(&api, &id, Duration::from_secs(args.wait_timeout)).await?
+    } else {
+        r
+    };
     match format {
         Format::Table => println!("{id}"),
         Format::Json => print_object(&r, format, ""),
     }
     if args.wait && format == Format::Table {
-        eprintln!("keysmith: approved; use it with: keysmith exec {} --request {id} -- COMMAND", args.profile);
+        eprintln!(
+            "keysmith: approved; use it with: keysmith exec {} --request {id} -- COMMAND",
+            args.profile
+        );
     }
     Ok(())
 }
@@ -145,11 +164,18 @@ async fn wait(api: &Api, id: &str, limit: Duration) -> Result<Value, RequestCliE
     let deadline = tokio::time::Instant::now() + limit;
     let mut pause = Duration::from_secs(2);
     loop {
-        let r = api.call("GET", &format!("/v1/requests/{}", encode(id)), None).await?;
+        let r = api
+            .call("GET", &format!("/v1/requests/{}", encode(id)), None)
+            .await?;
         match r["status"].as_str().unwrap_or_default() {
             "approved" | "issued" => return Ok(r),
             "pending" => {}
-            other => return Err(RequestCliError::Ended { id: id.to_owned(), status: other.to_owned() }),
+            other => {
+                return Err(RequestCliError::Ended {
+                    id: id.to_owned(),
+                    status: other.to_owned(),
+                })
+            }
         }
         let now = tokio::time::Instant::now();
         if now >= deadline {
@@ -168,7 +194,11 @@ fn jitter_byte() -> u8 {
 }
 
 /// `keysmith requests`.
-pub async fn requests(target: &Target, format: Format, args: &ListArgs) -> Result<(), RequestCliError> {
+pub async fn requests(
+    target: &Target,
+    format: Format,
+    args: &ListArgs,
+) -> Result<(), RequestCliError> {
     let api = Api::connect(target).await?;
     let mut query = Vec::new();
     if let Some(s) = &args.status {
@@ -177,7 +207,11 @@ pub async fn requests(target: &Target, format: Format, args: &ListArgs) -> Resul
     if let Some(p) = &args.profile {
         query.push(format!("profile={}", encode(p)));
     }
-    let path = if query.is_empty() { "/v1/requests".to_owned() } else { format!("/v1/requests?{}", query.join("&")) };
+    let path = if query.is_empty() {
+        "/v1/requests".to_owned()
+    } else {
+        format!("/v1/requests?{}", query.join("&"))
+    };
     let items = all_pages(&api, &path, "requests").await?;
     print!("{}", list(&items, &COLUMNS, format));
     Ok(())
@@ -198,7 +232,11 @@ pub fn digest_of(r: &Value) -> String {
 }
 
 /// `keysmith approve`.
-pub async fn approve(target: &Target, format: Format, args: &ApproveArgs) -> Result<(), RequestCliError> {
+pub async fn approve(
+    target: &Target,
+    format: Format,
+    args: &ApproveArgs,
+) -> Result<(), RequestCliError> {
     let api = Api::connect(target).await?;
     let path = format!("/v1/requests/{}", encode(&args.request_id));
     let r = api.call("GET", &path, None).await?;
@@ -207,18 +245,37 @@ pub async fn approve(target: &Target, format: Format, args: &ApproveArgs) -> Res
     if computed != shown {
         return Err(RequestCliError::DigestDiffers { computed });
     }
-    let fields = ["request_id", "profile", "requester", "reason", "ticket", "duration_seconds", "break_glass", "created_at", "expires_at", "status", "min_approvals", "digest"];
+    let fields = [
+        "request_id",
+        "profile",
+        "requester",
+        "reason",
+        "ticket",
+        "duration_seconds",
+        "break_glass",
+        "created_at",
+        "expires_at",
+        "status",
+        "min_approvals",
+        "digest",
+    ];
     let mut summary = Map::new();
     for f in fields {
         summary.insert(f.to_owned(), r[f].clone());
     }
     // On standard error: standard output stays the answer alone.
-    eprint!("{}", crate::output::object(&Value::Object(summary), Format::Table));
+    eprint!(
+        "{}",
+        crate::output::object(&Value::Object(summary), Format::Table)
+    );
     if !args.yes {
         eprint!("Approve exactly this request (digest {shown})? [y/N] ");
         let _ = std::io::stderr().flush();
         let mut line = String::new();
-        std::io::stdin().lock().read_line(&mut line).map_err(RequestCliError::Prompt)?;
+        std::io::stdin()
+            .lock()
+            .read_line(&mut line)
+            .map_err(RequestCliError::Prompt)?;
         if !matches!(line.trim(), "y" | "Y" | "yes") {
             return Err(RequestCliError::Declined);
         }
@@ -227,14 +284,25 @@ pub async fn approve(target: &Target, format: Format, args: &ApproveArgs) -> Res
     if let Some(c) = &args.comment {
         body["comment"] = json!(c);
     }
-    let answer = api.call("POST", &format!("{path}/approve"), Some(&body)).await?;
+    let answer = api
+        .call("POST", &format!("{path}/approve"), Some(&body))
+        .await?;
     let status = answer["status"].as_str().unwrap_or("?");
-    print_object(&answer, format, &format!("approved request {}: it is {status}", args.request_id));
+    print_object(
+        &answer,
+        format,
+        &format!("approved request {}: it is {status}", args.request_id),
+    );
     Ok(())
 }
 
 /// `keysmith deny` and `keysmith review`.
-pub async fn decide(target: &Target, format: Format, args: &DecideArgs, action: &str) -> Result<(), RequestCliError> {
+pub async fn decide(
+    target: &Target,
+    format: Format,
+    args: &DecideArgs,
+    action: &str,
+) -> Result<(), RequestCliError> {
     let api = Api::connect(target).await?;
     let body = match &args.comment {
         Some(c) => json!({ "comment": c }),
@@ -242,8 +310,16 @@ pub async fn decide(target: &Target, format: Format, args: &DecideArgs, action: 
     };
     let path = format!("/v1/requests/{}/{action}", encode(&args.request_id));
     let answer = api.call("POST", &path, Some(&body)).await?;
-    let done = if action == "deny" { "denied" } else { "reviewed" };
-    print_object(&answer, format, &format!("{done} request {}", args.request_id));
+    let done = if action == "deny" {
+        "denied"
+    } else {
+        "reviewed"
+    };
+    print_object(
+        &answer,
+        format,
+        &format!("{done} request {}", args.request_id),
+    );
     Ok(())
 }
 
@@ -258,6 +334,9 @@ mod tests {
             "duration_seconds": 3600, "ticket": null, "reason": "fix \"prod\"", "break_glass": false,
             "created_at": "2026-11-21T15:04:05.000000Z", "status": "pending"});
         let canonical = r#"{"break_glass":false,"created_at":"2026-11-21T15:04:05.000000Z","duration":3600,"profile":"deploy","reason":"fix \"prod\"","requester":"arn:aws:iam::123456789012:user/alice","ticket":null}"#;
-        assert_eq!(digest_of(&r), hex::encode(Sha256::digest(canonical.as_bytes())));
+        assert_eq!(
+            digest_of(&r),
+            hex::encode(Sha256::digest(canonical.as_bytes()))
+        );
     }
 }

@@ -110,7 +110,9 @@ pub(super) async fn approve(app: &App, req: &Request, id: &str) -> Result<Reply,
     let body: ApproveBody = parse_json(&req.body)?;
     let digest = body.digest.trim().to_ascii_lowercase();
     if digest.len() != 64 || !digest.chars().all(|c| c.is_ascii_hexdigit()) {
-        return Err(Invalid::new("digest", "must be the request's digest: 64 hex characters").into());
+        return Err(
+            Invalid::new("digest", "must be the request's digest: 64 hex characters").into(),
+        );
     }
     let comment = comment(body.comment)?;
     let r = app
@@ -122,7 +124,12 @@ pub(super) async fn approve(app: &App, req: &Request, id: &str) -> Result<Reply,
 
 /// `POST /v1/requests/{id}/deny`, `DELETE /v1/requests/{id}`, `POST /v1/requests/{id}/review`
 /// (`{"comment"}`, optional).
-pub(super) async fn decide(app: &App, req: &Request, id: &str, what: &str) -> Result<Reply, ApiError> {
+pub(super) async fn decide(
+    app: &App,
+    req: &Request,
+    id: &str,
+    what: &str,
+) -> Result<Reply, ApiError> {
     req.no_query()?;
     let id = request_id(id)?;
     let body: CommentBody = parse_optional_json(&req.body)?;

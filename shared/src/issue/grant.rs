@@ -131,7 +131,8 @@ impl Issuing<'_> {
         let grant = match (&profile.approval, issuance.request_id.clone()) {
             (None, None) => None,
             (Some(_), None) => {
-                let why = format!("{caller} asked profile {name} without an approved access request.");
+                let why =
+                    format!("{caller} asked profile {name} without an approved access request.");
                 self.audit.write(&record(Outcome::Denied, why)).await?;
                 return Err(GrantError::ApprovalRequired(format!(
                     "profile {name} requires an approved access request: ask with `keysmith request {name} --reason \"…\"` (POST /v1/requests), then use it with `--request ID` (\"request_id\" in this body)"
@@ -141,13 +142,17 @@ impl Issuing<'_> {
                 let r = match self.requests.grant_for(who.origin, &id, name, caller).await {
                     Ok(r) => r,
                     Err(e) => {
-                        let mut rec = record(Outcome::Denied, format!("{caller} asked profile {name} with access request {id}: {e}"));
+                        let mut rec = record(
+                            Outcome::Denied,
+                            format!("{caller} asked profile {name} with access request {id}: {e}"),
+                        );
                         rec.access_request_id = Some(id);
                         self.audit.write(&rec).await?;
                         return Err(e.into());
                     }
                 };
-                issuance.duration = grant_duration(&r, profile.duration_limit(), chrono::Utc::now())?;
+                issuance.duration =
+                    grant_duration(&r, profile.duration_limit(), chrono::Utc::now())?;
                 Some(r)
             }
         };

@@ -61,7 +61,9 @@ impl Issuance {
             .map(|id| {
                 uuid::Uuid::parse_str(id)
                     .map(|u| u.to_string())
-                    .map_err(|_| Invalid::new("request_id", "must be an access request id (a UUID)"))
+                    .map_err(|_| {
+                        Invalid::new("request_id", "must be an access request id (a UUID)")
+                    })
             })
             .transpose()?;
         if request_id.is_some() && raw.duration_seconds.is_some() {

@@ -46,7 +46,12 @@ fn patterns(field: &str, list: Option<&[String]>) -> Result<Vec<PrincipalPattern
         .collect()
 }
 
-fn bounded(field: &str, v: Option<i64>, default: u32, (min, max): (u32, u32)) -> Result<u32, Invalid> {
+fn bounded(
+    field: &str,
+    v: Option<i64>,
+    default: u32,
+    (min, max): (u32, u32),
+) -> Result<u32, Invalid> {
     let v = v.unwrap_or(i64::from(default));
     u32::try_from(v)
         .ok()
@@ -65,7 +70,12 @@ impl Approval {
         }
         Ok(Self {
             approvers,
-            min_approvals: bounded("approval.min_approvals", raw.min_approvals, 1, MIN_APPROVALS)?,
+            min_approvals: bounded(
+                "approval.min_approvals",
+                raw.min_approvals,
+                1,
+                MIN_APPROVALS,
+            )?,
             request_ttl_seconds: bounded(
                 "approval.request_ttl_seconds",
                 raw.request_ttl_seconds,
@@ -95,7 +105,8 @@ impl Approval {
     }
 
     pub fn to_json(&self) -> Value {
-        let strs = |p: &[PrincipalPattern]| p.iter().map(|p| p.as_str().to_owned()).collect::<Vec<_>>();
+        let strs =
+            |p: &[PrincipalPattern]| p.iter().map(|p| p.as_str().to_owned()).collect::<Vec<_>>();
         json!({
             "approvers": strs(&self.approvers),
             "min_approvals": self.min_approvals,
@@ -128,21 +139,46 @@ mod tests {
             (1, 86_400, 3_600)
         );
         for (field, bad) in [
-            ("approval.min_approvals", json!({"approvers": ["group:a"], "min_approvals": 0})),
-            ("approval.min_approvals", json!({"approvers": ["group:a"], "min_approvals": 6})),
-            ("approval.request_ttl_seconds", json!({"approvers": ["group:a"], "request_ttl_seconds": 299})),
-            ("approval.request_ttl_seconds", json!({"approvers": ["group:a"], "request_ttl_seconds": 604_801})),
-            ("approval.grant_ttl_seconds", json!({"approvers": ["group:a"], "grant_ttl_seconds": 59})),
-            ("approval.grant_ttl_seconds", json!({"approvers": ["group:a"], "grant_ttl_seconds": 86_401})),
+            (
+                "approval.min_approvals",
+                json!({"approvers": ["group:a"], "min_approvals": 0}),
+            ),
+            (
+                "approval.min_approvals",
+                json!({"approvers": ["group:a"], "min_approvals": 6}),
+            ),
+            (
+                "approval.request_ttl_seconds",
+                json!({"approvers": ["group:a"], "request_ttl_seconds": 299}),
+            ),
+            (
+                "approval.request_ttl_seconds",
+                json!({"approvers": ["group:a"], "request_ttl_seconds": 604_801}),
+            ),
+            (
+                "approval.grant_ttl_seconds",
+                json!({"approvers": ["group:a"], "grant_ttl_seconds": 59}),
+            ),
+            (
+                "approval.grant_ttl_seconds",
+                json!({"approvers": ["group:a"], "grant_ttl_seconds": 86_401}),
+            ),
             ("approval.approvers", json!({"approvers": []})),
             ("approval.approvers[0]", json!({"approvers": ["*"]})),
-            ("approval.approvers[0]", json!({"approvers": ["arn:aws:iam::*:user/a"]})),
-            ("approval.break_glass_principals[0]", json!({"approvers": ["group:a"], "break_glass_principals": ["x"]})),
+            (
+                "approval.approvers[0]",
+                json!({"approvers": ["arn:aws:iam::*:user/a"]}),
+            ),
+            (
+                "approval.break_glass_principals[0]",
+                json!({"approvers": ["group:a"], "break_glass_principals": ["x"]}),
+            ),
         ] {
             assert_eq!(parse(bad.clone()).unwrap_err().field, field, "{bad}");
         }
         let a = parse(json!({"approvers": ["group:a"], "min_approvals": 5,
-            "request_ttl_seconds": 300, "grant_ttl_seconds": 60})).unwrap();
+            "request_ttl_seconds": 300, "grant_ttl_seconds": 60}))
+        .unwrap();
         assert_eq!(parse(a.to_json()).unwrap(), a);
     }
 }

@@ -60,8 +60,13 @@ mod tests {
         );
         let d = b.digest();
         assert_eq!(d.len(), 64);
-        assert!(d.chars().all(|c| c.is_ascii_hexdigit() && !c.is_ascii_uppercase()));
-        let other = Bound { duration: 3601, ..b };
+        assert!(d
+            .chars()
+            .all(|c| c.is_ascii_hexdigit() && !c.is_ascii_uppercase()));
+        let other = Bound {
+            duration: 3601,
+            ..b
+        };
         assert_ne!(other.digest(), d);
     }
 }

@@ -122,7 +122,14 @@ pub fn comment(v: Option<String>) -> Result<Option<String>, Invalid> {
 }
 
 impl Requests<'_> {
-    fn record(&self, actor: &Actor<'_>, event: &str, outcome: Outcome, r: &AccessRequest, message: String) -> AuditRecord {
+    fn record(
+        &self,
+        actor: &Actor<'_>,
+        event: &str,
+        outcome: Outcome,
+        r: &AccessRequest,
+        message: String,
+    ) -> AuditRecord {
         let mut rec = AuditRecord::new(actor.origin, Category::Data, event, outcome, message)
             .profile(&r.profile);
         rec.access_request_id = Some(r.id.clone());
@@ -132,8 +139,19 @@ impl Requests<'_> {
     }
 
     /// A refusal: audited (denied) before the caller hears of it.
-    async fn refuse(&self, actor: &Actor<'_>, event: &str, r: &AccessRequest, why: String, err: RequestError) -> RequestError {
-        match self.audit.write(&self.record(actor, event, Outcome::Denied, r, why)).await {
+    async fn refuse(
+        &self,
+        actor: &Actor<'_>,
+        event: &str,
+        r: &AccessRequest,
+        why: String,
+        err: RequestError,
+    ) -> RequestError {
+        match self
+            .audit
+            .write(&self.record(actor, event, Outcome::Denied, r, why))
+            .await
+        {
             Ok(()) => err,
             Err(e) => e.into(),
         }
@@ -151,12 +169,21 @@ impl Requests<'_> {
     }
 
     /// `POST /v1/requests`.
-    pub async fn create(&self, actor: &Actor<'_>, new: NewRequest) -> Result<AccessRequest, RequestError> {
+    pub async fn create(
+        &self,
+        actor: &Actor<'_>,
+        new: NewRequest,
+    ) -> Result<AccessRequest, RequestError> {
         let name = new.profile.clone();
-        let event = if new.break_glass { EVENT_BREAK_GLASS_USED } else { EVENT_ACCESS_REQUESTED };
+        let event = if new.break_glass {
+            EVENT_BREAK_GLASS_USED
+        } else {
+            EVENT_ACCESS_REQUESTED
+        };
         let deny_profile = |why: String| {
-            let mut rec = AuditRecord::new(actor.origin, Category::Data, event, Outcome::Denied, why)
-                .profile(name.as_str());
+            let mut rec =
+                AuditRecord::new(actor.origin, Category::Data, event, Outcome::Denied, why)
+                    .profile(name.as_str());
             rec.duration_seconds = None;
             rec
         };
@@ -171,7 +198,10 @@ impl Requests<'_> {
             }
         };
         if !profile.allows(actor.principals) {
-            let why = format!("{} is not in allowed_principals of profile {name}.", actor.principal);
+            let why = format!(
+                "{} is not in allowed_principals of profile {name}.",
+                actor.principal
+            );
             self.audit.write(&deny_profile(why)).await?;
             return Err(forbidden());
         }
@@ -188,28 +218,49 @@ impl Requests<'_> {
         let duration = match new.duration_seconds {
             None => profile.default_duration.get(),
             Some(d) => {
-                let d = DurationSeconds::parse("duration_seconds", d, DurationSeconds::MIN, profile.credential_type().max_seconds())?;
+                let d = DurationSeconds::parse(
+                    "duration_seconds",
+                    d,
+                    DurationSeconds::MIN,
+                    profile.credential_type().max_seconds(),
+                )?;
                 if d.get() > profile.duration_limit() {
                     return Err(Invalid::new(
                         "duration_seconds",
-                        format!("must not exceed the profile's max_duration_seconds ({})", profile.duration_limit()),
+                        format!(
+                            "must not exceed the profile's max_duration_seconds ({})",
+                            profile.duration_limit()
+                        ),
                     )
                     .into());
                 }
                 d.get()
             }
         };
-        let reason = text("reason", Some(new.reason), MAX_REASON)?
-            .ok_or_else(|| Invalid::new("reason", "is required: say why you need access (1 to 1000 characters)"))?;
+        let reason = text("reason", Some(new.reason), MAX_REASON)?.ok_or_else(|| {
+            Invalid::new(
+                "reason",
+                "is required: say why you need access (1 to 1000 characters)",
+            )
+        })?;
         let ticket = text("ticket", new.ticket, MAX_TICKET)?;
         let identity = actor.identity();
         if new.break_glass {
             if !approval.may_break_glass(actor.principals) {
-                let why = format!("{} may not break glass on profile {name}: not in break_glass_principals.", actor.principal);
+                let why = format!(
+                    "{} may not break glass on profile {name}: not in break_glass_principals.",
+                    actor.principal
+                );
                 self.audit.write(&deny_profile(why)).await?;
-                return Err(RequestError::Forbidden(format!("you may not break glass on profile {name}")));
+                return Err(RequestError::Forbidden(format!(
+                    "you may not break glass on profile {name}"
+                )));
             }
-            if let Some(open) = self.store.unreviewed_break_glass(name.as_str(), &identity).await? {
+            if let Some(open) = self
+                .store
+                .unreviewed_break_glass(name.as_str(), &identity)
+                .await?
+            {
                 return Err(unreviewed(&name, &open));
             }
         }
@@ -256,7 +307,8 @@ impl Requests<'_> {
             // Approved at once, loudly: an ERROR item, its event and metric, and an alarm.
             r.status = Status::Approved;
             r.approved_at = Some(now);
-            r.grant_expires_at = Some(now + Duration::seconds(i64::from(approval.grant_ttl_seconds)));
+            r.grant_expires_at =
+                Some(now + Duration::seconds(i64::from(approval.grant_ttl_seconds)));
             changes.push(self.store.break_glass_marker(&r)?);
             rec = self.record(actor, EVENT_BREAK_GLASS_USED, Outcome::Success, &r, format!(
                 "{} broke glass on profile {name} for {duration} s: {}{}. Approved at once until {}; an approver must review it: keysmith review {}",
@@ -272,9 +324,15 @@ impl Requests<'_> {
         changes.insert(0, self.store.put_item(&r, None)?);
         if !self.store.commit(changes, &rec).await? {
             // The id is fresh: only the break glass marker can have failed.
-            return match self.store.unreviewed_break_glass(name.as_str(), &r.requester_identity).await? {
+            return match self
+                .store
+                .unreviewed_break_glass(name.as_str(), &r.requester_identity)
+                .await?
+            {
                 Some(open) => Err(unreviewed(&name, &open)),
-                None => Err(RequestError::Conflict("the request could not be recorded; retry".into())),
+                None => Err(RequestError::Conflict(
+                    "the request could not be recorded; retry".into(),
+                )),
             };
         }
         Ok(r)
@@ -286,7 +344,11 @@ impl Requests<'_> {
 
     /// Records the expiry of a request past its time (once: a conditional write), and answers
     /// the request as it now is.
-    async fn settle(&self, origin: &Origin, mut r: AccessRequest) -> Result<AccessRequest, RequestError> {
+    async fn settle(
+        &self,
+        origin: &Origin,
+        mut r: AccessRequest,
+    ) -> Result<AccessRequest, RequestError> {
         for _ in 0..ATTEMPTS {
             let now = Utc::now();
             if !r.due_to_expire(now) {
@@ -294,17 +356,39 @@ impl Requests<'_> {
             }
             let mut next = r.clone();
             let what = match r.status {
-                Status::Pending => format!("it was not approved by {}", crate::time::format_time(r.expires_at)),
-                _ => format!("its grant ended at {}", crate::time::format_time(r.grant_expires_at.unwrap_or(now))),
+                Status::Pending => format!(
+                    "it was not approved by {}",
+                    crate::time::format_time(r.expires_at)
+                ),
+                _ => format!(
+                    "its grant ended at {}",
+                    crate::time::format_time(r.grant_expires_at.unwrap_or(now))
+                ),
             };
             next.status = Status::Expired;
             next.ended_at = Some(now);
             next.version += 1;
-            let system = Actor { origin, principal: "", principals: &[], admin: true };
-            let rec = self.record(&system, EVENT_REQUEST_EXPIRED, Outcome::Success, &next, format!(
-                "Access request {} of {} for profile {} expired: {what}.", r.id, r.requester, r.profile
-            ));
-            if self.store.commit(vec![self.store.put_item(&next, Some(r.version))?], &rec).await? {
+            let system = Actor {
+                origin,
+                principal: "",
+                principals: &[],
+                admin: true,
+            };
+            let rec = self.record(
+                &system,
+                EVENT_REQUEST_EXPIRED,
+                Outcome::Success,
+                &next,
+                format!(
+                    "Access request {} of {} for profile {} expired: {what}.",
+                    r.id, r.requester, r.profile
+                ),
+            );
+            if self
+                .store
+                .commit(vec![self.store.put_item(&next, Some(r.version))?], &rec)
+                .await?
+            {
                 return Ok(next);
             }
             r = self.load(&r.id).await?;
@@ -313,14 +397,24 @@ impl Requests<'_> {
     }
 
     /// Whether `actor` may see `r`: its requester, an admin, or an approver of its profile.
-    async fn visible(&self, actor: &Actor<'_>, r: &AccessRequest, cache: &mut HashMap<String, bool>) -> Result<bool, RequestError> {
+    async fn visible(
+        &self,
+        actor: &Actor<'_>,
+        r: &AccessRequest,
+        cache: &mut HashMap<String, bool>,
+    ) -> Result<bool, RequestError> {
         if actor.admin || r.requester_identity == actor.identity() {
             return Ok(true);
         }
         self.approves(actor, &r.profile, cache).await
     }
 
-    async fn approves(&self, actor: &Actor<'_>, profile: &str, cache: &mut HashMap<String, bool>) -> Result<bool, RequestError> {
+    async fn approves(
+        &self,
+        actor: &Actor<'_>,
+        profile: &str,
+        cache: &mut HashMap<String, bool>,
+    ) -> Result<bool, RequestError> {
         if let Some(v) = cache.get(profile) {
             return Ok(*v);
         }
@@ -344,15 +438,30 @@ impl Requests<'_> {
 
     /// Checks that `actor` may decide on `r` as an approver (not its requester), auditing a
     /// refusal under `event`; returns the profile's approval settings.
-    async fn as_approver(&self, actor: &Actor<'_>, r: &AccessRequest, event: &str, what: &str) -> Result<crate::profile::Approval, RequestError> {
+    async fn as_approver(
+        &self,
+        actor: &Actor<'_>,
+        r: &AccessRequest,
+        event: &str,
+        what: &str,
+    ) -> Result<crate::profile::Approval, RequestError> {
         let approval = self.profile(&r.profile).await?.and_then(|p| p.approval);
         let Some(approval) = approval.filter(|a| a.is_approver(actor.principals)) else {
-            let why = format!("{} may not {what} request {}: not an approver of profile {}.", actor.principal, r.id, r.profile);
-            let err = RequestError::Forbidden(format!("you are not an approver of profile {}", r.profile));
+            let why = format!(
+                "{} may not {what} request {}: not an approver of profile {}.",
+                actor.principal, r.id, r.profile
+            );
+            let err = RequestError::Forbidden(format!(
+                "you are not an approver of profile {}",
+                r.profile
+            ));
             return Err(self.refuse(actor, event, r, why, err).await);
         };
         if r.requester_identity == actor.identity() {
-            let why = format!("{} may not {what} request {}: it is their own (as {}).", actor.principal, r.id, r.requester_identity);
+            let why = format!(
+                "{} may not {what} request {}: it is their own (as {}).",
+                actor.principal, r.id, r.requester_identity
+            );
             let err = RequestError::Forbidden(format!(
                 "you made request {} (as {}): another person must {what} it",
                 r.id, r.requester_identity
@@ -364,31 +473,61 @@ impl Requests<'_> {
 
     /// `POST /v1/requests/{id}/approve`: one approval per approver, counted once also when many
     /// arrive at once; at `min_approvals` the request is approved (the same write and item).
-    pub async fn approve(&self, actor: &Actor<'_>, id: &str, digest: &str, comment: Option<String>) -> Result<AccessRequest, RequestError> {
+    pub async fn approve(
+        &self,
+        actor: &Actor<'_>,
+        id: &str,
+        digest: &str,
+        comment: Option<String>,
+    ) -> Result<AccessRequest, RequestError> {
         let me = actor.identity();
         let mut r = self.load(id).await?;
         for attempt in 0..ATTEMPTS {
-            let approval = self.as_approver(actor, &r, EVENT_ACCESS_APPROVED, "approve").await?;
+            let approval = self
+                .as_approver(actor, &r, EVENT_ACCESS_APPROVED, "approve")
+                .await?;
             r = self.settle(actor.origin, r).await?;
-            if r.approvals.iter().any(|a| counting_identity(&a.approver) == me) {
+            if r.approvals
+                .iter()
+                .any(|a| counting_identity(&a.approver) == me)
+            {
                 return Ok(r);
             }
             if r.status != Status::Pending {
-                return Err(RequestError::Conflict(format!("request {id} is {}: only a pending request can be approved", r.status.as_str())));
+                return Err(RequestError::Conflict(format!(
+                    "request {id} is {}: only a pending request can be approved",
+                    r.status.as_str()
+                )));
             }
             if digest != r.digest {
-                let why = format!("{} sent a digest that does not match request {id}.", actor.principal);
-                return Err(self.refuse(actor, EVENT_ACCESS_APPROVED, &r, why, RequestError::DigestMismatch(id.to_owned())).await);
+                let why = format!(
+                    "{} sent a digest that does not match request {id}.",
+                    actor.principal
+                );
+                return Err(self
+                    .refuse(
+                        actor,
+                        EVENT_ACCESS_APPROVED,
+                        &r,
+                        why,
+                        RequestError::DigestMismatch(id.to_owned()),
+                    )
+                    .await);
             }
             let now = Utc::now();
             let mut next = r.clone();
             next.version += 1;
-            next.approvals.push(Given { approver: actor.principal.to_owned(), comment: comment.clone(), at: now });
+            next.approvals.push(Given {
+                approver: actor.principal.to_owned(),
+                comment: comment.clone(),
+                at: now,
+            });
             let count = u32::try_from(next.approvals.len()).unwrap_or(u32::MAX);
             let message = if count >= r.min_approvals {
                 next.status = Status::Approved;
                 next.approved_at = Some(now);
-                next.grant_expires_at = Some(now + Duration::seconds(i64::from(approval.grant_ttl_seconds)));
+                next.grant_expires_at =
+                    Some(now + Duration::seconds(i64::from(approval.grant_ttl_seconds)));
                 format!(
                     "{} approved request {id} of {} for profile {} ({count} of {}): approved until {}.",
                     actor.principal, r.requester, r.profile, r.min_approvals,
@@ -400,8 +539,17 @@ impl Requests<'_> {
                     actor.principal, r.requester, r.profile, r.min_approvals
                 )
             };
-            let rec = self.record(actor, EVENT_ACCESS_APPROVED, Outcome::Success, &next, message);
-            let changes = vec![self.store.put_item(&next, Some(r.version))?, self.store.approval_item(&r, &me)?];
+            let rec = self.record(
+                actor,
+                EVENT_ACCESS_APPROVED,
+                Outcome::Success,
+                &next,
+                message,
+            );
+            let changes = vec![
+                self.store.put_item(&next, Some(r.version))?,
+                self.store.approval_item(&r, &me)?,
+            ];
             if self.store.commit(changes, &rec).await? {
                 return Ok(next);
             }
@@ -412,7 +560,13 @@ impl Requests<'_> {
     }
 
     /// A change by `actor` from a live status to `to` (deny, cancel).
-    async fn end(&self, actor: &Actor<'_>, id: &str, to: Status, comment: Option<String>) -> Result<AccessRequest, RequestError> {
+    async fn end(
+        &self,
+        actor: &Actor<'_>,
+        id: &str,
+        to: Status,
+        comment: Option<String>,
+    ) -> Result<AccessRequest, RequestError> {
         let (event, verb) = match to {
             Status::Denied => (EVENT_ACCESS_DENIED, "deny"),
             _ => (EVENT_REQUEST_CANCELLED, "cancel"),
@@ -425,13 +579,19 @@ impl Requests<'_> {
                 if !self.visible(actor, &r, &mut HashMap::new()).await? {
                     return Err(RequestError::NotFound);
                 }
-                let why = format!("{} may not cancel request {id} of {}.", actor.principal, r.requester);
+                let why = format!(
+                    "{} may not cancel request {id} of {}.",
+                    actor.principal, r.requester
+                );
                 let err = RequestError::Forbidden("only the requester may cancel a request".into());
                 return Err(self.refuse(actor, event, &r, why, err).await);
             }
             r = self.settle(actor.origin, r).await?;
             if r.status.is_final() {
-                return Err(RequestError::Conflict(format!("request {id} is {} already", r.status.as_str())));
+                return Err(RequestError::Conflict(format!(
+                    "request {id} is {} already",
+                    r.status.as_str()
+                )));
             }
             let now = Utc::now();
             let mut next = r.clone();
@@ -442,11 +602,21 @@ impl Requests<'_> {
             next.version += 1;
             let message = format!(
                 "{} {} request {id} of {} for profile {}{}.",
-                actor.principal, to.as_str(), r.requester, r.profile,
-                comment.as_deref().map(|c| format!(": {c}")).unwrap_or_default()
+                actor.principal,
+                to.as_str(),
+                r.requester,
+                r.profile,
+                comment
+                    .as_deref()
+                    .map(|c| format!(": {c}"))
+                    .unwrap_or_default()
             );
             let rec = self.record(actor, event, Outcome::Success, &next, message);
-            if self.store.commit(vec![self.store.put_item(&next, Some(r.version))?], &rec).await? {
+            if self
+                .store
+                .commit(vec![self.store.put_item(&next, Some(r.version))?], &rec)
+                .await?
+            {
                 return Ok(next);
             }
             backoff(attempt).await;
@@ -456,27 +626,47 @@ impl Requests<'_> {
     }
 
     /// `POST /v1/requests/{id}/deny` (an approver, not the requester).
-    pub async fn deny(&self, actor: &Actor<'_>, id: &str, comment: Option<String>) -> Result<AccessRequest, RequestError> {
+    pub async fn deny(
+        &self,
+        actor: &Actor<'_>,
+        id: &str,
+        comment: Option<String>,
+    ) -> Result<AccessRequest, RequestError> {
         self.end(actor, id, Status::Denied, comment).await
     }
 
     /// `DELETE /v1/requests/{id}` (the requester).
-    pub async fn cancel(&self, actor: &Actor<'_>, id: &str, comment: Option<String>) -> Result<AccessRequest, RequestError> {
+    pub async fn cancel(
+        &self,
+        actor: &Actor<'_>,
+        id: &str,
+        comment: Option<String>,
+    ) -> Result<AccessRequest, RequestError> {
         self.end(actor, id, Status::Cancelled, comment).await
     }
 
     /// `POST /v1/requests/{id}/review`: an approver (not the requester) marks a break glass
     /// reviewed, after which its requester may break glass on that profile again.
-    pub async fn review(&self, actor: &Actor<'_>, id: &str, comment: Option<String>) -> Result<AccessRequest, RequestError> {
+    pub async fn review(
+        &self,
+        actor: &Actor<'_>,
+        id: &str,
+        comment: Option<String>,
+    ) -> Result<AccessRequest, RequestError> {
         let mut r = self.load(id).await?;
         for attempt in 0..ATTEMPTS {
-            self.as_approver(actor, &r, EVENT_BREAK_GLASS_REVIEWED, "review").await?;
+            self.as_approver(actor, &r, EVENT_BREAK_GLASS_REVIEWED, "review")
+                .await?;
             r = self.settle(actor.origin, r).await?;
             if !r.break_glass {
-                return Err(RequestError::Conflict(format!("request {id} is not a break glass request: only those are reviewed")));
+                return Err(RequestError::Conflict(format!(
+                    "request {id} is not a break glass request: only those are reviewed"
+                )));
             }
             if let Some(by) = &r.reviewed_by {
-                return Err(RequestError::Conflict(format!("request {id} was reviewed already, by {by}")));
+                return Err(RequestError::Conflict(format!(
+                    "request {id} was reviewed already, by {by}"
+                )));
             }
             let now = Utc::now();
             let mut next = r.clone();
@@ -484,12 +674,26 @@ impl Requests<'_> {
             next.reviewed_by = Some(actor.principal.to_owned());
             next.review_comment = comment.clone();
             next.version += 1;
-            let rec = self.record(actor, EVENT_BREAK_GLASS_REVIEWED, Outcome::Success, &next, format!(
-                "{} reviewed the break glass {id} of {} on profile {}{}.",
-                actor.principal, r.requester, r.profile,
-                comment.as_deref().map(|c| format!(": {c}")).unwrap_or_default()
-            ));
-            let changes = vec![self.store.put_item(&next, Some(r.version))?, self.store.clear_break_glass(&r)?];
+            let rec = self.record(
+                actor,
+                EVENT_BREAK_GLASS_REVIEWED,
+                Outcome::Success,
+                &next,
+                format!(
+                    "{} reviewed the break glass {id} of {} on profile {}{}.",
+                    actor.principal,
+                    r.requester,
+                    r.profile,
+                    comment
+                        .as_deref()
+                        .map(|c| format!(": {c}"))
+                        .unwrap_or_default()
+                ),
+            );
+            let changes = vec![
+                self.store.put_item(&next, Some(r.version))?,
+                self.store.clear_break_glass(&r)?,
+            ];
             if self.store.commit(changes, &rec).await? {
                 return Ok(next);
             }
@@ -501,7 +705,11 @@ impl Requests<'_> {
 
     /// The scheduled run: every pending request past its expiry and every approved one past its
     /// grant is recorded `expired` (one item each, however many runs see it).
-    pub async fn expire_due(&self, now: DateTime<Utc>, origin: &Origin) -> Result<usize, RequestError> {
+    pub async fn expire_due(
+        &self,
+        now: DateTime<Utc>,
+        origin: &Origin,
+    ) -> Result<usize, RequestError> {
         let mut expired = 0;
         for status in [Status::Pending, Status::Approved] {
             for r in self.store.due(status, now).await? {
@@ -514,8 +722,15 @@ impl Requests<'_> {
     }
 
     /// Issuance with `request_id`: the approved request of `principal` for `profile`, settled.
-    pub async fn grant_for(&self, origin: &Origin, id: &str, profile: &ProfileName, principal: &str) -> Result<AccessRequest, RequestError> {
-        let not_yours = || RequestError::Forbidden(format!("request {id} is not an access request of yours"));
+    pub async fn grant_for(
+        &self,
+        origin: &Origin,
+        id: &str,
+        profile: &ProfileName,
+        principal: &str,
+    ) -> Result<AccessRequest, RequestError> {
+        let not_yours =
+            || RequestError::Forbidden(format!("request {id} is not an access request of yours"));
         let Some(r) = self.store.get(id).await? else {
             return Err(not_yours());
         };
@@ -523,7 +738,11 @@ impl Requests<'_> {
             return Err(not_yours());
         }
         if r.profile != profile.as_str() {
-            return Err(Invalid::new("request_id", format!("is a request for profile {}, not {profile}", r.profile)).into());
+            return Err(Invalid::new(
+                "request_id",
+                format!("is a request for profile {}, not {profile}", r.profile),
+            )
+            .into());
         }
         let r = self.settle(origin, r).await?;
         match r.status {
@@ -543,7 +762,11 @@ impl Requests<'_> {
     /// The write that marks `r` issued with `lease_id`, for the issuance's activation transaction:
     /// it holds only if `r` is still approved as read and its grant has not ended, so a request
     /// issues once, and a failed issuance (which never commits it) leaves the grant usable.
-    pub fn issued_item(&self, r: &AccessRequest, lease_id: &str) -> Result<TransactWriteItem, RequestError> {
+    pub fn issued_item(
+        &self,
+        r: &AccessRequest,
+        lease_id: &str,
+    ) -> Result<TransactWriteItem, RequestError> {
         let mut next = r.clone();
         next.status = Status::Issued;
         next.lease_id = Some(lease_id.to_owned());
@@ -555,11 +778,19 @@ impl Requests<'_> {
     /// `GET /v1/requests`: admins see all; anyone else their own and those they may approve.
     /// A page reads at most `limit` items a round and a few rounds, so it may hold fewer than
     /// `limit` with a `next` to follow.
-    pub async fn list(&self, actor: &Actor<'_>, status: Option<Status>, profile: Option<&ProfileName>, limit: usize, next: Option<&str>) -> Result<(Vec<AccessRequest>, Option<String>), RequestError> {
+    pub async fn list(
+        &self,
+        actor: &Actor<'_>,
+        status: Option<Status>,
+        profile: Option<&ProfileName>,
+        limit: usize,
+        next: Option<&str>,
+    ) -> Result<(Vec<AccessRequest>, Option<String>), RequestError> {
         let (mut phase, mut start) = match next {
             None => (0, None),
             Some(n) => {
-                let (p, k) = store::decode_cursor(n).ok_or_else(|| Invalid::new("next", "is not a cursor from a previous page"))?;
+                let (p, k) = store::decode_cursor(n)
+                    .ok_or_else(|| Invalid::new("next", "is not a cursor from a previous page"))?;
                 (p, (!k.is_empty()).then_some(k))
             }
         };
@@ -581,10 +812,16 @@ impl Requests<'_> {
         let mut found = Vec::new();
         for _round in 0..8 {
             let (index, filter) = index_of(phase);
-            let (items, last) = self.store.page(&index, filter, limit - found.len(), start.take()).await?;
+            let (items, last) = self
+                .store
+                .page(&index, filter, limit - found.len(), start.take())
+                .await?;
             for r in items {
                 let keep = match (union, phase) {
-                    (true, 1) => r.requester_identity != me && self.approves(actor, &r.profile, &mut cache).await?,
+                    (true, 1) => {
+                        r.requester_identity != me
+                            && self.approves(actor, &r.profile, &mut cache).await?
+                    }
                     _ => self.visible(actor, &r, &mut cache).await?,
                 };
                 // A status filter means the status a reader sees (an overdue request is expired).
@@ -612,7 +849,10 @@ impl Requests<'_> {
 }
 
 fn ticket_note(r: &AccessRequest) -> String {
-    r.ticket.as_deref().map(|t| format!(" (ticket {t})")).unwrap_or_default()
+    r.ticket
+        .as_deref()
+        .map(|t| format!(" (ticket {t})"))
+        .unwrap_or_default()
 }
 
 fn unreviewed(profile: &ProfileName, open: &str) -> RequestError {
@@ -622,7 +862,9 @@ fn unreviewed(profile: &ProfileName, open: &str) -> RequestError {
 }
 
 fn busy() -> RequestError {
-    RequestError::Conflict("the request kept changing under concurrent calls; read it again and retry".into())
+    RequestError::Conflict(
+        "the request kept changing under concurrent calls; read it again and retry".into(),
+    )
 }
 
 /// A short, jittered pause before another attempt at a contended request.

@@ -188,7 +188,10 @@ impl AccessRequest {
             ("min_approvals", n(u64::from(self.min_approvals))),
             ("version", n(self.version)),
             // The indexes (see the module's note).
-            ("principal", s(&format!("{PREFIX}{}", self.requester_identity))),
+            (
+                "principal",
+                s(&format!("{PREFIX}{}", self.requester_identity)),
+            ),
             ("profile", s(&format!("{PREFIX}{}", self.profile))),
             ("due_pk", s(&format!("{PREFIX}{}", self.status.as_str()))),
             ("due_at", s(&format_time(self.due_at()))),

@@ -55,7 +55,11 @@ fn s(v: &str) -> AttributeValue {
 }
 
 impl RequestStore {
-    pub fn new(db: impl Into<crate::aws::Dynamo>, table: impl Into<String>, audit: AuditLog) -> Self {
+    pub fn new(
+        db: impl Into<crate::aws::Dynamo>,
+        table: impl Into<String>,
+        audit: AuditLog,
+    ) -> Self {
         Self {
             db: db.into(),
             table: table.into(),
@@ -131,7 +135,10 @@ impl RequestStore {
 
     /// The marker of an unreviewed break glass of (profile, identity): while it exists, that
     /// identity cannot break glass on that profile again.
-    pub fn break_glass_marker(&self, request: &AccessRequest) -> Result<TransactWriteItem, RequestError> {
+    pub fn break_glass_marker(
+        &self,
+        request: &AccessRequest,
+    ) -> Result<TransactWriteItem, RequestError> {
         let mut item = Self::break_glass_key(&request.profile, &request.requester_identity);
         item.insert("request_id".into(), s(&request.id));
         let put = Put::builder()
@@ -143,7 +150,10 @@ impl RequestStore {
         Ok(TransactWriteItem::builder().put(put).build())
     }
 
-    pub fn clear_break_glass(&self, request: &AccessRequest) -> Result<TransactWriteItem, RequestError> {
+    pub fn clear_break_glass(
+        &self,
+        request: &AccessRequest,
+    ) -> Result<TransactWriteItem, RequestError> {
         let delete = Delete::builder()
             .table_name(&self.table)
             .set_key(Some(Self::break_glass_key(
@@ -219,12 +229,17 @@ impl RequestStore {
                 .expression_attribute_names("#s", "status")
                 .expression_attribute_values(":s", s(st.as_str()));
         }
-        let out = q.send().await.map_err(|e| RequestError::Store(classify(e)))?;
+        let out = q
+            .send()
+            .await
+            .map_err(|e| RequestError::Store(classify(e)))?;
         let items = out
             .items
             .unwrap_or_default()
             .iter()
-            .map(|i| AccessRequest::from_item(i).ok_or_else(|| RequestError::Corrupt("(list)".into())))
+            .map(|i| {
+                AccessRequest::from_item(i).ok_or_else(|| RequestError::Corrupt("(list)".into()))
+            })
             .collect::<Result<Vec<_>, _>>()?;
         Ok((items, out.last_evaluated_key))
     }
@@ -245,7 +260,9 @@ impl RequestStore {
         .map_err(RequestError::Store)?;
         items
             .iter()
-            .map(|i| AccessRequest::from_item(i).ok_or_else(|| RequestError::Corrupt("(due)".into())))
+            .map(|i| {
+                AccessRequest::from_item(i).ok_or_else(|| RequestError::Corrupt("(due)".into()))
+            })
             .collect()
     }
 }
@@ -270,12 +287,26 @@ pub fn decode_cursor(text: &str) -> Option<(u8, HashMap<String, AttributeValue>)
     let phase = u8::try_from(doc["p"].as_u64()?).ok()?;
     let mut key = HashMap::new();
     for (k, v) in doc["k"].as_object()? {
-        if !["pk", "sk", "principal", "profile", "created_at", "due_pk", "due_at"].contains(&k.as_str()) {
+        if ![
+            "pk",
+            "sk",
+            "principal",
+            "profile",
+            "created_at",
+            "due_pk",
+            "due_at",
+        ]
+        .contains(&k.as_str())
+        {
             return None;
         }
         key.insert(k.clone(), s(v.as_str()?));
     }
     // Empty: the start of a phase; otherwise a request's own key.
-    let own = key.get("pk").and_then(|v| v.as_s().ok()).map(String::as_str) == Some(PK);
+    let own = key
+        .get("pk")
+        .and_then(|v| v.as_s().ok())
+        .map(String::as_str)
+        == Some(PK);
     (key.is_empty() || own).then_some((phase, key))
 }
