@@ -718,3 +718,40 @@ async fn every_transition_is_one_item_and_one_event_and_nothing_secret() {
     assert!(!text.contains(secret) && !text.contains(token));
     keysmith_tests::leaks::check(&text, "request items and events");
 }
+
+#[tokio::test]
+async fn a_lease_issued_on_a_request_is_never_renewed_past_the_grant() {
+    let t = TestApp::new().await;
+    let mut p = json!({"credential_type": "iam_user",
+        "permissions_boundary_arn": keysmith_tests::api::LEASE_BOUNDARY,
+        "policy_document": {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "sts:GetCallerIdentity", "Resource": "*"}]},
+        "allowed_principals": ["arn:aws:iam::123456789012:role/Dev"]});
+    p["approval"] = profile(1)["approval"].clone();
+    p["approval"]["grant_ttl_seconds"] = json!(2000);
+    t.put_profile("deploy", p).await;
+    let r = request(
+        &t,
+        ALICE,
+        json!({"profile": "deploy", "reason": "r", "duration_seconds": 900}),
+    )
+    .await;
+    let (s, a) = approve(&t, &approver(1), &r).await;
+    assert_eq!(s, 200, "{a}");
+    let (s, c) = issue(&t, ALICE, &r["request_id"]).await;
+    assert_eq!(s, 200, "{c}");
+    assert_eq!(c["lease_duration"], 900, "the request's duration");
+    let renew = |d: u32| {
+        let path = format!("/v1/leases/{}/renew", c["lease_id"].as_str().unwrap());
+        let body = json!({ "duration_seconds": d }).to_string();
+        let t = &t;
+        async move { t.call("POST", &path, Some(&body), Some(ALICE)).await }
+    };
+    let (s, b) = renew(2100).await;
+    assert_error(s, &b, 400, "invalid_request", Some("duration_seconds"));
+    assert!(
+        b["error"]["message"].as_str().unwrap().contains("grant"),
+        "{b}"
+    );
+    let (s, b) = renew(1500).await;
+    assert_eq!(s, 200, "{b}");
+}

@@ -153,6 +153,7 @@ impl Issuing<'_> {
                 };
                 issuance.duration =
                     grant_duration(&r, profile.duration_limit(), chrono::Utc::now())?;
+                issuance.not_after = r.grant_expires_at;
                 Some(r)
             }
         };

@@ -48,6 +48,8 @@ pub struct Issuance {
     pub scope: ScopeDown,
     /// SPEC §12: the approved access request this issuance uses (its duration is the request's).
     pub request_id: Option<String>,
+    /// The end of that request's grant: the lease may never be renewed past it.
+    pub not_after: Option<DateTime<Utc>>,
 }
 
 impl Issuance {
@@ -175,6 +177,7 @@ impl Issuance {
             role,
             scope,
             request_id,
+            not_after: None,
         })
     }
 
