@@ -513,6 +513,19 @@ async fn listing_by_status_and_profile_and_who_sees_what() {
         )
         .await;
     assert_error(s, &b, 400, "invalid_request", Some("next"));
+    // A real cursor, but of another query: refused, not sent to DynamoDB.
+    let (_, page) = t
+        .call(
+            "GET",
+            "/v1/requests?status=pending&limit=1",
+            None,
+            Some(ALICE),
+        )
+        .await;
+    let cursor = page["next"].as_str().unwrap().to_owned();
+    let path = format!("/v1/requests?profile=deploy&next={cursor}");
+    let (s, b) = t.call("GET", &path, None, Some(ALICE)).await;
+    assert_error(s, &b, 400, "invalid_request", Some("next"));
 }
 
 #[tokio::test]

@@ -57,7 +57,7 @@ impl Requests<'_> {
             (None, None) if phase == 0 => (Index::Owner(me.clone()), None),
             (None, None) => (Index::Status(Status::Pending), None),
         };
-        if phase > u8::from(union) {
+        if phase > u8::from(union) || start.as_ref().is_some_and(|k| !index_of(phase).0.fits(k)) {
             return Err(Invalid::new("next", "is not a cursor of this query").into());
         }
         let now = Utc::now();

@@ -28,7 +28,25 @@ pub enum Index {
 }
 
 impl Index {
-    /// (index name, hash attribute, value, sort attribute); `None` index: the base table.
+    /// Whether `key` is a start key of this index's query: exactly its attributes, its own
+    /// partition (a cursor of another query would be refused by DynamoDB, a 5xx).
+    pub fn fits(&self, key: &HashMap<String, AttributeValue>) -> bool {
+        let (_, hash, value) = self.parts();
+        let extra: &[&str] = match self {
+            Self::All => &[],
+            Self::Status(_) => &["due_pk", "due_at"],
+            Self::Owner(_) => &["principal"],
+            Self::Profile(_) => &["profile", "created_at"],
+        };
+        key.len() == 2 + extra.len()
+            && ["pk", "sk"]
+                .iter()
+                .chain(extra)
+                .all(|k| key.contains_key(*k))
+            && key.get(hash).and_then(|v| v.as_s().ok()) == Some(&value)
+    }
+
+    /// (index name, hash attribute, value); `None` index: the base table.
     fn parts(&self) -> (Option<&'static str>, &'static str, String) {
         match self {
             Self::All => (None, "pk", PK.to_owned()),
