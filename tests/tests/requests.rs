@@ -76,8 +76,13 @@ async fn issue(t: &TestApp, who: &str, id: &Value) -> (u16, Value) {
 
 /// Moves a request's times into the past, as the clock would (`field` and the `due` index).
 async fn age(t: &TestApp, id: &str, field: &str) {
+    set_time(t, id, field, -1).await;
+}
+
+/// Sets a request's `field` (and its `due` index time) to `seconds` from now.
+async fn set_time(t: &TestApp, id: &str, field: &str, seconds: i64) {
     let db = aws_sdk_dynamodb::Client::new(&t.sdk);
-    let past = keysmith::time::format_time(Utc::now() - Duration::seconds(1));
+    let past = keysmith::time::format_time(Utc::now() + Duration::seconds(seconds));
     db.update_item()
         .table_name(&t.state_table)
         .key("pk", AttributeValue::S("request".into()))
@@ -364,6 +369,24 @@ async fn expired_requests_cannot_be_approved_and_a_grant_ends() {
         b["error"]["message"].as_str().unwrap().contains("expired"),
         "{b}"
     );
+
+    // A grant with less left than AWS's shortest credentials (900 s) issues nothing either, and
+    // stays approved.
+    let r6 = ask(&t, ALICE).await;
+    let (s, _) = approve(&t, &approver(1), &r6).await;
+    assert_eq!(s, 200);
+    let id6 = r6["request_id"].as_str().unwrap();
+    set_time(&t, id6, "grant_expires_at", 600).await;
+    let (s, b) = issue(&t, ALICE, &r6["request_id"]).await;
+    assert_error(s, &b, 409, "conflict", None);
+    assert!(
+        b["error"]["message"].as_str().unwrap().contains("900"),
+        "{b}"
+    );
+    let (_, g) = t
+        .call("GET", &format!("/v1/requests/{id6}"), None, Some(ALICE))
+        .await;
+    assert_eq!(g["status"], "approved");
 
     // Deny and cancel end a request; neither can be undone.
     let r4 = ask(&t, ALICE).await;

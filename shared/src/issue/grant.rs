@@ -8,7 +8,7 @@ use crate::audit::{
 };
 use crate::aws::AwsFailure;
 use crate::lease::{LeaseError, Leases, ISSUE_BUDGET};
-use crate::names::{Invalid, ProfileName};
+use crate::names::{DurationSeconds, Invalid, ProfileName};
 use crate::profile::{CredentialType, ProfileStore, StoreError};
 use crate::requests::{AccessRequest, RequestError, Requests};
 
@@ -139,8 +139,16 @@ impl Issuing<'_> {
                 )));
             }
             (_, Some(id)) => {
-                let r = match self.requests.grant_for(who.origin, &id, name, caller).await {
-                    Ok(r) => r,
+                let granted = self
+                    .requests
+                    .grant_for(who.origin, &id, name, caller)
+                    .await
+                    .and_then(|r| {
+                        let d = grant_duration(&r, profile.duration_limit(), chrono::Utc::now())?;
+                        Ok((r, d))
+                    });
+                let (r, duration) = match granted {
+                    Ok(granted) => granted,
                     Err(e) => {
                         let mut rec = record(
                             Outcome::Denied,
@@ -151,8 +159,7 @@ impl Issuing<'_> {
                         return Err(e.into());
                     }
                 };
-                issuance.duration =
-                    grant_duration(&r, profile.duration_limit(), chrono::Utc::now())?;
+                issuance.duration = duration;
                 issuance.not_after = r.grant_expires_at;
                 Some(r)
             }
@@ -281,17 +288,16 @@ fn grant_duration(
     r: &AccessRequest,
     limit: u32,
     now: chrono::DateTime<chrono::Utc>,
-) -> Result<crate::names::DurationSeconds, GrantError> {
+) -> Result<DurationSeconds, RequestError> {
     let ends = r.grant_expires_at.unwrap_or(now);
     let margin = i64::try_from(ISSUE_BUDGET.as_secs()).unwrap_or(20) + 1;
     let left = (ends - now).num_seconds() - margin;
     let seconds = i64::from(r.duration.min(limit)).min(left);
-    crate::names::DurationSeconds::parse("duration_seconds", seconds, crate::names::DurationSeconds::MIN, r.duration.max(crate::names::DurationSeconds::MIN))
-        .map_err(|_| {
-            GrantError::Request(RequestError::Conflict(format!(
-                "access request {} has {left} s of its grant left, less than AWS's shortest credentials ({} s): request again",
-                r.id,
-                crate::names::DurationSeconds::MIN
-            )))
-        })
+    let (min, max) = (DurationSeconds::MIN, r.duration.max(DurationSeconds::MIN));
+    DurationSeconds::parse("duration_seconds", seconds, min, max).map_err(|_| {
+        RequestError::Conflict(format!(
+            "access request {} has {left} s of its grant left, less than AWS's shortest credentials ({min} s): request again",
+            r.id
+        ))
+    })
 }
