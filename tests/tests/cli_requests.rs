@@ -150,3 +150,67 @@ async fn request_wait_approve_in_another_process_then_exec_with_the_grant() {
     assert_eq!(mine[0]["status"], "issued", "{mine}");
     s.scan();
 }
+
+/// Two sessions of one role, signed with SigV4 as a real client signs: the second session is the
+/// requester, so it cannot approve; a person of another identity can.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn another_session_of_the_requesters_role_cannot_approve_through_sigv4() {
+    let s = CliStack::start().await;
+    let sdk = s.moto.sdk_config().await;
+    let role = keysmith_tests::aws::assumable_role(&sdk, "/", &format!("dev-{}", s.id)).await;
+    let sts = aws_sdk_sts::Client::new(&sdk);
+    let mut sessions = Vec::new();
+    for name in ["alice", "alice-laptop"] {
+        let c = sts
+            .assume_role()
+            .role_arn(&role)
+            .role_session_name(name)
+            .send()
+            .await
+            .unwrap()
+            .credentials
+            .unwrap();
+        keysmith_tests::leaks::record_from(
+            &json!({"secret_access_key": c.secret_access_key, "session_token": c.session_token}),
+        );
+        sessions.push((c.access_key_id, c.secret_access_key, c.session_token));
+    }
+    let session = |i: usize, args: &[&str]| {
+        let (key, secret, token) = &sessions[i];
+        let user = keysmith_tests::cli::User {
+            arn: String::new(),
+            key_id: key.clone(),
+            secret: secret.clone(),
+        };
+        s.output(s.command(&user).env("AWS_SESSION_TOKEN", token).args(args))
+    };
+    let target =
+        keysmith_tests::aws::assumable_role(&sdk, "/keysmith/", &format!("team-{}", s.id)).await;
+    let profile = json!({"credential_type": "assumed_role", "role_arn": target,
+        "allowed_principals": [role],
+        "approval": {"approvers": [role, s.admin.arn]}});
+    s.put_profile("team", &profile);
+
+    let out = session(
+        0,
+        &["request", "team", "--reason", "on call", "--output", "json"],
+    );
+    assert!(out.status.success(), "{}", show(&out));
+    let r: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let id = r["request_id"].as_str().unwrap();
+    assert!(r["requester"].as_str().unwrap().ends_with("/alice"), "{r}");
+    let out = session(1, &["approve", id, "--yes"]);
+    assert_eq!(out.status.code(), Some(1), "{}", show(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("forbidden"),
+        "{}",
+        show(&out)
+    );
+    let out = s.run(&s.admin, &["approve", id, "--yes", "--output", "json"]);
+    assert!(out.status.success(), "{}", show(&out));
+    // The other session is the same person: it may use the grant.
+    let out = session(1, &["credentials", "team", "--request", id]);
+    assert!(out.status.success(), "{}", show(&out));
+    s.record(&out);
+    s.scan();
+}
