@@ -5,7 +5,7 @@ use std::collections::HashMap;
 
 use chrono::{Duration, Utc};
 
-use super::{backoff, busy, AccessRequest, Actor, Given, RequestError, Requests, Status, ATTEMPTS};
+use super::{busy, AccessRequest, Actor, Given, RequestError, Requests, Status, ATTEMPTS};
 use crate::audit::{
     Outcome, EVENT_ACCESS_APPROVED, EVENT_ACCESS_DENIED, EVENT_BREAK_GLASS_REVIEWED,
     EVENT_REQUEST_CANCELLED,
@@ -93,7 +93,6 @@ impl Requests<'_> {
             }
             let now = Utc::now();
             let mut next = r.clone();
-            next.version += 1;
             next.approvals.push(Given {
                 approver: actor.principal.to_owned(),
                 comment: comment.clone(),
@@ -123,14 +122,10 @@ impl Requests<'_> {
                 &next,
                 message,
             );
-            let changes = vec![
-                self.store.put_item(&next, Some(r.version))?,
-                self.store.approval_item(&r, &me)?,
-            ];
-            if self.store.commit(changes, &rec).await? {
-                return Ok(next);
+            let once = vec![self.store.approval_item(&r, &me)?];
+            if let Some(done) = self.write_next(&r, next, &rec, once, Some(attempt)).await? {
+                return Ok(done);
             }
-            backoff(attempt).await;
             r = self.load(id).await?;
         }
         Err(busy())
@@ -176,7 +171,6 @@ impl Requests<'_> {
             next.ended_at = Some(now);
             next.ended_by = Some(actor.principal.to_owned());
             next.comment = comment.clone();
-            next.version += 1;
             let message = format!(
                 "{} {} request {id} of {} for profile {}{}.",
                 actor.principal,
@@ -189,14 +183,12 @@ impl Requests<'_> {
                     .unwrap_or_default()
             );
             let rec = self.record(actor, event, Outcome::Success, &next, message);
-            if self
-                .store
-                .commit(vec![self.store.put_item(&next, Some(r.version))?], &rec)
+            if let Some(done) = self
+                .write_next(&r, next, &rec, Vec::new(), Some(attempt))
                 .await?
             {
-                return Ok(next);
+                return Ok(done);
             }
-            backoff(attempt).await;
             r = self.load(id).await?;
         }
         Err(busy())
@@ -250,7 +242,6 @@ impl Requests<'_> {
             next.reviewed_at = Some(now);
             next.reviewed_by = Some(actor.principal.to_owned());
             next.review_comment = comment.clone();
-            next.version += 1;
             let rec = self.record(
                 actor,
                 EVENT_BREAK_GLASS_REVIEWED,
@@ -267,14 +258,13 @@ impl Requests<'_> {
                         .unwrap_or_default()
                 ),
             );
-            let changes = vec![
-                self.store.put_item(&next, Some(r.version))?,
-                self.store.clear_break_glass(&r)?,
-            ];
-            if self.store.commit(changes, &rec).await? {
-                return Ok(next);
+            let unblock = vec![self.store.clear_break_glass(&r)?];
+            if let Some(done) = self
+                .write_next(&r, next, &rec, unblock, Some(attempt))
+                .await?
+            {
+                return Ok(done);
             }
-            backoff(attempt).await;
             r = self.load(id).await?;
         }
         Err(busy())

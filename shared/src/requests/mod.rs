@@ -173,6 +173,30 @@ impl Requests<'_> {
         self.store.get(id).await?.ok_or(RequestError::NotFound)
     }
 
+    /// Writes `next`, the change of `r`, as the version after `r`'s, with its audit item and
+    /// `extra` items, in one transaction. `Ok(Some(next))` once written; `Ok(None)` when another
+    /// writer changed the request first: the caller (after `pause`, a jittered wait growing with
+    /// `attempt`) reads it again and decides anew.
+    async fn write_next(
+        &self,
+        r: &AccessRequest,
+        mut next: AccessRequest,
+        record: &AuditRecord,
+        extra: Vec<aws_sdk_dynamodb::types::TransactWriteItem>,
+        pause: Option<u32>,
+    ) -> Result<Option<AccessRequest>, RequestError> {
+        next.version = r.version + 1;
+        let mut changes = vec![self.store.put_item(&next, Some(r.version))?];
+        changes.extend(extra);
+        if self.store.commit(changes, record).await? {
+            return Ok(Some(next));
+        }
+        if let Some(attempt) = pause {
+            backoff(attempt).await;
+        }
+        Ok(None)
+    }
+
     /// Records the expiry of a request past its time (once: a conditional write), and answers
     /// the request as it now is.
     async fn settle(
@@ -198,7 +222,6 @@ impl Requests<'_> {
             };
             next.status = Status::Expired;
             next.ended_at = Some(now);
-            next.version += 1;
             let system = Actor {
                 origin,
                 principal: "",
@@ -215,12 +238,8 @@ impl Requests<'_> {
                     r.id, r.requester, r.profile
                 ),
             );
-            if self
-                .store
-                .commit(vec![self.store.put_item(&next, Some(r.version))?], &rec)
-                .await?
-            {
-                return Ok(next);
+            if let Some(done) = self.write_next(&r, next, &rec, Vec::new(), None).await? {
+                return Ok(done);
             }
             r = self.load(&r.id).await?;
         }
