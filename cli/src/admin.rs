@@ -5,6 +5,7 @@ pub mod audit;
 pub mod keys;
 pub mod leases;
 pub mod profiles;
+pub mod requests;
 pub mod revoke;
 pub mod rotations;
 

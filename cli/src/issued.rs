@@ -16,6 +16,8 @@ pub enum IssueError {
     Cache(#[from] CacheError),
     #[error("the API's answer holds no usable credentials ({0})")]
     BadAnswer(String),
+    #[error("profile {0} requires an approved access request: ask with `keysmith request {0} --reason \"…\" --wait`, then run this again with `--request ID`")]
+    NeedsApproval(String),
 }
 
 /// The default refresh window: botocore refreshes credentials with under 15 minutes left, so a
@@ -43,6 +45,10 @@ pub struct IssueArgs {
     /// Neither read nor write the cache.
     #[arg(long)]
     pub no_cache: bool,
+    /// An approved access request of yours (`keysmith request`), for a profile that requires
+    /// approval: issues once, with the request's duration.
+    #[arg(long, value_name = "ID", conflicts_with = "duration_seconds")]
+    pub request: Option<String>,
 }
 
 /// Asks the API for new credentials (no cache).
@@ -57,8 +63,18 @@ pub async fn fetch(api: &Api, args: &IssueArgs) -> Result<Issued, IssueError> {
     if let Some(s) = &args.session_name {
         body.insert("session_name".into(), json!(s));
     }
+    if let Some(r) = &args.request {
+        body.insert("request_id".into(), json!(r));
+    }
     let path = format!("/v1/profiles/{}/credentials", encode(&args.profile));
-    let answer = api.call("POST", &path, Some(&Value::Object(body))).await?;
+    let answer = match api.call("POST", &path, Some(&Value::Object(body))).await {
+        Err(ClientError::Api { code, .. })
+            if code == "approval_required" && args.request.is_none() =>
+        {
+            return Err(IssueError::NeedsApproval(args.profile.clone()));
+        }
+        other => other?,
+    };
     let issued: Issued = serde_json::from_value(answer).map_err(|e| {
         // serde names the field, never the value.
         IssueError::BadAnswer(e.to_string())
@@ -76,16 +92,22 @@ pub async fn get(api: &Api, args: &IssueArgs) -> Result<Issued, IssueError> {
         return fetch(api, args).await;
     }
     let cache = Cache::open()?;
-    let name = Cache::entry_name(&[
+    let duration = args
+        .duration_seconds
+        .map(|d| d.to_string())
+        .unwrap_or_default();
+    let mut parts: Vec<&str> = vec![
         api.base(),
         &args.profile,
         api.caller_key_id(),
-        &args
-            .duration_seconds
-            .map(|d| d.to_string())
-            .unwrap_or_default(),
+        &duration,
         args.session_name.as_deref().unwrap_or_default(),
-    ]);
+    ];
+    // Credentials of an access request are its own entry (entries without one keep their name).
+    if let Some(r) = &args.request {
+        parts.push(r);
+    }
+    let name = Cache::entry_name(&parts);
     if let Some(hit) = cache.read(&name) {
         if hit.fresh_at(Utc::now(), args.refresh_window) {
             return Ok(hit);

@@ -62,6 +62,11 @@ enum Command {
     Audit(admin::audit::Args),
     Doctor(doctor::Args),
     Ui(ui::Args),
+    Request(admin::requests::RequestArgs),
+    Requests(admin::requests::ListArgs),
+    Approve(admin::requests::ApproveArgs),
+    Deny(admin::requests::DecideArgs),
+    Review(admin::requests::DecideArgs),
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -78,6 +83,7 @@ enum Error {
     Admin(#[from] admin::AdminError),
     #[error(transparent)]
     Ui(#[from] ui::UiError),
+    Requests(#[from] admin::requests::RequestCliError),
     #[error("cannot start the async runtime: {0}")]
     Runtime(std::io::Error),
 }
@@ -102,6 +108,11 @@ async fn dispatch(cli: Cli) -> Result<u8, Error> {
         Command::Audit(a) => return Ok(admin::audit::run(&target, format, a).await?),
         Command::Doctor(a) => return Ok(doctor::run(&target, format, a).await),
         Command::Ui(a) => ui::run(&target, a).await?,
+        Command::Request(a) => admin::requests::request(&target, format, a).await?,
+        Command::Requests(a) => admin::requests::requests(&target, format, a).await?,
+        Command::Approve(a) => admin::requests::approve(&target, format, a).await?,
+        Command::Deny(a) => admin::requests::decide(&target, format, a, "deny").await?,
+        Command::Review(a) => admin::requests::decide(&target, format, a, "review").await?,
     }
     Ok(0)
 }

@@ -14,6 +14,7 @@ pub mod lease;
 pub mod names;
 pub mod ops;
 pub mod profile;
+pub mod requests;
 pub mod revocation;
 pub mod rotation;
 pub mod secret;
@@ -51,6 +52,8 @@ pub struct App {
     /// scheduled function runs it; its KMS and S3 clients are built on first use only).
     pub checkpoints: CheckpointStore,
     pub sealer: Sealer,
+    /// SPEC §12: access requests and approvals.
+    pub access_requests: requests::RequestStore,
     pub region: String,
 }
 
@@ -85,7 +88,13 @@ impl App {
         );
         let checkpoints = CheckpointStore::new(clients.dynamodb.clone(), &config.state_table);
         let sealer = Sealer::new(audit.clone(), checkpoints.clone(), sdk, config.seal.clone());
+        let access_requests = requests::RequestStore::new(
+            clients.dynamodb.clone(),
+            &config.state_table,
+            audit.clone(),
+        );
         Self {
+            access_requests,
             region: clients.region.clone(),
             revocations,
             checkpoints,
@@ -118,6 +127,16 @@ impl App {
             leases: &self.leases,
             audit: &self.audit,
             issuer,
+            requests: self.requests(),
+        }
+    }
+
+    /// The access request use cases over this app's stores.
+    pub fn requests(&self) -> requests::Requests<'_> {
+        requests::Requests {
+            store: &self.access_requests,
+            profiles: &self.profiles,
+            audit: &self.audit,
         }
     }
 

@@ -26,6 +26,10 @@ pub enum Metric {
     CanaryFailure,
     /// SPEC §15: a due rotation waits for a previous key still in use.
     RetirementOverdue,
+    /// SPEC §12: access requests made, approvals given, break glass used (an alarm watches it).
+    AccessRequested,
+    AccessApproved,
+    BreakGlassUsed,
 }
 
 impl Metric {
@@ -42,6 +46,9 @@ impl Metric {
             Self::CanaryLatency => "CanaryLatency",
             Self::CanaryFailure => "CanaryFailure",
             Self::RetirementOverdue => "KeyRetirementOverdue",
+            Self::AccessRequested => "AccessRequested",
+            Self::AccessApproved => "AccessApproved",
+            Self::BreakGlassUsed => "BreakGlassUsed",
         }
     }
 }

@@ -64,6 +64,7 @@ async fn the_openapi_document_and_the_router_agree() {
     let concrete = |p: &str| {
         p.replace("{name}", "probe")
             .replace("{lease_id}", &uuid::Uuid::new_v4().to_string())
+            .replace("{request_id}", &uuid::Uuid::new_v4().to_string())
     };
     for (method, path) in ROUTES {
         let (s, b) = t.call(method, &concrete(path), None, Some(ADMIN)).await;

@@ -442,6 +442,7 @@ fn pending_lease(user_name: &str, expires_in: i64) -> Lease {
         credential_type: keysmith::profile::CredentialType::IamUser,
         target: None,
         session_policy_sha256: None,
+        not_after: None,
     }
 }
 

@@ -979,3 +979,42 @@ fn allowed_pattern(pattern: &str) -> impl Fn(&str) -> bool {
             .is_some_and(|m| m.start() == 0 && m.end() == s.len())
     }
 }
+
+/// SPEC 12: approvers are told through an optional topic (an existing one, or one the stack
+/// creates for an e-mail address) fed by a rule on `Access Requested` and `Break Glass Used`
+/// whose message carries the command that approves; break glass pages through an alarm.
+#[test]
+fn approvals_reach_an_optional_topic_and_break_glass_pages() {
+    let t = template();
+    for p in ["ApprovalsTopicArn", "ApprovalsEmail"] {
+        assert_eq!(t["Parameters"][p]["Default"], "", "{p} is optional");
+    }
+    let rule = resource(&t, "ApprovalsRule");
+    assert_eq!(rule["Condition"], "NotifyApprovers");
+    let pattern = &rule["Properties"]["EventPattern"];
+    assert_eq!(strings(Some(&pattern["source"])), ["keysmith"]);
+    assert_eq!(
+        strings(Some(&pattern["detail-type"])),
+        ["Access Requested", "Break Glass Used"]
+    );
+    let target = &rule["Properties"]["Targets"][0];
+    let transformer = &target["InputTransformer"];
+    assert_eq!(transformer["InputPathsMap"]["message"], "$.detail.message");
+    assert_eq!(
+        transformer["InputPathsMap"]["id"],
+        "$.detail.access_request_id"
+    );
+    assert!(text(&target["Arn"]).contains("ApprovalsTopicArn"));
+    assert!(text(&target["Arn"]).contains("ApprovalsTopic"));
+    // Only the rule may publish to the topic the stack creates.
+    let policy =
+        &resource(&t, "ApprovalsTopicPolicy")["Properties"]["PolicyDocument"]["Statement"][0];
+    assert_eq!(policy["Principal"]["Service"], "events.amazonaws.com");
+    assert!(text(&policy["Condition"]).contains("ApprovalsRule"));
+    let alarm = &resource(&t, "BreakGlassAlarm")["Properties"];
+    assert_eq!(
+        alarm["MetricName"],
+        keysmith::ops::Metric::BreakGlassUsed.name()
+    );
+    assert_eq!(alarm["Threshold"], 1);
+}

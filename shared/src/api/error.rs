@@ -10,6 +10,7 @@ use crate::lease::RenewError;
 use crate::lease::{LeaseError, PROFILE_LIVE_LIMIT};
 use crate::names::Invalid;
 use crate::profile::StoreError;
+use crate::requests::RequestError;
 use crate::revocation::{RevocationError, RevokeError};
 use crate::rotation::policy::PolicyError;
 use crate::rotation::PolicyRotationError;
@@ -27,6 +28,11 @@ pub enum ApiError {
     ProfileDisabled(String),
     #[error("{0}")]
     RoleNotAllowed(String),
+    /// SPEC §12: the profile issues only on an approved access request.
+    #[error("{0}")]
+    ApprovalRequired(String),
+    #[error("{0}")]
+    DigestMismatch(String),
     #[error("{0}")]
     NotFound(String),
     #[error("method {method} is not allowed on this path")]
@@ -56,7 +62,11 @@ impl ApiError {
         match self {
             Self::Invalid { .. } => 400,
             Self::Unauthenticated => 401,
-            Self::Forbidden(_) | Self::ProfileDisabled(_) | Self::RoleNotAllowed(_) => 403,
+            Self::Forbidden(_)
+            | Self::ProfileDisabled(_)
+            | Self::RoleNotAllowed(_)
+            | Self::ApprovalRequired(_) => 403,
+            Self::DigestMismatch(_) => 409,
             Self::NotFound(_) => 404,
             Self::MethodNotAllowed { .. } => 405,
             Self::Conflict(_) => 409,
@@ -74,6 +84,8 @@ impl ApiError {
             Self::Forbidden(_) => "forbidden",
             Self::ProfileDisabled(_) => "profile_disabled",
             Self::RoleNotAllowed(_) => "role_not_allowed",
+            Self::ApprovalRequired(_) => "approval_required",
+            Self::DigestMismatch(_) => "digest_mismatch",
             Self::NotFound(_) => "not_found",
             Self::MethodNotAllowed { .. } => "method_not_allowed",
             Self::Conflict(_) => "conflict",
@@ -274,6 +286,28 @@ impl From<GrantError> for ApiError {
             GrantError::Audit(e) => e.into(),
             GrantError::AuditUnavailable => Self::AuditUnavailable,
             GrantError::Store(f) => upstream(&f),
+            GrantError::ApprovalRequired(m) => Self::ApprovalRequired(m),
+            GrantError::Request(e) => e.into(),
+        }
+    }
+}
+
+impl From<RequestError> for ApiError {
+    fn from(e: RequestError) -> Self {
+        match e {
+            RequestError::NotFound => Self::NotFound(e.to_string()),
+            RequestError::ProfileNotFound(_) => Self::NotFound(e.to_string()),
+            RequestError::Forbidden(m) => Self::Forbidden(m),
+            RequestError::ApprovalRequired(m) => Self::ApprovalRequired(m),
+            RequestError::Disabled(name) => Self::ProfileDisabled(name.to_string()),
+            RequestError::Conflict(m) => Self::Conflict(m),
+            e @ RequestError::DigestMismatch(_) => Self::DigestMismatch(e.to_string()),
+            RequestError::Invalid(e) => e.into(),
+            RequestError::Profile(e) => e.into(),
+            RequestError::Audit(e) => e.into(),
+            RequestError::AuditUnavailable => Self::AuditUnavailable,
+            RequestError::Store(f) => upstream(&f),
+            e @ RequestError::Corrupt(_) => Self::Upstream(e.to_string()),
         }
     }
 }

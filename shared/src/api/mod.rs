@@ -10,6 +10,7 @@ mod keys;
 mod leases;
 mod profiles;
 mod request;
+mod requests;
 mod revoke;
 mod rotations;
 
@@ -49,6 +50,13 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("GET", "/v1/audit/checkpoints"),
     ("GET", "/v1/keys/{access_key_id}"),
     ("POST", "/v1/keys/{access_key_id}/reactivate"),
+    ("POST", "/v1/requests"),
+    ("GET", "/v1/requests"),
+    ("GET", "/v1/requests/{request_id}"),
+    ("DELETE", "/v1/requests/{request_id}"),
+    ("POST", "/v1/requests/{request_id}/approve"),
+    ("POST", "/v1/requests/{request_id}/deny"),
+    ("POST", "/v1/requests/{request_id}/review"),
 ];
 
 pub async fn handle(api: &Api, event: impl Into<HttpEvent>) -> ApiGatewayV2httpResponse {
@@ -143,6 +151,17 @@ async fn route(api: &Api, event: HttpEvent) -> Result<Reply, ApiError> {
         (["v1", "audit"], _) => Err(not_allowed("GET")),
         (["v1", "audit", "checkpoints"], "GET") => audit::checkpoints(app, &req).await,
         (["v1", "audit", "checkpoints"], _) => Err(not_allowed("GET")),
+        (["v1", "requests"], "POST") => requests::create(app, &req).await,
+        (["v1", "requests"], "GET") => requests::list(app, &req).await,
+        (["v1", "requests"], _) => Err(not_allowed("GET, POST")),
+        (["v1", "requests", id], "GET") => requests::get(app, &req, id).await,
+        (["v1", "requests", id], "DELETE") => requests::decide(app, &req, id, "cancel").await,
+        (["v1", "requests", _], _) => Err(not_allowed("GET, DELETE")),
+        (["v1", "requests", id, "approve"], "POST") => requests::approve(app, &req, id).await,
+        (["v1", "requests", id, action @ ("deny" | "review")], "POST") => {
+            requests::decide(app, &req, id, action).await
+        }
+        (["v1", "requests", _, "approve" | "deny" | "review"], _) => Err(not_allowed("POST")),
         _ => Err(ApiError::NotFound("no such route".into())),
     }
 }

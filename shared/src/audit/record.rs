@@ -77,6 +77,8 @@ pub struct AuditRecord {
     pub session_policy_sha256: Option<String>,
     /// SPEC §16: the STS endpoint that issued, when a profile names fallbacks.
     pub sts_endpoint: Option<String>,
+    /// SPEC §12: the access request an item is about (its transitions, approvals, issuance).
+    pub access_request_id: Option<String>,
 }
 
 pub const EVENT_ISSUE: &str = "AWS STS Temporary";
@@ -84,6 +86,23 @@ pub const MESSAGE_ISSUED: &str = "AWS STS Temporary Key Generated.";
 /// SPEC §6a: a key nobody recorded, found by rotation; told to the operators as events of their own.
 pub const EVENT_SHADOW_DETECTED: &str = "Shadow Access Key Detected";
 pub const EVENT_SHADOW_DELETED: &str = "Shadow Access Key Deleted";
+/// SPEC §12: access requests. Each transition and each approval is one item of these events.
+pub const EVENT_ACCESS_REQUESTED: &str = "Access Requested";
+pub const EVENT_ACCESS_APPROVED: &str = "Access Approved";
+pub const EVENT_ACCESS_DENIED: &str = "Access Denied";
+pub const EVENT_REQUEST_CANCELLED: &str = "Access Request Cancelled";
+pub const EVENT_REQUEST_EXPIRED: &str = "Access Request Expired";
+pub const EVENT_BREAK_GLASS_USED: &str = "Break Glass Used";
+pub const EVENT_BREAK_GLASS_REVIEWED: &str = "Break Glass Reviewed";
+pub const REQUEST_EVENTS: &[&str] = &[
+    EVENT_ACCESS_REQUESTED,
+    EVENT_ACCESS_APPROVED,
+    EVENT_ACCESS_DENIED,
+    EVENT_REQUEST_CANCELLED,
+    EVENT_REQUEST_EXPIRED,
+    EVENT_BREAK_GLASS_USED,
+    EVENT_BREAK_GLASS_REVIEWED,
+];
 
 impl AuditRecord {
     pub fn new(
@@ -109,6 +128,7 @@ impl AuditRecord {
             lease_id: None,
             session_policy_sha256: None,
             sts_endpoint: None,
+            access_request_id: None,
         }
     }
 
@@ -180,6 +200,7 @@ impl AuditRecord {
                 self.session_policy_sha256.as_deref(),
             ),
             ("sts_endpoint", self.sts_endpoint.as_deref()),
+            ("access_request_id", self.access_request_id.as_deref()),
         ];
         for (name, value) in optional {
             if let Some(v) = value.filter(|v| !v.is_empty()) {

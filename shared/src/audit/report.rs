@@ -4,6 +4,9 @@
 //! no code path can audit an action and forget to report it, and neither can carry a secret.
 
 use super::{AuditRecord, Outcome, EVENT_ISSUE, EVENT_SHADOW_DELETED, EVENT_SHADOW_DETECTED};
+use super::{
+    EVENT_ACCESS_APPROVED, EVENT_ACCESS_REQUESTED, EVENT_BREAK_GLASS_USED, REQUEST_EVENTS,
+};
 use crate::aws::Lazy;
 use crate::ops::{count, Metric};
 
@@ -33,6 +36,21 @@ pub fn classify(record: &AuditRecord) -> (Option<Metric>, Option<&'static str>) 
             Some(Metric::RetirementOverdue),
             Some("Access Key Retirement Overdue"),
         ),
+        // SPEC §12: every transition of an access request, and every approval, is an event of
+        // its own detail-type, so chat and e-mail hooks subscribe by rule.
+        (event, Outcome::Success) => match REQUEST_EVENTS.iter().find(|e| **e == event) {
+            Some(&EVENT_BREAK_GLASS_USED) => {
+                (Some(Metric::BreakGlassUsed), Some(EVENT_BREAK_GLASS_USED))
+            }
+            Some(&EVENT_ACCESS_REQUESTED) => {
+                (Some(Metric::AccessRequested), Some(EVENT_ACCESS_REQUESTED))
+            }
+            Some(&EVENT_ACCESS_APPROVED) => {
+                (Some(Metric::AccessApproved), Some(EVENT_ACCESS_APPROVED))
+            }
+            Some(other) => (None, Some(*other)),
+            None => (None, None),
+        },
         _ => (None, None),
     }
 }
@@ -114,5 +132,13 @@ mod tests {
         for event in ["Shadow Access Key Detected", "Shadow Access Key Deleted"] {
             assert_eq!(classify(&r(event, Outcome::Success)), (None, Some(event)));
         }
+        for event in REQUEST_EVENTS {
+            assert_eq!(classify(&r(event, Outcome::Success)).1, Some(*event));
+            assert_eq!(classify(&r(event, Outcome::Denied)).1, None);
+        }
+        assert_eq!(
+            classify(&r(EVENT_BREAK_GLASS_USED, Outcome::Success)).0,
+            Some(Metric::BreakGlassUsed)
+        );
     }
 }

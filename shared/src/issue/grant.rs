@@ -8,8 +8,9 @@ use crate::audit::{
 };
 use crate::aws::AwsFailure;
 use crate::lease::{LeaseError, Leases, ISSUE_BUDGET};
-use crate::names::{Invalid, ProfileName};
+use crate::names::{DurationSeconds, Invalid, ProfileName};
 use crate::profile::{CredentialType, ProfileStore, StoreError};
+use crate::requests::{AccessRequest, RequestError, Requests};
 
 #[derive(Debug, thiserror::Error)]
 pub enum GrantError {
@@ -38,6 +39,11 @@ pub enum GrantError {
     AuditUnavailable,
     #[error("the state table failed: {0}")]
     Store(AwsFailure),
+    /// SPEC §12: the profile issues only on an approved access request.
+    #[error("{0}")]
+    ApprovalRequired(String),
+    #[error(transparent)]
+    Request(#[from] RequestError),
 }
 
 /// Who asks, as the API identified them.
@@ -64,6 +70,7 @@ pub struct Issuing<'a> {
     pub leases: &'a Leases,
     pub audit: &'a AuditLog,
     pub issuer: &'a Issuer,
+    pub requests: Requests<'a>,
 }
 
 impl Issuing<'_> {
@@ -118,7 +125,45 @@ impl Issuing<'_> {
             self.audit.write(&record(Outcome::Denied, why)).await?;
             return Err(GrantError::Disabled(name.clone()));
         }
-        let issuance = Issuance::parse(&profile, body)?;
+        let mut issuance = Issuance::parse(&profile, body)?;
+        // SPEC §12: a profile with `approval` issues only on an approved request of the caller's,
+        // once, for the request's duration, and never past the grant's end.
+        let grant = match (&profile.approval, issuance.request_id.clone()) {
+            (None, None) => None,
+            (Some(_), None) => {
+                let why =
+                    format!("{caller} asked profile {name} without an approved access request.");
+                self.audit.write(&record(Outcome::Denied, why)).await?;
+                return Err(GrantError::ApprovalRequired(format!(
+                    "profile {name} requires an approved access request: ask with `keysmith request {name} --reason \"…\"` (POST /v1/requests), then use it with `--request ID` (\"request_id\" in this body)"
+                )));
+            }
+            (_, Some(id)) => {
+                let granted = self
+                    .requests
+                    .grant_for(who.origin, &id, name, caller)
+                    .await
+                    .and_then(|r| {
+                        let d = grant_duration(&r, profile.duration_limit(), chrono::Utc::now())?;
+                        Ok((r, d))
+                    });
+                let (r, duration) = match granted {
+                    Ok(granted) => granted,
+                    Err(e) => {
+                        let mut rec = record(
+                            Outcome::Denied,
+                            format!("{caller} asked profile {name} with access request {id}: {e}"),
+                        );
+                        rec.access_request_id = Some(id);
+                        self.audit.write(&rec).await?;
+                        return Err(e.into());
+                    }
+                };
+                issuance.duration = duration;
+                issuance.not_after = r.grant_expires_at;
+                Some(r)
+            }
+        };
         if !issuance.role_allowed(&profile) {
             let role = issuance
                 .role
@@ -152,10 +197,11 @@ impl Issuing<'_> {
         r.lease_id = Some(issued.lease_id.clone());
         r.session_policy_sha256 = issuance.scope.sha256();
         r.sts_endpoint = issued.sts_endpoint.clone();
+        r.access_request_id = grant.as_ref().map(|g| g.id.clone());
         // Credentials are returned only once the trail holds them and their lease is active: both
         // in one transaction. Otherwise the lease is ended (a dynamic IAM user deleted at once; STS
         // credentials nobody received expire unused) and nothing is handed out.
-        if let Err(e) = self.activate(&issued, &r).await {
+        if let Err(e) = self.activate(&issued, &r, grant.as_ref()).await {
             if let Err(cleanup) = self.leases.abandon(&issued.lease).await {
                 tracing::warn!(lease_id = %issued.lease.id, error = %cleanup, "ending an unaudited lease failed; it stays due for the sweep");
             }
@@ -175,14 +221,31 @@ impl Issuing<'_> {
         })
     }
 
-    async fn activate(&self, issued: &Issued, r: &AuditRecord) -> Result<(), GrantError> {
+    async fn activate(
+        &self,
+        issued: &Issued,
+        r: &AuditRecord,
+        grant: Option<&AccessRequest>,
+    ) -> Result<(), GrantError> {
         let activate = self.leases.activate_item(
             &issued.lease,
             &issued.credentials.access_key_id,
             issued.expiration,
         )?;
-        match self.audit.write_with(vec![activate], r).await {
+        let mut changes = vec![activate];
+        if let Some(g) = grant {
+            changes.push(self.requests.issued_item(g, &issued.lease_id)?);
+        }
+        match self.audit.write_with(changes, r).await {
             Ok(()) => Ok(()),
+            // The request changed since it was read (issued by a concurrent call, denied, or
+            // cancelled): these credentials are not handed out, and the lease is ended.
+            Err(AuditedWriteError::Conflict) if grant.is_some() => {
+                Err(GrantError::Request(RequestError::Conflict(format!(
+                    "access request {} changed while credentials were issued (used by another call, denied or cancelled): nothing was handed out",
+                    grant.map(|g| g.id.as_str()).unwrap_or_default()
+                ))))
+            }
             // The audit item's id is fresh, so the lease was no longer pending: the sweep ended an
             // issuance that outlived its budget.
             Err(AuditedWriteError::Conflict) => {
@@ -216,4 +279,25 @@ impl Issuing<'_> {
             Err(e) => e.into(),
         }
     }
+}
+
+/// The lifetime of credentials issued on `r`: the request's duration, within the profile's
+/// current limit, and ending before the grant does (less the issuance budget, since STS counts
+/// from its own call). Too little left for AWS's shortest credentials: a `409`.
+fn grant_duration(
+    r: &AccessRequest,
+    limit: u32,
+    now: chrono::DateTime<chrono::Utc>,
+) -> Result<DurationSeconds, RequestError> {
+    let ends = r.grant_expires_at.unwrap_or(now);
+    let margin = i64::try_from(ISSUE_BUDGET.as_secs()).unwrap_or(20) + 1;
+    let left = (ends - now).num_seconds() - margin;
+    let seconds = i64::from(r.duration.min(limit)).min(left);
+    let (min, max) = (DurationSeconds::MIN, r.duration.max(DurationSeconds::MIN));
+    DurationSeconds::parse("duration_seconds", seconds, min, max).map_err(|_| {
+        RequestError::Conflict(format!(
+            "access request {} has {left} s of its grant left, less than AWS's shortest credentials ({min} s): request again",
+            r.id
+        ))
+    })
 }

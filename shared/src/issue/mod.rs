@@ -32,6 +32,7 @@ struct RawRequest {
     role_arn: Option<String>,
     session_policy: Option<serde_json::Value>,
     policy_arns: Option<Vec<String>>,
+    request_id: Option<String>,
 }
 
 /// A credentials request, checked against its profile.
@@ -45,6 +46,10 @@ pub struct Issuance {
     pub role: Option<RoleArn>,
     /// SPEC §16: the request's own session policy and choice of the profile's `policy_arns`.
     pub scope: ScopeDown,
+    /// SPEC §12: the approved access request this issuance uses (its duration is the request's).
+    pub request_id: Option<String>,
+    /// The end of that request's grant: the lease may never be renewed past it.
+    pub not_after: Option<DateTime<Utc>>,
 }
 
 impl Issuance {
@@ -52,6 +57,23 @@ impl Issuance {
     pub fn parse(profile: &Profile, body: &[u8]) -> Result<Self, Invalid> {
         let raw: RawRequest = parse_optional_json(body)?;
         let ty = profile.credential_type();
+        let request_id = raw
+            .request_id
+            .as_deref()
+            .map(|id| {
+                uuid::Uuid::parse_str(id)
+                    .map(|u| u.to_string())
+                    .map_err(|_| {
+                        Invalid::new("request_id", "must be an access request id (a UUID)")
+                    })
+            })
+            .transpose()?;
+        if request_id.is_some() && raw.duration_seconds.is_some() {
+            return Err(Invalid::new(
+                "duration_seconds",
+                "is set by the access request: leave it out when you send request_id",
+            ));
+        }
         let duration = match raw.duration_seconds {
             None => profile.default_duration,
             Some(d) => {
@@ -154,6 +176,8 @@ impl Issuance {
             session_name,
             role,
             scope,
+            request_id,
+            not_after: None,
         })
     }
 

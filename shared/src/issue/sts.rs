@@ -45,6 +45,7 @@ impl Issuer {
             created_at + chrono::Duration::seconds(i64::from(req.duration.get())),
         );
         lease.session_policy_sha256 = req.scope.sha256();
+        lease.not_after = req.not_after;
         self.leases
             .record_counted(&lease, profile.max_active_leases)
             .await?;

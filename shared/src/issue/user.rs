@@ -74,6 +74,7 @@ impl Issuer {
             credential_type: crate::profile::CredentialType::IamUser,
             target: None,
             session_policy_sha256: req.scope.sha256(),
+            not_after: req.not_after,
         };
         self.leases
             .record_counted(&lease, profile.max_active_leases)

@@ -6,6 +6,7 @@
 //! of the domain modules and reports.
 
 mod canary;
+mod expire_requests;
 mod key_report;
 mod prune;
 mod quarantine;
@@ -49,6 +50,8 @@ pub struct RunReport {
     /// Keys reactivated as admins asked (`keys reactivate`).
     pub reactivated: Vec<String>,
     pub revocations: crate::revocation::PruneReport,
+    /// SPEC §12: access requests recorded `expired` by this run.
+    pub requests_expired: usize,
 }
 
 impl RunReport {
@@ -65,6 +68,7 @@ impl RunReport {
             "leases_failed": self.leases.failed.iter().map(|(l, e)| json!({"lease_id": l, "error": e})).collect::<Vec<_>>(),
             "revocations": self.revocations.to_json(),
             "reactivated": self.reactivated,
+            "requests_expired": self.requests_expired,
             "old_keys": self.old_keys.iter().map(|k| json!({"user_name": k.user_name, "access_key_id": k.access_key_id,
                 "age_days": k.age_days, "unused_days": k.unused_days, "exempt": k.exempt,
                 "deactivated": k.deactivated})).collect::<Vec<_>>(),
@@ -100,6 +104,8 @@ pub enum ScheduleError {
     KeyReport(#[from] crate::hygiene::HygieneError),
     #[error("{0} revocation polic(ies) could not be pruned or written; they stay due")]
     Prune(usize),
+    #[error("expiring access requests failed: {0}")]
+    Requests(#[from] crate::requests::RequestError),
 }
 
 /// One scheduled run. A policy's failure is reported (and audited) and the policy stays due; a
@@ -113,6 +119,7 @@ pub async fn run(
     let mut report = run_rotations(app, now, origin).await?;
     report.leases = sweep::end_due_leases(app, now, origin).await?;
     report.reactivated = sweep::reactivations(app, origin).await?;
+    report.requests_expired = expire_requests::expire_requests(app, now, origin).await?;
     report.revocations = prune::prune_due(app, now, origin).await;
     if app.config.max_key_age_days.is_some() || app.config.unused_key_days.is_some() {
         report.old_keys = old_keys(app, now, origin).await?;

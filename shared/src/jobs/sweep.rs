@@ -18,6 +18,7 @@ pub async fn sweep(
     Ok(RunReport {
         leases: end_due_leases(app, now, origin).await?,
         reactivated: reactivations(app, origin).await?,
+        requests_expired: super::expire_requests::expire_requests(app, now, origin).await?,
         ..RunReport::default()
     })
 }

@@ -59,6 +59,9 @@ pub struct Lease {
     pub target: Option<String>,
     /// SPEC §16: SHA-256 of the request's own session policy, when it scoped the lease down.
     pub session_policy_sha256: Option<String>,
+    /// SPEC §12: the end of the access request's grant this lease was issued on; a renewal
+    /// never moves the lease past it.
+    pub not_after: Option<DateTime<Utc>>,
 }
 
 impl Lease {
@@ -86,6 +89,7 @@ impl Lease {
             credential_type,
             target: Some(target),
             session_policy_sha256: None,
+            not_after: None,
         }
     }
 
@@ -173,6 +177,9 @@ impl Lease {
         if let Some(h) = &self.session_policy_sha256 {
             item.insert("session_policy_sha256".into(), s(h));
         }
+        if let Some(t) = self.not_after {
+            item.insert("not_after".into(), s(&format_time(t)));
+        }
         // STS leases end on their own: the record ages out a retention period after its expiry
         // (SPEC §10a), like a revoked lease's.
         if self.is_sts() {
@@ -226,6 +233,7 @@ impl Lease {
             },
             target: s("target"),
             session_policy_sha256: s("session_policy_sha256"),
+            not_after: t("not_after"),
         })
     }
 }

@@ -112,6 +112,17 @@ impl Leases {
             )
             .into());
         }
+        // SPEC §12: a lease issued on an access request never outlives the request's grant.
+        if let Some(grant_end) = lease.not_after.filter(|end| until > *end) {
+            return Err(Invalid::new(
+                "duration_seconds",
+                format!(
+                    "would end the lease after {}, when the grant of the access request it was issued on ends",
+                    format_time(grant_end)
+                ),
+            )
+            .into());
+        }
         if until <= lease.expires_at {
             return Err(Invalid::new(
                 "duration_seconds",

@@ -2,6 +2,7 @@
 //! [`Kind`] carries exactly the fields its credential type uses, so a profile that does not fit its
 //! type cannot exist past `PUT`.
 
+mod approval;
 mod groups;
 mod parse;
 mod store;
@@ -10,6 +11,7 @@ mod validate;
 
 pub use crate::names::Policies;
 
+pub use approval::Approval;
 pub use groups::check_lease_groups;
 
 pub use store::{Listed, Outdated, ProfileStore, Saved, StoreError};
@@ -140,6 +142,8 @@ pub struct Profile {
     /// Live leases one caller (a role's sessions counted as the role) may hold on this profile at
     /// once, of any credential type (SPEC §5, §10a).
     pub max_active_leases: u32,
+    /// SPEC §12: a second person before anything is issued (absent: issued on request).
+    pub approval: Option<Approval>,
 }
 
 pub const DEFAULT_DURATION: u32 = 3600;
@@ -355,6 +359,9 @@ impl Profile {
         put("allowed_principals", json!(principals));
         put("enabled", json!(self.enabled));
         put("max_active_leases", json!(self.max_active_leases));
+        if let Some(a) = &self.approval {
+            put("approval", a.to_json());
+        }
         Value::Object(m)
     }
 }

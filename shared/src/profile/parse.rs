@@ -37,6 +37,7 @@ struct RawProfile {
     allowed_principals: Option<Vec<String>>,
     max_active_leases: Option<i64>,
     enabled: Option<bool>,
+    approval: Option<super::approval::RawApproval>,
 }
 
 impl Profile {
@@ -256,6 +257,7 @@ impl Profile {
             )?,
             enabled: raw.enabled.unwrap_or(true),
             max_active_leases,
+            approval: raw.approval.map(Approval::from_raw).transpose()?,
         })
     }
 }
