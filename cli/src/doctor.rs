@@ -143,6 +143,7 @@ async fn issuance(api: &Api, profile: &str) -> Check {
         session_name: None,
         refresh_window: issued::REFRESH_WINDOW,
         no_cache: true,
+        request: None,
     };
     match issued::fetch(api, &args).await {
         Ok(i) => ok(

@@ -83,6 +83,7 @@ enum Error {
     Admin(#[from] admin::AdminError),
     #[error(transparent)]
     Ui(#[from] ui::UiError),
+    #[error(transparent)]
     Requests(#[from] admin::requests::RequestCliError),
     #[error("cannot start the async runtime: {0}")]
     Runtime(std::io::Error),

@@ -1,8 +1,4 @@
-//! Approving an access request (SPEC §12) through `keysmith ui` in a real headless browser. It
-//! needs the access-requests routes (`POST /v1/requests`, `…/approve`), built on another branch:
-//! until they are merged this file is compiled only with the tests crate's `access-requests`
-//! feature (remove the gate below when they land).
-#![cfg(feature = "access-requests")]
+//! Approving an access request (SPEC §12) through `keysmith ui` in a real headless browser.
 
 use keysmith_tests::browser::{self, shown, Page};
 use keysmith_tests::cli::CliStack;
