@@ -25,9 +25,14 @@ pub enum Command {
     },
     /// Revoke one lease.
     #[command(
-        after_help = "Example:\n  keysmith leases revoke 0d5f3c52-86a1-4f5e-9c0e-7b3a2f1e4d6c"
+        after_help = "Example:\n  keysmith leases revoke 0d5f3c52-86a1-4f5e-9c0e-7b3a2f1e4d6c --reason \"pasted in #general\""
     )]
-    Revoke { lease_id: String },
+    Revoke {
+        lease_id: String,
+        /// Why, for the audit trail (`Credentials Revoked`).
+        #[arg(long, value_name = "TEXT")]
+        reason: Option<String>,
+    },
     /// Make a live iam_user lease end later (STS credentials cannot be extended).
     #[command(
         after_help = "Example:\n  keysmith leases renew 0d5f3c52-86a1-4f5e-9c0e-7b3a2f1e4d6c --duration-seconds 3600"
@@ -60,9 +65,10 @@ pub async fn run(target: &Target, format: Format, args: &Args) -> Result<(), Adm
             ];
             print!("{}", list(&items, &columns, format));
         }
-        Command::Revoke { lease_id } => {
+        Command::Revoke { lease_id, reason } => {
             let path = format!("/v1/leases/{}", encode(lease_id));
-            let answer = api.call("DELETE", &path, None).await?;
+            let body = reason.as_ref().map(|r| serde_json::json!({ "reason": r }));
+            let answer = api.call("DELETE", &path, body.as_ref()).await?;
             // This machine's cached copy of the revoked keys goes too (SPEC §17: nothing serves
             // a revoked lease); a cache that cannot be opened holds nothing to remove.
             if let Ok(cache) = crate::cache::Cache::open() {
