@@ -124,7 +124,7 @@ impl Drop for Stack {
     fn drop(&mut self) {
         // The whole group: keysmith-dev, its functions and moto (as Ctrl-C does for `make dev`).
         let _ = Command::new("kill")
-            .args(["-TERM", &format!("-{}", self.child.id())])
+            .args(["-s", "TERM", "--", &format!("-{}", self.child.id())])
             .status();
         let _ = self.child.wait();
     }
@@ -163,7 +163,7 @@ fn run(block: &Block, state: &Path, home: &Path) -> Result<String, String> {
         }
         if started.elapsed() > BLOCK_TIMEOUT {
             let _ = Command::new("kill")
-                .args(["-KILL", &format!("-{}", child.id())])
+                .args(["-s", "KILL", "--", &format!("-{}", child.id())])
                 .status();
             let _ = child.wait();
             break None;
