@@ -176,7 +176,7 @@ fn run(block: &Block, state: &Path, home: &Path) -> Result<String, String> {
             std::fs::rename(&next, state).unwrap();
             Ok(output)
         }
-        Some(s) => Err(format!("exit status {s}\n{output}")),
+        Some(s) => Err(format!("{s}\n{output}")),
         None => Err(format!("still running after {BLOCK_TIMEOUT:?}\n{output}")),
     }
 }
