@@ -480,11 +480,10 @@ mod tests {
                 .contains("arn:aws:sts::123456789012:assumed-role/Role/alice"),
             "{err:?}"
         );
-        assert!(PrincipalPattern::parse(
-            "p",
-            "arn:aws:sts::123456789012:assumed-role/Role/alice"
-        )
-        .is_ok());
+        assert!(
+            PrincipalPattern::parse("p", "arn:aws:sts::123456789012:assumed-role/Role/alice")
+                .is_ok()
+        );
     }
 
     #[test]

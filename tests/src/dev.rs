@@ -322,7 +322,8 @@ async fn schedule_loop(function: Arc<FunctionProcess>, every: Duration) {
         tick.tick().await;
         for name in ["scheduled.json", "seal.json"] {
             let mut event = crate::event(name);
-            event["time"] = json!(chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true));
+            event["time"] =
+                json!(chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true));
             if let Err(e) = function.invoke(&event).await {
                 eprintln!("keysmith-dev: the scheduled {name} run failed: {e}");
             }

@@ -48,7 +48,10 @@ impl Front {
         let listener = TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind the AWS endpoint");
-        let endpoint = format!("http://{}", listener.local_addr().expect("endpoint address"));
+        let endpoint = format!(
+            "http://{}",
+            listener.local_addr().expect("endpoint address")
+        );
         let shared = Arc::new(Shared {
             moto: moto.to_owned(),
             keys,

@@ -34,8 +34,8 @@ pub struct Gateway {
 enum Identity {
     /// Always this IAM ARN (`None`: no identity).
     Fixed(Option<String>),
-    /// Whoever signed the request (SigV4 against moto's keys).
-    Signed(Authorizer),
+    /// Whoever signed the request (SigV4 with a key the authorizer knows).
+    Signed(Box<Authorizer>),
 }
 
 impl Gateway {
@@ -55,7 +55,7 @@ impl Gateway {
         authorizer: Authorizer,
         port: u16,
     ) -> Gateway {
-        Self::serve(function, Identity::Signed(authorizer), port).await
+        Self::serve(function, Identity::Signed(Box::new(authorizer)), port).await
     }
 
     /// How many requests reached the gateway so far (whatever their outcome).

@@ -49,7 +49,13 @@ fn unescape(s: &str) -> String {
 }
 
 impl KeyRing {
-    pub fn add(&self, key_id: &str, secret: &str, token: Option<&str>, expires: Option<SystemTime>) {
+    pub fn add(
+        &self,
+        key_id: &str,
+        secret: &str,
+        token: Option<&str>,
+        expires: Option<SystemTime>,
+    ) {
         let known = Known {
             secret: secret.to_owned(),
             token: token.map(str::to_owned),
@@ -70,22 +76,16 @@ impl KeyRing {
         if !MINTING.contains(&action) {
             return false;
         }
-        let (Some(id), Some(secret)) = (
-            element(xml, "AccessKeyId"),
-            element(xml, "SecretAccessKey"),
-        ) else {
+        let (Some(id), Some(secret)) =
+            (element(xml, "AccessKeyId"), element(xml, "SecretAccessKey"))
+        else {
             return false;
         };
         let token = element(xml, "SessionToken").map(unescape);
         let expires = element(xml, "Expiration")
             .and_then(|e| chrono::DateTime::parse_from_rfc3339(e).ok())
             .map(SystemTime::from);
-        self.add(
-            &unescape(id),
-            &unescape(secret),
-            token.as_deref(),
-            expires,
-        );
+        self.add(&unescape(id), &unescape(secret), token.as_deref(), expires);
         true
     }
 }

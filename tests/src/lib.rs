@@ -6,8 +6,8 @@
 pub mod api;
 pub mod aws;
 pub mod cli;
-pub mod events;
 pub mod dev;
+pub mod events;
 pub mod front;
 pub mod gateway;
 pub mod keyring;

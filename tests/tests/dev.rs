@@ -139,7 +139,10 @@ async fn keys(stack: &DevStack, user: &str, secret: &str) -> (Vec<String>, Strin
         .await
         .unwrap();
     let value: Value = serde_json::from_str(current.secret_string().unwrap()).unwrap();
-    (ids, value["access_key_id"].as_str().unwrap_or("").to_owned())
+    (
+        ids,
+        value["access_key_id"].as_str().unwrap_or("").to_owned(),
+    )
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -173,10 +176,13 @@ async fn the_hook_and_rotate_now_rotate_a_key_under_make_dev() {
     let out = output(c, None).await;
     assert!(out.status.success(), "{}", show(&out));
     let (ids, current) = keys(&stack, user, secret).await;
-    assert_eq!(ids, [current.clone()], "replace mode: only the new key");
+    assert_eq!(ids, vec![current.clone()], "replace mode: only the new key");
     assert_ne!(current, first);
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(stdout.contains("finishSecret: done") && stdout.contains(&current), "{stdout}");
+    assert!(
+        stdout.contains("finishSecret: done") && stdout.contains(&current),
+        "{stdout}"
+    );
 
     // Rotate-now: scheduled-rotation, invoked by the API, takes the policy back to idle.
     let policy = json!({"secret_id": secret, "interval_days": 30});
@@ -213,6 +219,6 @@ async fn the_hook_and_rotate_now_rotate_a_key_under_make_dev() {
         tokio::time::sleep(Duration::from_millis(300)).await;
     };
     let (ids, newest) = keys(&stack, user, secret).await;
-    assert_eq!(ids, [newest.clone()], "{got}");
+    assert_eq!(ids, vec![newest.clone()], "{got}");
     assert_ne!(newest, current, "rotate-now made a new key: {got}");
 }

@@ -264,7 +264,13 @@ async fn an_assumed_role_pattern_under_an_iam_arn_is_a_400_showing_the_sts_form(
         "arn:aws:iam::123456789012:assumed-role/Role/alice"
     ]);
     let (st, b) = put(&t, "never-matches", &profile).await;
-    assert_error(st, &b, 400, "invalid_request", Some("allowed_principals[1]"));
+    assert_error(
+        st,
+        &b,
+        400,
+        "invalid_request",
+        Some("allowed_principals[1]"),
+    );
     let message = b["error"]["message"].as_str().unwrap_or_default();
     assert!(
         message.contains("arn:aws:sts::123456789012:assumed-role/Role/alice"),

@@ -241,11 +241,7 @@ fn the_readme_runs_as_written_against_make_dev() {
             "a failing block passed: {code}"
         );
     }
-    eprintln!(
-        "{} README blocks in {:?}",
-        blocks.len(),
-        started.elapsed()
-    );
+    eprintln!("{} README blocks in {:?}", blocks.len(), started.elapsed());
 }
 
 #[test]
