@@ -47,6 +47,10 @@ async fn up(args: Vec<String>) {
     let (mut port, mut schedule) = (8080u16, 60u64);
     let mut args = args.into_iter();
     while let Some(arg) = args.next() {
+        // The gateway always checks SigV4 now; the flag of the former `make dev ARGS=--sigv4`.
+        if arg == "--sigv4" {
+            continue;
+        }
         let value = args.next().and_then(|v| v.parse::<u64>().ok());
         match (arg.as_str(), value) {
             ("--port", Some(p)) => port = u16::try_from(p).unwrap_or_else(|_| usage("bad port")),
