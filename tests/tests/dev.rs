@@ -77,6 +77,46 @@ async fn a_failed_issuance_never_locks_the_admin_out() {
     assert!(out.status.success(), "{}", show(&out));
     let out = keysmith(&stack, &stack.admin, home, &["profiles", "list"]).await;
     assert!(out.status.success(), "{}", show(&out));
+    // Its owner ends it, with a reason the audit trail keeps (`leases revoke --reason`).
+    let out = keysmith(
+        &stack,
+        &stack.alice,
+        home,
+        &[
+            "leases",
+            "list",
+            "--profile",
+            "dev-user",
+            "--output",
+            "json",
+        ],
+    )
+    .await;
+    let leases: Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
+    let lease = leases[0]["lease_id"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    let out = keysmith(
+        &stack,
+        &stack.alice,
+        home,
+        &["leases", "revoke", &lease, "--reason", "done with it"],
+    )
+    .await;
+    assert!(out.status.success(), "{}", show(&out));
+    let out = keysmith(
+        &stack,
+        &stack.admin,
+        home,
+        &["audit", "--event", "Lease Revoked", "--output", "json"],
+    )
+    .await;
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("done with it"),
+        "{}",
+        show(&out)
+    );
 
     // One that IAM refuses: the issuance fails (and cleans up); nobody is locked out after it.
     let broken = json!({"credential_type": "iam_user",
