@@ -63,9 +63,12 @@ bench: venv
 	cargo build -p keysmith-tests --bin bench
 	target/debug/bench
 
-# The API on 127.0.0.1:8080 (a local HTTP gateway in front of the built function, against moto).
+# The whole product on 127.0.0.1 against moto (tests/src/dev.rs): the API on :8080 behind a
+# SigV4-checking gateway, the three functions, a schedule, example profiles; prints the lines
+# that point a shell at it, as the admin and as a non-admin. `make dev ARGS="--port 9090"`.
+# The README test (tests/tests/readme.rs) starts the same binary.
 dev: venv build
-	target/debug/gateway $(ARGS)
+	target/debug/keysmith-dev up $(ARGS)
 
 # schemathesis against the gateway with the OpenAPI document: at least 10 000 generated requests.
 fuzz: venv build

@@ -228,9 +228,12 @@ def start_moto(port):
     moto_server = Path(sys.executable).parent / "moto_server"
     if not moto_server.exists():
         raise StackError(f"{moto_server} not found: run `make venv` and use .venv/bin/python")
+    # AWS managed policies (arn:aws:iam::aws:policy/...) exist in every account; moto loads them
+    # only when asked (the README's ReadOnlyAccess examples need them).
+    env = dict(os.environ, MOTO_IAM_LOAD_MANAGED_POLICIES="true")
     proc = subprocess.Popen([str(moto_server), "-H", "127.0.0.1", "-p", str(port)],
                             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.PIPE, text=True)
+                            stderr=subprocess.PIPE, text=True, env=env)
     timer = threading.Timer(MOTO_START_SECONDS, proc.kill)  # bounds the wait for the banner
     timer.start()
     seen = []

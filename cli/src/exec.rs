@@ -143,7 +143,13 @@ async fn revoke_all(target: &Target, leases: &[String]) {
         }
     };
     for id in leases {
-        match crate::admin::leases::revoke(&api, id).await {
+        match crate::admin::leases::revoke(
+            &api,
+            id,
+            Some("keysmith exec --revoke-on-exit: the command exited"),
+        )
+        .await
+        {
             Ok(answer) => {
                 let kind = answer["credential_type"].as_str().unwrap_or("lease");
                 eprintln!("keysmith: revoked lease {id} ({kind}) on exit");

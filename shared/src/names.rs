@@ -205,6 +205,21 @@ impl PrincipalPattern {
             if [parts[1], parts[2], parts[5]].iter().any(|p| p.is_empty()) {
                 return Err(bad("partition, service and resource must not be empty"));
             }
+            // Sessions are reported under `sts`, never `iam`: saved, such a pattern would be
+            // accepted and then silently match nobody (issue 31).
+            let session = ["assumed-role/", "federated-user/"]
+                .iter()
+                .any(|r| parts[5].starts_with(r));
+            if parts[2] == "iam" && session {
+                let sts = format!("arn:{}:sts::{}:{}", parts[1], parts[4], parts[5]);
+                return Err(Invalid::new(
+                    field,
+                    format!(
+                        "{s} can never match: a session's ARN is an sts ARN, write {sts} (or the role's arn:{}:iam::{}:role/… to allow all its sessions)",
+                        parts[1], parts[4]
+                    ),
+                ));
+            }
         }
         if parts[n - 1].is_empty() {
             return Err(bad("must name something after the colon"));
@@ -445,10 +460,30 @@ mod tests {
             "jwt:",
             "user/alice",
             "group:a b",
+            "arn:aws:iam::123456789012:assumed-role/Role/alice",
+            "arn:aws:iam::123456789012:federated-user/alice",
         ] {
             let err = PrincipalPattern::parse("allowed_principals[0]", bad).unwrap_err();
             assert_eq!(err.field, "allowed_principals[0]", "{bad}");
         }
+    }
+
+    #[test]
+    fn a_session_pattern_under_iam_names_its_sts_form() {
+        let err = PrincipalPattern::parse(
+            "allowed_principals[0]",
+            "arn:aws:iam::123456789012:assumed-role/Role/alice",
+        )
+        .unwrap_err();
+        assert!(
+            err.message
+                .contains("arn:aws:sts::123456789012:assumed-role/Role/alice"),
+            "{err:?}"
+        );
+        assert!(
+            PrincipalPattern::parse("p", "arn:aws:sts::123456789012:assumed-role/Role/alice")
+                .is_ok()
+        );
     }
 
     #[test]

@@ -9,8 +9,10 @@ use std::sync::{Arc, Mutex};
 use serde_json::{json, Value};
 
 use crate::gateway::Gateway;
+use crate::keyring::KeyRing;
 use crate::moto::{Moto, REGION};
 use crate::runtime::FunctionProcess;
+use crate::sigv4::Authorizer;
 
 /// An IAM user of the emulator and its key.
 #[derive(Clone)]
@@ -32,9 +34,10 @@ pub struct CliStack {
     stderr: Mutex<Vec<String>>,
 }
 
-async fn user(sdk: &aws_config::SdkConfig, name: &str) -> User {
+async fn user(sdk: &aws_config::SdkConfig, keys: &KeyRing, name: &str) -> User {
     let (key_id, secret) = crate::aws::user_with_key(sdk, name, &crate::aws::allow_all()).await;
     crate::leaks::record_from(&json!({ "secret_access_key": secret }));
+    keys.add(&key_id, &secret, None, None);
     User {
         arn: format!("arn:aws:iam::123456789012:user/{name}"),
         key_id,
@@ -62,8 +65,9 @@ impl CliStack {
         let id = uuid::Uuid::new_v4().simple().to_string()[..12].to_owned();
         let (state, audit) = (format!("state-{id}"), format!("audit-{id}"));
         moto.create_tables(&state, &audit);
-        let admin = user(&sdk, &format!("admin-{id}")).await;
-        let alice = user(&sdk, &format!("alice-{id}")).await;
+        let keys = Arc::new(KeyRing::default());
+        let admin = user(&sdk, &keys, &format!("admin-{id}")).await;
+        let alice = user(&sdk, &keys, &format!("alice-{id}")).await;
         let function = Arc::new(
             FunctionProcess::start(
                 &crate::function_binary("issue-credentials"),
@@ -81,7 +85,8 @@ impl CliStack {
             )
             .await,
         );
-        let gateway = Gateway::start_sigv4(function.clone(), &moto.endpoint, 0).await;
+        let authorizer = Authorizer::new(&moto.endpoint, keys);
+        let gateway = Gateway::start_sigv4(function.clone(), authorizer, 0).await;
         let home = tempfile::tempdir().unwrap();
         let stack = CliStack {
             moto,

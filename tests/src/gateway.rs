@@ -2,7 +2,7 @@
 //! 127.0.0.1 becomes an HTTP API payload v2 event and is invoked through the Lambda Runtime API.
 //! The caller is either the one this gateway was configured with (`Gateway::start`, never taken
 //! from the request), or, as API Gateway's IAM authorizer does it, whoever signed the request with
-//! SigV4 using keys the emulator knows (`Gateway::start_sigv4`; unsigned or wrongly signed: `403`).
+//! SigV4 with a key its authorizer knows (`Gateway::start_sigv4`; unsigned or wrongly signed: `403`).
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -34,8 +34,8 @@ pub struct Gateway {
 enum Identity {
     /// Always this IAM ARN (`None`: no identity).
     Fixed(Option<String>),
-    /// Whoever signed the request (SigV4 against moto's keys).
-    Signed(Authorizer),
+    /// Whoever signed the request (SigV4 with a key the authorizer knows).
+    Signed(Box<Authorizer>),
 }
 
 impl Gateway {
@@ -49,9 +49,13 @@ impl Gateway {
     }
 
     /// Serves on 127.0.0.1:`port` with an IAM authorizer: each request must be SigV4-signed for
-    /// `execute-api` with keys the moto server at `moto` knows, and the caller is their owner.
-    pub async fn start_sigv4(function: Arc<FunctionProcess>, moto: &str, port: u16) -> Gateway {
-        Self::serve(function, Identity::Signed(Authorizer::new(moto)), port).await
+    /// `execute-api` with a key `authorizer` knows, and the caller is its owner.
+    pub async fn start_sigv4(
+        function: Arc<FunctionProcess>,
+        authorizer: Authorizer,
+        port: u16,
+    ) -> Gateway {
+        Self::serve(function, Identity::Signed(Box::new(authorizer)), port).await
     }
 
     /// How many requests reached the gateway so far (whatever their outcome).

@@ -23,6 +23,17 @@ impl Moto {
         Moto::start_command(&format!("'{}'", venv.join("bin/moto_server").display()))
     }
 
+    /// A server with AWS managed policies (`arn:aws:iam::aws:policy/…`) loaded, as an account
+    /// has them: the dev stack's, where people try the README's `ReadOnlyAccess` examples.
+    /// (Loading them costs the first IAM call about half a second, so tests go without.)
+    pub fn start_with_managed_policies() -> Moto {
+        let venv = crate::venv();
+        Moto::start_command(&format!(
+            "MOTO_IAM_LOAD_MANAGED_POLICIES=true '{}'",
+            venv.join("bin/moto_server").display()
+        ))
+    }
+
     /// A server whose DynamoDB transactions back up only the items they touch
     /// (`tests/support/moto_server_cow.py`): for tables of 100,000 items, where moto's own
     /// whole-table copy per transaction would take tens of seconds.

@@ -1,18 +1,23 @@
 //! The local gateway's IAM authorizer, as API Gateway's: a request must carry a SigV4 signature
-//! for `execute-api` made with keys the emulator knows; the signature is recomputed with
-//! `aws-sigv4` from the key's secret (read from moto's state, `/moto-api/data.json`), and the
-//! caller is whoever moto's `sts:GetCallerIdentity` says those credentials belong to.
+//! for `execute-api` made with a key the gateway knows (its [`KeyRing`]: keys registered by their
+//! creator or seen handed out by IAM or STS); the signature is recomputed with `aws-sigv4` from
+//! the key's secret. An IAM user's key must still exist and be active (asked of IAM through its
+//! own API); STS credentials must not have expired. The caller is whoever moto's
+//! `sts:GetCallerIdentity` says those credentials belong to.
 
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
+use aws_config::SdkConfig;
 use aws_sdk_sts::config::Credentials;
 use aws_sigv4::http_request::{sign, SignableBody, SignableRequest, SigningSettings};
 use aws_sigv4::sign::v4;
-use serde_json::Value;
 
+use crate::keyring::{KeyRing, Known};
 use crate::moto::REGION;
+
+const INVALID: &str = "The security token included in the request is invalid";
 
 /// How far a request's `X-Amz-Date` may be from now (AWS allows 5 minutes).
 const SKEW: Duration = Duration::from_secs(300);
@@ -24,15 +29,11 @@ pub struct Caller {
     pub arn: String,
 }
 
-/// A key as moto knows it.
-#[derive(Clone)]
-struct Key {
-    secret: String,
-    token: Option<String>,
-}
-
 pub struct Authorizer {
     moto: String,
+    keys: Arc<KeyRing>,
+    /// The gateway's own SDK configuration for its IAM and STS questions, built on first use.
+    sdk: tokio::sync::OnceCell<SdkConfig>,
     callers: Mutex<HashMap<String, String>>,
 }
 
@@ -83,38 +84,58 @@ fn amz_date(value: &str) -> Option<SystemTime> {
 }
 
 impl Authorizer {
-    pub fn new(moto: &str) -> Authorizer {
+    /// Checks signatures with the keys in `keys`, and asks the moto server at `moto` (IAM's and
+    /// STS's own API) whether a key still works and whose it is.
+    pub fn new(moto: &str, keys: Arc<KeyRing>) -> Authorizer {
         Authorizer {
             moto: moto.to_owned(),
+            keys,
+            sdk: tokio::sync::OnceCell::new(),
             callers: Mutex::default(),
         }
     }
 
-    /// The key's secret (and session token, for STS credentials) from moto's state.
-    async fn key(&self, key_id: &str) -> Option<Key> {
-        let (status, body) = crate::proxy::get(&format!("{}/moto-api/data.json", self.moto)).await;
-        if status != 200 {
-            return None;
+    async fn sdk(&self) -> &SdkConfig {
+        self.sdk
+            .get_or_init(|| {
+                let creds = Credentials::new("test", "test", None, None, "gateway");
+                crate::moto::Moto::sdk_config_at(&self.moto, creds)
+            })
+            .await
+    }
+
+    /// The key, if it can sign now: an IAM user's key that IAM lists as `Active` (a deleted or
+    /// deactivated key is refused, as API Gateway would), or STS credentials before their expiry.
+    async fn usable(&self, key_id: &str) -> Result<Known, &'static str> {
+        let key = self.keys.get(key_id).ok_or(INVALID)?;
+        if key.token.is_some() {
+            return match key.expires {
+                Some(at) if at < SystemTime::now() => {
+                    Err("The security token included in the request is expired")
+                }
+                _ => Ok(key),
+            };
         }
-        let data: Value = serde_json::from_str(&body).ok()?;
-        let find = |list: &Value| {
-            list.as_array()?
-                .iter()
-                .find(|k| k["access_key_id"] == key_id)
-                .cloned()
-        };
-        if let Some(k) = find(&data["sts"]["AssumedRole"]) {
-            return Some(Key {
-                secret: k["secret_access_key"].as_str()?.to_owned(),
-                token: k["session_token"].as_str().map(str::to_owned),
-            });
-        }
-        let k = find(&data["iam"]["AccessKey"])?;
-        (k["status"] == "Active").then_some(())?;
-        Some(Key {
-            secret: k["secret_access_key"].as_str()?.to_owned(),
-            token: None,
-        })
+        let iam = aws_sdk_iam::Client::new(self.sdk().await);
+        let user = iam
+            .get_access_key_last_used()
+            .access_key_id(key_id)
+            .send()
+            .await
+            .ok()
+            .and_then(|o| o.user_name)
+            .ok_or(INVALID)?;
+        let listed = iam
+            .list_access_keys()
+            .user_name(user)
+            .send()
+            .await
+            .map_err(|_| INVALID)?;
+        let active = listed.access_key_metadata().iter().any(|k| {
+            k.access_key_id() == Some(key_id)
+                && k.status() == Some(&aws_sdk_iam::types::StatusType::Active)
+        });
+        active.then_some(key).ok_or(INVALID)
     }
 
     /// The caller of a request with this method, URI (origin form), headers and body: `Err`
@@ -147,13 +168,10 @@ impl Authorizer {
                 return Err("Host and X-Amz-Date must be signed");
             }
         }
-        let key = self
-            .key(auth.key_id)
-            .await
-            .ok_or("The security token included in the request is invalid")?;
+        let key = self.usable(auth.key_id).await?;
         let token = header("x-amz-security-token").map(str::to_owned);
         if key.token.is_some() && token != key.token {
-            return Err("The security token included in the request is invalid");
+            return Err(INVALID);
         }
         let host = header("host").ok_or("Missing Host")?;
         let uri = format!("http://{host}{}", parts.uri);
@@ -218,7 +236,7 @@ impl Authorizer {
             .await
             .ok()
             .and_then(|o| o.arn)
-            .ok_or("The security token included in the request is invalid")?;
+            .ok_or(INVALID)?;
         if let Ok(mut c) = self.callers.lock() {
             c.insert(key_id.to_owned(), arn.clone());
         }

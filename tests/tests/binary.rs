@@ -151,7 +151,13 @@ async fn missing_configuration_stops_the_function_at_start_up() {
 
 #[tokio::test]
 async fn admin_patterns_that_reach_too_far_stop_the_function_at_start_up() {
-    for admins in ["*", "arn:aws:iam::*:user/admin", "arn:*:user/admin"] {
+    for admins in [
+        "*",
+        "arn:aws:iam::*:user/admin",
+        "arn:*:user/admin",
+        // Issue 31: a session is an `sts` ARN; under `iam` this pattern could never match.
+        "arn:aws:iam::123456789012:assumed-role/Admins/alice",
+    ] {
         admins_stop_the_start(Some(admins)).await;
     }
 }

@@ -251,3 +251,37 @@ async fn profiles_aws_would_refuse_are_a_400_naming_the_field_and_reach_no_sts()
         .collect();
     assert!(sts.is_empty(), "{sts:?}");
 }
+
+/// Issue 31: an assumed-role session is always `arn:aws:sts::…:assumed-role/…`; the same resource
+/// under an `iam` ARN can never match anybody, so it is refused where it is written, with the form
+/// that works.
+#[tokio::test]
+async fn an_assumed_role_pattern_under_an_iam_arn_is_a_400_showing_the_sts_form() {
+    let t = TestApp::new().await;
+    let mut profile = role_profile();
+    profile["allowed_principals"] = json!([
+        "arn:aws:iam::123456789012:role/Deployers*",
+        "arn:aws:iam::123456789012:assumed-role/Role/alice"
+    ]);
+    let (st, b) = put(&t, "never-matches", &profile).await;
+    assert_error(
+        st,
+        &b,
+        400,
+        "invalid_request",
+        Some("allowed_principals[1]"),
+    );
+    let message = b["error"]["message"].as_str().unwrap_or_default();
+    assert!(
+        message.contains("arn:aws:sts::123456789012:assumed-role/Role/alice"),
+        "the message shows the sts form: {b}"
+    );
+    let (st, b) = t
+        .call("GET", "/v1/profiles/never-matches", None, Some(ADMIN))
+        .await;
+    assert_eq!(st, 404, "nothing was saved: {b}");
+    // The sts form is what a session is, and is saved.
+    profile["allowed_principals"] = json!(["arn:aws:sts::123456789012:assumed-role/Role/alice"]);
+    let (st, b) = put(&t, "never-matches", &profile).await;
+    assert_eq!(st, 201, "{b}");
+}

@@ -25,9 +25,14 @@ pub enum Command {
     },
     /// Revoke one lease.
     #[command(
-        after_help = "Example:\n  keysmith leases revoke 0d5f3c52-86a1-4f5e-9c0e-7b3a2f1e4d6c"
+        after_help = "Example:\n  keysmith leases revoke 0d5f3c52-86a1-4f5e-9c0e-7b3a2f1e4d6c --reason \"pasted in #general\""
     )]
-    Revoke { lease_id: String },
+    Revoke {
+        lease_id: String,
+        /// Why, for the audit trail (`Credentials Revoked`).
+        #[arg(long, value_name = "TEXT")]
+        reason: Option<String>,
+    },
     /// Make a live iam_user lease end later (STS credentials cannot be extended).
     #[command(
         after_help = "Example:\n  keysmith leases renew 0d5f3c52-86a1-4f5e-9c0e-7b3a2f1e4d6c --duration-seconds 3600"
@@ -43,9 +48,14 @@ pub enum Command {
 
 /// `DELETE /v1/leases/{id}`, and this machine's cached copy of the revoked keys goes too (SPEC
 /// §17: nothing serves a revoked lease); a cache that cannot be opened holds nothing to remove.
-pub async fn revoke(api: &Api, lease_id: &str) -> Result<serde_json::Value, ClientError> {
+pub async fn revoke(
+    api: &Api,
+    lease_id: &str,
+    reason: Option<&str>,
+) -> Result<serde_json::Value, ClientError> {
     let path = format!("/v1/leases/{}", encode(lease_id));
-    let answer = api.call("DELETE", &path, None).await?;
+    let body = reason.map(|r| serde_json::json!({ "reason": r }));
+    let answer = api.call("DELETE", &path, body.as_ref()).await?;
     if let Ok(cache) = crate::cache::Cache::open() {
         if let Err(e) = cache.forget_lease(lease_id) {
             eprintln!("keysmith: the revoked lease's cached credentials could not be removed: {e}");
@@ -73,8 +83,8 @@ pub async fn run(target: &Target, format: Format, args: &Args) -> Result<(), Adm
             ];
             print!("{}", list(&items, &columns, format));
         }
-        Command::Revoke { lease_id } => {
-            let answer = revoke(&api, lease_id).await?;
+        Command::Revoke { lease_id, reason } => {
+            let answer = revoke(&api, lease_id, reason.as_deref()).await?;
             print_object(&answer, format, &format!("revoked lease {lease_id}"));
         }
         Command::Renew {

@@ -190,7 +190,7 @@ pub async fn answer(ui: &Ui, req: Request<Incoming>) -> Response<Full<Bytes>> {
             }
         }
         (Method::POST, ["api", "leases", id, "revoke"]) => {
-            match crate::admin::leases::revoke(&api, id).await {
+            match crate::admin::leases::revoke(&api, id, Some("revoked from keysmith ui")).await {
                 Ok(answer) => reply(200, &pick(std::slice::from_ref(&answer), LEASE_FIELDS)[0]),
                 Err(e) => api_error(&e),
             }

@@ -327,9 +327,13 @@ async fn main() {
 /// The `keysmith` client against the API behind a SigV4-checking gateway.
 async fn client(moto: &Moto, sdk: &aws_config::SdkConfig, f: Arc<FunctionProcess>, role_arn: &str) {
     step("the keysmith client, through a local gateway that checks SigV4 signatures like API Gateway's IAM authorizer");
-    let gateway = Gateway::start_sigv4(f, &moto.endpoint, 0).await;
     let (admin_key, admin_secret) = user_with_key(sdk, "admin", &allow_all()).await;
     let (alice_key, alice_secret) = user_with_key(sdk, "alice", &allow_all()).await;
+    let keys = Arc::new(keysmith_tests::keyring::KeyRing::default());
+    keys.add(&admin_key, &admin_secret, None, None);
+    keys.add(&alice_key, &alice_secret, None, None);
+    let authorizer = keysmith_tests::sigv4::Authorizer::new(&moto.endpoint, keys);
+    let gateway = Gateway::start_sigv4(f, authorizer, 0).await;
     println!(
         "    API {} ; IAM users admin and alice sign with their own keys",
         gateway.endpoint

@@ -71,7 +71,11 @@ pub async fn section(moto: &Moto) -> String {
         ],
     )
     .await;
-    let gateway = Gateway::start_sigv4(Arc::new(function), &moto.endpoint, 0).await;
+    let keys = Arc::new(keysmith_tests::keyring::KeyRing::default());
+    keys.add(&admin_key, &admin_secret, None, None);
+    keys.add(&key, &secret, None, None);
+    let authorizer = keysmith_tests::sigv4::Authorizer::new(&moto.endpoint, keys);
+    let gateway = Gateway::start_sigv4(Arc::new(function), authorizer, 0).await;
     let home = tempfile::tempdir().expect("temporary home");
     let keysmith = built("keysmith");
     let awscurl = venv().join("bin/awscurl");
