@@ -31,6 +31,9 @@ pub struct CliStack {
     /// `HOME`, the AWS config files and the cache live here.
     pub home: tempfile::TempDir,
     pub id: String,
+    /// The keys the gateway checks signatures with: a test that makes credentials straight in
+    /// moto (not through Keysmith) registers them here, as AWS would know them.
+    pub keys: Arc<KeyRing>,
     stderr: Mutex<Vec<String>>,
 }
 
@@ -85,7 +88,7 @@ impl CliStack {
             )
             .await,
         );
-        let authorizer = Authorizer::new(&moto.endpoint, keys);
+        let authorizer = Authorizer::new(&moto.endpoint, keys.clone());
         let gateway = Gateway::start_sigv4(function.clone(), authorizer, 0).await;
         let home = tempfile::tempdir().unwrap();
         let stack = CliStack {
@@ -96,6 +99,7 @@ impl CliStack {
             alice,
             home,
             id,
+            keys,
             stderr: Mutex::default(),
         };
         let role =

@@ -173,6 +173,12 @@ async fn another_session_of_the_requesters_role_cannot_approve_through_sigv4() {
         keysmith_tests::leaks::record_from(
             &json!({"secret_access_key": c.secret_access_key, "session_token": c.session_token}),
         );
+        s.keys.add(
+            &c.access_key_id,
+            &c.secret_access_key,
+            Some(&c.session_token),
+            None,
+        );
         sessions.push((c.access_key_id, c.secret_access_key, c.session_token));
     }
     let session = |i: usize, args: &[&str]| {
