@@ -250,3 +250,17 @@ pub fn assert_error(status: u16, body: &Value, want_status: u16, code: &str, fie
         assert_eq!(body["error"]["field"], f, "{body}");
     }
 }
+
+/// How many of the audit `items` are `event` about access key `key`.
+pub fn key_events(items: &[HashMap<String, AttributeValue>], event: &str, key: &str) -> usize {
+    items
+        .iter()
+        .filter(|i| {
+            i["event"].as_s().unwrap() == event
+                && i.get("access_key_id")
+                    .and_then(|v| v.as_s().ok())
+                    .map(String::as_str)
+                    == Some(key)
+        })
+        .count()
+}

@@ -121,3 +121,18 @@ pub async fn signing_key(sdk: &SdkConfig) -> String {
         .arn
         .unwrap()
 }
+
+/// The status of `key` of IAM user `user`: `Active`, `Inactive`, or `Deleted` when IAM no longer
+/// lists it.
+pub async fn key_status(iam: &aws_sdk_iam::Client, user: &str, key: &str) -> String {
+    iam.list_access_keys()
+        .user_name(user)
+        .send()
+        .await
+        .unwrap()
+        .access_key_metadata
+        .into_iter()
+        .find(|k| k.access_key_id.as_deref() == Some(key))
+        .map(|k| k.status.unwrap().as_str().to_owned())
+        .unwrap_or_else(|| "Deleted".into())
+}

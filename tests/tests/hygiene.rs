@@ -8,8 +8,8 @@ use chrono::{Duration, Utc};
 use keysmith::audit::Origin;
 use keysmith::hygiene::quarantine::Exposure;
 use keysmith::jobs;
-use keysmith_tests::api::{assert_error, TestApp, ADMIN, DEPLOYER};
-use keysmith_tests::aws::caller_arn;
+use keysmith_tests::api::{assert_error, key_events as events, TestApp, ADMIN, DEPLOYER};
+use keysmith_tests::aws::{caller_arn, key_status as status};
 use keysmith_tests::moto::Moto;
 use keysmith_tests::rotation::{rotatable, rotation_lambda, start_rotation, Snapshot};
 use serde_json::{json, Value};
@@ -42,36 +42,6 @@ async fn user_with_key(iam: &aws_sdk_iam::Client, name: &str, exempt: Option<&st
         .access_key
         .unwrap()
         .access_key_id
-}
-
-async fn status(iam: &aws_sdk_iam::Client, user: &str, key: &str) -> String {
-    iam.list_access_keys()
-        .user_name(user)
-        .send()
-        .await
-        .unwrap()
-        .access_key_metadata
-        .into_iter()
-        .find(|k| k.access_key_id.as_deref() == Some(key))
-        .map(|k| k.status.unwrap().as_str().to_owned())
-        .unwrap_or_else(|| "Deleted".into())
-}
-
-fn events(
-    items: &[std::collections::HashMap<String, aws_sdk_dynamodb::types::AttributeValue>],
-    event: &str,
-    key: &str,
-) -> usize {
-    items
-        .iter()
-        .filter(|i| {
-            i["event"].as_s().unwrap() == event
-                && i.get("access_key_id")
-                    .and_then(|v| v.as_s().ok())
-                    .map(String::as_str)
-                    == Some(key)
-        })
-        .count()
 }
 
 #[tokio::test]

@@ -6,9 +6,10 @@ use chrono::{DateTime, Duration, Utc};
 use keysmith::audit::Origin;
 use keysmith::jobs;
 use keysmith::rotation::Retirement;
-use keysmith_tests::api::{assert_error, TestApp, ADMIN};
-use keysmith_tests::aws::caller_arn;
+use keysmith_tests::api::{assert_error, key_events as count, TestApp, ADMIN};
+use keysmith_tests::aws::{caller_arn, key_status as status};
 use keysmith_tests::moto::Moto;
+use keysmith_tests::rotation::Snapshot;
 use serde_json::{json, Value};
 
 fn origin() -> Origin {
@@ -19,54 +20,11 @@ fn origin() -> Origin {
     }
 }
 
-/// The status of `key` of `user` in IAM: `Active`, `Inactive` or `Deleted`.
-async fn status(iam: &aws_sdk_iam::Client, user: &str, key: &str) -> String {
-    iam.list_access_keys()
-        .user_name(user)
-        .send()
-        .await
-        .unwrap()
-        .access_key_metadata
-        .into_iter()
-        .find(|k| k.access_key_id.as_deref() == Some(key))
-        .map(|k| k.status.unwrap().as_str().to_owned())
-        .unwrap_or_else(|| "Deleted".into())
-}
-
-/// The secret's current key pair.
-async fn current(sm: &aws_sdk_secretsmanager::Client, secret: &str) -> (String, String) {
-    let v: Value = serde_json::from_str(
-        &sm.get_secret_value()
-            .secret_id(secret)
-            .version_stage("AWSCURRENT")
-            .send()
-            .await
-            .unwrap()
-            .secret_string
-            .unwrap(),
-    )
-    .unwrap();
-    (
-        v["access_key_id"].as_str().unwrap().to_owned(),
-        v["secret_access_key"].as_str().unwrap().to_owned(),
-    )
-}
-
-fn count(
-    items: &[std::collections::HashMap<String, aws_sdk_dynamodb::types::AttributeValue>],
-    event: &str,
-    key: &str,
-) -> usize {
-    items
-        .iter()
-        .filter(|i| {
-            i["event"].as_s().unwrap() == event
-                && i.get("access_key_id")
-                    .and_then(|v| v.as_s().ok())
-                    .map(String::as_str)
-                    == Some(key)
-        })
-        .count()
+/// The secret's current key pair (and its keys join the leak scan).
+async fn current(t: &TestApp, secret: &str, user: &str) -> (String, String) {
+    let snapshot = Snapshot::take(&t.sdk, &t.sdk, secret, user).await;
+    let (id, secret_key) = snapshot.current_key();
+    (id.to_owned(), secret_key.to_owned())
 }
 
 async fn policy(t: &TestApp, name: &str) -> Value {
@@ -118,7 +76,6 @@ async fn a_previous_key_in_use_waits_and_an_unused_one_is_retired() {
     let moto = Moto::start();
     let t = TestApp::on(&moto, moto.sdk_config().await).await;
     let iam = aws_sdk_iam::Client::new(&t.sdk);
-    let sm = aws_sdk_secretsmanager::Client::new(&t.sdk);
     let user = "graceful-ci";
     let (secret, k0) = graceful(&t, user).await;
     t.put_rotation(
@@ -132,7 +89,7 @@ async fn a_previous_key_in_use_waits_and_an_unused_one_is_retired() {
         .await
         .unwrap();
     assert_eq!(first.rotated.len(), 1, "{:?}", first.to_json());
-    let (k1, _) = current(&sm, &secret).await;
+    let (k1, _) = current(&t, &secret, user).await;
     assert_eq!(status(&iam, user, &k0.access_key_id).await, "Active");
 
     // Something still signs with the previous key; then an admin asks for a rotation.
@@ -156,7 +113,11 @@ async fn a_previous_key_in_use_waits_and_an_unused_one_is_retired() {
         waiting.to_json()
     );
     assert_eq!(status(&iam, user, &k0.access_key_id).await, "Active");
-    assert_eq!(current(&sm, &secret).await.0, k1, "the rotation waited");
+    assert_eq!(
+        current(&t, &secret, user).await.0,
+        k1,
+        "the rotation waited"
+    );
     let p = policy(&t, "grace").await;
     assert_eq!(p["status"], "waiting_for_unused", "{p}");
     let reason = p["status_reason"].as_str().unwrap();
@@ -192,7 +153,7 @@ async fn a_previous_key_in_use_waits_and_an_unused_one_is_retired() {
     let items = t.audit_items().await;
     assert_eq!(count(&items, "Access Key Retired", &k0.access_key_id), 1);
     assert_eq!(status(&iam, user, &k0.access_key_id).await, "Deleted");
-    let (k2, k2_secret) = current(&sm, &secret).await;
+    let (k2, k2_secret) = current(&t, &secret, user).await;
     assert_ne!(k2, k1, "{:?}", late.to_json());
     caller_arn(&moto, &k2, &k2_secret, None)
         .await

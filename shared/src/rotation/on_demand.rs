@@ -74,11 +74,10 @@ async fn rotate_locked(
                 rotated_at: Some(at),
                 status: Status::Idle,
                 reason: None,
-                due_at: done
-                    .enabled
-                    .then(|| done.next_due(at))
-                    .map(|d| check.map_or(d, |c| c.min(d)))
-                    .or(check),
+                due_at: [done.enabled.then(|| done.next_due(at)), check]
+                    .into_iter()
+                    .flatten()
+                    .min(),
             };
             policies.settle(&name, owner, &settle).await?;
             Ok((policy, rotated))

@@ -2,7 +2,7 @@
 //! through the same identity and binding check as a rotation — with Keysmith's own identity
 //! ([`Rotator::acting_as_itself`]), since the quarantine policy denies the user acting on its keys.
 
-use super::{aws, RotationError, Rotator};
+use super::{RotationError, Rotator};
 
 impl Rotator {
     /// Sets `key` of the secret's (bound) user `Inactive` (a key that is not the user's, or is
@@ -15,26 +15,11 @@ impl Rotator {
         let admin = self.admin(&value, &versions).await?;
         self.check_binding(&admin, &value.user_name, &versions)
             .await?;
-        let keys = admin
-            .iam
-            .list_access_keys()
-            .user_name(&value.user_name)
-            .send()
-            .await
-            .map_err(|e| aws("ListAccessKeys", e))?
-            .access_key_metadata;
-        if !keys.iter().any(|k| k.access_key_id.as_deref() == Some(key)) {
+        let keys = self.keys(&admin, &value.user_name).await?;
+        if !keys.iter().any(|k| k.access_key_id() == Some(key)) {
             return Ok(current);
         }
-        admin
-            .iam
-            .update_access_key()
-            .user_name(&value.user_name)
-            .access_key_id(key)
-            .status(aws_sdk_iam::types::StatusType::Inactive)
-            .send()
-            .await
-            .map_err(|e| aws("UpdateAccessKey", e))?;
+        self.set_inactive(&admin, &value.user_name, key).await?;
         Ok(current)
     }
 }

@@ -129,15 +129,7 @@ impl Rotator {
                 retire_after,
             });
         }
-        admin
-            .iam
-            .update_access_key()
-            .user_name(&current.user_name)
-            .access_key_id(&id)
-            .status(StatusType::Inactive)
-            .send()
-            .await
-            .map_err(|e| aws("UpdateAccessKey", e))?;
+        self.set_inactive(&admin, &current.user_name, &id).await?;
         let used = last_used.map_or("never used".to_owned(), |t| {
             format!("last used {}", crate::time::format_time(t))
         });

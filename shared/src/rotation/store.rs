@@ -135,4 +135,24 @@ impl Rotator {
         }
         Ok(())
     }
+
+    /// Sets one of `user`'s keys `Inactive` (never deletes it): the quarantine response and
+    /// `retire_unused_hours`.
+    pub(super) async fn set_inactive(
+        &self,
+        admin: &Admin,
+        user: &str,
+        id: &str,
+    ) -> Result<(), RotationError> {
+        admin
+            .iam
+            .update_access_key()
+            .user_name(user)
+            .access_key_id(id)
+            .status(aws_sdk_iam::types::StatusType::Inactive)
+            .send()
+            .await
+            .map_err(|e| aws("UpdateAccessKey", e))?;
+        Ok(())
+    }
 }

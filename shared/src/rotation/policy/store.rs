@@ -253,25 +253,6 @@ impl PolicyStore {
         }
     }
 
-    /// Records a finished rotation and releases the lock (only `owner`'s): idle, due again after
-    /// its interval.
-    pub async fn rotated(
-        &self,
-        policy: &Policy,
-        owner: &str,
-        at: DateTime<Utc>,
-    ) -> Result<(), PolicyError> {
-        let mut done = policy.clone();
-        done.last_rotated_at = Some(at);
-        let settle = Settle {
-            rotated_at: Some(at),
-            status: Status::Idle,
-            reason: None,
-            due_at: done.enabled.then(|| done.next_due(at)),
-        };
-        self.settle(policy.name.as_str(), owner, &settle).await
-    }
-
     /// Releases `owner`'s lock as `settle` says: the rotation (if any) recorded, the status and
     /// its reason, and the next time the policy is due (`None`: out of the due index).
     pub async fn settle(
