@@ -11,6 +11,7 @@ pub mod jobs;
 pub mod json;
 pub mod keys;
 pub mod lease;
+pub mod logging;
 pub mod names;
 pub mod ops;
 pub mod profile;
@@ -48,10 +49,9 @@ pub struct App {
     pub rotator: Rotator,
     pub policies: PolicyStore,
     pub revocations: Revocations,
-    /// SPEC §13: the audit trail's checkpoints (the API reads them) and their sealer (the
-    /// scheduled function runs it; its KMS and S3 clients are built on first use only).
+    /// SPEC §13: the audit trail's checkpoints (the API reads them; scheduled-rotation's
+    /// [`Jobs`] also seals them).
     pub checkpoints: CheckpointStore,
-    pub sealer: Sealer,
     /// SPEC §12: access requests and approvals.
     pub access_requests: requests::RequestStore,
     pub region: String,
@@ -87,7 +87,6 @@ impl App {
             audit.clone(),
         );
         let checkpoints = CheckpointStore::new(clients.dynamodb.clone(), &config.state_table);
-        let sealer = Sealer::new(audit.clone(), checkpoints.clone(), sdk, config.seal.clone());
         let access_requests = requests::RequestStore::new(
             clients.dynamodb.clone(),
             &config.state_table,
@@ -98,7 +97,6 @@ impl App {
             region: clients.region.clone(),
             revocations,
             checkpoints,
-            sealer,
             config,
             clients,
             audit,
@@ -161,6 +159,39 @@ impl App {
     pub async fn from_env() -> Result<Self, config::ConfigError> {
         let (config, sdk) = load().await?;
         Ok(Self::new(config, &sdk))
+    }
+}
+
+impl App {
+    /// The audit trail's sealer over these services (KMS and S3 clients built on first use).
+    /// Only scheduled-rotation calls it, so only its binary links KMS and S3.
+    pub fn sealer(&self, sdk: &SdkConfig) -> Sealer {
+        Sealer::new(
+            self.audit.clone(),
+            self.checkpoints.clone(),
+            sdk,
+            self.config.seal.clone(),
+        )
+    }
+}
+
+/// scheduled-rotation's services: the shared ones and the audit trail's sealer.
+#[derive(Clone, Debug)]
+pub struct Jobs {
+    pub app: App,
+    pub sealer: Sealer,
+}
+
+impl Jobs {
+    /// As [`App::from_env_or_exit`]: the same variables, checked the same way.
+    pub async fn from_env_or_exit() -> Self {
+        or_exit(load().await.map(|(config, sdk)| {
+            let app = App::new(config, &sdk);
+            Self {
+                sealer: app.sealer(&sdk),
+                app,
+            }
+        }))
     }
 }
 

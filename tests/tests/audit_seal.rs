@@ -115,7 +115,12 @@ impl Trail {
     }
 
     async fn seal(&self) -> keysmith::audit::SealReport {
-        self.t.app.sealer.seal(Utc::now()).await.unwrap()
+        self.t
+            .app
+            .sealer(&self.t.sdk)
+            .seal(Utc::now())
+            .await
+            .unwrap()
     }
 
     /// `keysmith audit verify --output json [args]` as the admin: (exit 0?, report, stderr).
@@ -235,7 +240,13 @@ async fn tampering_with_a_sealed_trail_is_named_and_an_untouched_one_verifies_of
     );
     // Sealing again (a duplicate run) seals nothing new and changes nothing.
     let stored = trail.checkpoints().await;
-    let again = trail.t.app.sealer.seal(Utc::now()).await.unwrap();
+    let again = trail
+        .t
+        .app
+        .sealer(&trail.t.sdk)
+        .seal(Utc::now())
+        .await
+        .unwrap();
     assert!(again.sealed.len() <= 2, "{again:?}");
     assert_eq!(trail.checkpoints().await[..stored.len()], stored[..]);
 
@@ -496,7 +507,7 @@ async fn tampering_with_a_sealed_trail_is_named_and_an_untouched_one_verifies_of
 #[tokio::test]
 async fn without_a_key_sealing_is_off_and_says_so() {
     let t = TestApp::new().await;
-    let report = t.app.sealer.seal(Utc::now()).await.unwrap();
+    let report = t.app.sealer(&t.sdk).seal(Utc::now()).await.unwrap();
     assert!(report.off.unwrap().contains("KEYSMITH_AUDIT_SIGNING_KEY"));
     assert!(report.sealed.is_empty());
 }

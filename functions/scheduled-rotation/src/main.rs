@@ -10,14 +10,15 @@ use aws_lambda_events::eventbridge::EventBridgeEvent;
 use aws_lambda_events::sqs::SqsEvent;
 use keysmith::audit::Origin;
 use keysmith::jobs::{self, Job};
-use keysmith::App;
+use keysmith::{App, Jobs};
 use lambda_runtime::{service_fn, Error, LambdaEvent};
 use serde_json::Value;
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), Error> {
-    lambda_runtime::tracing::init_default_subscriber();
-    let app = &App::from_env_or_exit().await;
+    keysmith::logging::init();
+    let services = &Jobs::from_env_or_exit().await;
+    let app = &services.app;
     lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| async move {
         let origin = Origin {
             principal: "keysmith:scheduled-rotation".into(),
@@ -31,16 +32,17 @@ async fn main() -> Result<(), Error> {
             return Ok::<Value, Error>(queue_batch(app, &batch, &origin).await);
         }
         let event: EventBridgeEvent<Value> = serde_json::from_value(event.payload)?;
-        scheduled(app, &event, &origin).await
+        scheduled(services, &event, &origin).await
     }))
     .await
 }
 
 async fn scheduled(
-    app: &App,
+    services: &Jobs,
     event: &EventBridgeEvent<Value>,
     origin: &Origin,
 ) -> Result<Value, Error> {
+    let app = &services.app;
     let now = chrono::Utc::now();
     // SPEC §15: IAM's CloudTrail events and GuardDuty findings, by their rules.
     if let Some(exposure) =
@@ -53,7 +55,7 @@ async fn scheduled(
     let report = match Job::of(&event.detail) {
         Job::Canary => return Ok(jobs::canary(app, origin).await),
         Job::Seal => {
-            let report = jobs::seal(app, now).await?;
+            let report = jobs::seal(&services.sealer, now).await?;
             tracing::info!(report = %report, "sealing done");
             return Ok(report);
         }

@@ -9,7 +9,7 @@ use lambda_runtime::{service_fn, Error, LambdaEvent};
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), Error> {
-    lambda_runtime::tracing::init_default_subscriber();
+    keysmith::logging::init();
     // Only the rotation engine: this function never issues credentials or reads profiles.
     let app = &keysmith::RotationHook::from_env_or_exit().await;
     lambda_runtime::run(service_fn(move |event: LambdaEvent<RotationEvent>| async move {

@@ -169,7 +169,7 @@ async fn main() {
     let sealing = Instant::now();
     let report = t
         .app
-        .sealer
+        .sealer(&t.sdk)
         .seal(Utc.timestamp_opt(end, 0).single().unwrap())
         .await
         .unwrap();

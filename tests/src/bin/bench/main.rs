@@ -23,6 +23,8 @@ use keysmith_tests::{event, repo_root, seed_not_due_policies, venv};
 use serde_json::{json, Value};
 
 const COLD_STARTS: usize = 10;
+/// Init alone: rounds of the floor and the three functions started in turn (see `interleaved_inits`).
+const INIT_ROUNDS: usize = 60;
 const WARM_INVOCATIONS: usize = 200;
 /// Cold starts of each function over HTTP and over TLS, alternating.
 const TLS_COLD_STARTS: usize = 20;
@@ -85,6 +87,26 @@ async fn cold_start(c: &Candidate, env: &[(&str, &str)], m: &mut Measured) -> Fu
     m.first.push(first);
     m.cold.push(init + first);
     f
+}
+
+/// Init (start to the first `next`) of each candidate, `INIT_ROUNDS` times, the candidates in
+/// turn: whatever drifts on a shared 2-core machine (moto's background work, the page cache, the
+/// other core) falls on the floor and the functions alike, so their ratio is a side-by-side one.
+/// Ten cold starts per candidate, one candidate after the other, moved the ratio by ±0.3 between
+/// runs of the same binaries.
+async fn interleaved_inits(cs: &[&Candidate], env: &[(&str, &str)]) -> Vec<Vec<Duration>> {
+    let mut inits = vec![Vec::with_capacity(INIT_ROUNDS); cs.len()];
+    for _ in 0..INIT_ROUNDS {
+        for (c, out) in cs.iter().zip(inits.iter_mut()) {
+            let args: Vec<&str> = c.args.iter().map(String::as_str).collect();
+            let f = FunctionProcess::start_command(&c.program, &args, env).await;
+            out.push(f.init_duration().await);
+        }
+    }
+    for v in &mut inits {
+        v.sort();
+    }
+    inits
 }
 
 impl Measured {
@@ -222,17 +244,26 @@ async fn main() {
         rows.push((ours, m, Some(p)));
     }
 
+    // The Rust rows' init: side by side (the Python twins keep their own cold starts).
+    eprintln!("measuring init side by side, {INIT_ROUNDS} rounds…");
+    let candidates: Vec<&Candidate> = rows.iter().map(|(c, _, _)| c).collect();
+    let inits = interleaved_inits(&candidates, &env).await;
+    for ((_, m, _), init) in rows.iter_mut().zip(inits) {
+        m.init = init;
+    }
     let floor_init = pct(&rows[0].1.init, 50.0);
     let mut out = String::new();
     out.push_str(&format!(
         "# Keysmith benchmark\n\n{} cold starts and {} warm invocations each, through the Lambda Runtime API, \
          against moto on 127.0.0.1, on this machine ({} cores). Rust binaries: host ({}) release builds \
          with the workspace profile (`cargo lambda build --release --arm64` needs a zig cross-build \
-         that is not run here). Times in ms.\n\n",
+         that is not run here). Init of the Rust binaries: p50 of {} cold starts each, the floor and the \
+         functions started in turn. Times in ms.\n\n",
         COLD_STARTS,
         WARM_INVOCATIONS,
         std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
         std::env::consts::ARCH,
+        INIT_ROUNDS,
     ));
     out.push_str("| function | init p50 | init max | first inv. p50 | warm p50 | warm p99 | peak RSS MiB | bootstrap MiB | init ÷ floor | Python init ÷ ours | Python init p50 | Python warm p50 | Python RSS MiB |\n");
     out.push_str("|---|---|---|---|---|---|---|---|---|---|---|---|---|\n");
