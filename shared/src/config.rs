@@ -22,9 +22,6 @@ pub struct Config {
     /// `KEYSMITH_LEASE_BOUNDARY_ARNS`: the permissions boundaries an `iam_user` profile may name
     /// (SPEC §5). Empty (unset) means no `iam_user` profile can be saved or used.
     pub lease_boundary_arns: Vec<PolicyArn>,
-    /// `KEYSMITH_ROTATION_FUNCTION` (optional): the scheduled-rotation function rotate-now invokes
-    /// at once; unset, the next scheduled run picks the request up.
-    pub rotation_function: Option<String>,
     /// `KEYSMITH_ROTATOR_ROLE_ARN` (optional): the role rotations change a user's keys through,
     /// assumed with the rotated secret as session tags (SPEC §18). Unset (local runs), rotations
     /// act with the function's own identity.
@@ -37,8 +34,8 @@ pub struct Config {
     /// refused with `409` naming the account.
     pub revoker_role_name: Option<String>,
     /// `KEYSMITH_ROTATION_QUEUE_URL` (optional, SPEC §14): RotationQueue. Set, the scheduled run
-    /// and rotate-now enqueue rotations for the queue's workers; unset (local runs), the run
-    /// rotates inline and rotate-now invokes the function.
+    /// and rotate-now enqueue rotations for the queue's workers; unset, the run rotates inline and
+    /// rotate-now leaves the request to the next run.
     pub rotation_queue_url: Option<String>,
     /// SPEC §13: sealing the audit trail.
     pub seal: SealConfig,
@@ -244,7 +241,6 @@ impl Config {
             rotation_queue_url,
             revoker_role_name,
             lease_boundary_arns,
-            rotation_function: get("KEYSMITH_ROTATION_FUNCTION"),
             rotator_role_arn,
             lease_group_path,
             max_key_age_days,

@@ -36,8 +36,7 @@ use crate::rotation::policy::PolicyStore;
 use crate::rotation::Rotator;
 use crate::users::IamUsers;
 
-/// The services scheduled-rotation needs, and the API's too ([`Api`] adds issuance and
-/// rotate-now's Lambda client), built once per process (cold start), shared by every invocation.
+/// The services scheduled-rotation needs, and the API's too ([`Api`] adds issuance), built once per process (cold start), shared by every invocation.
 /// The secret-rotation hook builds only a [`RotationHook`].
 #[derive(Clone, Debug)]
 pub struct App {
@@ -195,25 +194,22 @@ impl Jobs {
     }
 }
 
-/// issue-credentials' services: the shared ones, issuance (STS, `iam_user`), and the Lambda client
-/// rotate-now starts scheduled-rotation with. scheduled-rotation builds neither.
+/// issue-credentials' services: the shared ones and issuance (STS, `iam_user`).
 #[derive(Clone, Debug)]
 pub struct Api {
     pub app: App,
     pub issuer: Issuer,
-    pub lambda: Lazy<aws_sdk_lambda::Client>,
 }
 
 impl Api {
     pub fn new(config: Config, sdk: &SdkConfig) -> Self {
-        Self::with(App::new(config, sdk), sdk)
+        Self::with(App::new(config, sdk))
     }
 
     /// Issuance over an existing [`App`]'s clients and leases.
-    pub fn with(app: App, sdk: &SdkConfig) -> Self {
+    pub fn with(app: App) -> Self {
         Self {
             issuer: app.issuer(),
-            lambda: Lazy::new(sdk, aws_sdk_lambda::Client::new),
             app,
         }
     }

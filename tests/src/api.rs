@@ -67,7 +67,6 @@ impl TestApp {
             canary_profile: None,
             key_age_dry_run: true,
             lease_boundary_arns: vec![PolicyArn::parse("boundary", LEASE_BOUNDARY).unwrap()],
-            rotation_function: None,
             rotator_role_arn: None,
             lease_group_path: "/keysmith/".into(),
             revoker_role_name: None,
@@ -77,7 +76,7 @@ impl TestApp {
         edit(&mut config);
         let app = keysmith::App::new(config, &sdk);
         TestApp {
-            issuer: keysmith::Api::with(app.clone(), &sdk).issuer,
+            issuer: keysmith::Api::with(app.clone()).issuer,
             app,
             sdk,
             state_table: state.to_owned(),
@@ -104,7 +103,6 @@ impl TestApp {
         keysmith::Api {
             app: self.app.clone(),
             issuer: self.issuer.clone(),
-            lambda: keysmith::aws::Lazy::new(&self.sdk, aws_sdk_lambda::Client::new),
         }
     }
 

@@ -1,8 +1,9 @@
 //! The local stack of `make dev` (binary `keysmith-dev`), also started by the README test: moto
 //! (with AWS managed policies), the tables from `template.yaml`, the three functions through the
 //! Lambda Runtime API emulator, the AWS endpoint in front of moto (`front.rs`: Lambda `Invoke` of
-//! the functions, keys recorded for the gateway), the SigV4-checking gateway, a schedule, and seed
-//! data: an admin, a non-admin `alice`, and one example profile of each credential type.
+//! the functions, keys recorded for the gateway), RotationQueue and what its event source mapping
+//! does, the SigV4-checking gateway, a schedule, and seed data: an admin, a non-admin `alice`, and
+//! one example profile of each credential type.
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -17,12 +18,13 @@ use crate::front::Front;
 use crate::gateway::Gateway;
 use crate::keyring::KeyRing;
 use crate::moto::{Moto, ACCOUNT, REGION};
+use crate::queue::{sqs_event, RotationQueues};
 use crate::runtime::FunctionProcess;
 use crate::sigv4::Authorizer;
 
 pub const STATE_TABLE: &str = "keysmith-state";
 pub const AUDIT_TABLE: &str = "keysmith-audit";
-/// The functions' names, as `Invoke` and `KEYSMITH_ROTATION_FUNCTION` name them.
+/// The functions' names, as `Invoke` names them.
 pub const SCHEDULED_ROTATION: &str = "keysmith-scheduled-rotation";
 pub const SECRET_ROTATION: &str = "keysmith-secret-rotation";
 /// The base user of the `session_token` and `federation_token` examples, and its key's secret.
@@ -77,13 +79,11 @@ impl DevStack {
         .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
         .collect();
         env.extend(audit_env);
-        let mut api_env = env.clone();
-        // Rotate-now invokes scheduled-rotation (asynchronously) through the AWS endpoint.
-        api_env.push((
-            "KEYSMITH_ROTATION_FUNCTION".into(),
-            SCHEDULED_ROTATION.into(),
-        ));
-        let issue = start_function("issue-credentials", &api_env).await;
+        // Rotations go through RotationQueue, as on AWS: the scheduled run and rotate-now enqueue,
+        // `queue_loop` hands the messages to scheduled-rotation.
+        let queues = RotationQueues::create(&moto.sdk_config().await, 60).await;
+        env.push(("KEYSMITH_ROTATION_QUEUE_URL".into(), queues.url.clone()));
+        let issue = start_function("issue-credentials", &env).await;
         let scheduled = start_function("scheduled-rotation", &env).await;
         let hook = start_function("secret-rotation", &env).await;
         let functions = HashMap::from([
@@ -103,6 +103,7 @@ impl DevStack {
         seed(&moto, &sdk, &issue, &admin, &alice).await;
         let authorizer = Authorizer::new(&moto.endpoint, keys);
         let gateway = Gateway::start_sigv4(issue, authorizer, port).await;
+        tokio::spawn(queue_loop(scheduled.clone(), queues));
         tokio::spawn(schedule_loop(scheduled, schedule));
         DevStack {
             moto,
@@ -149,7 +150,7 @@ impl DevStack {
             .collect();
         format!(
             "# Keysmith API on {} (SigV4-checked, as API Gateway's IAM authorizer).\n\
-             # AWS (moto, managed policies loaded) on {}, with the three functions behind Lambda Invoke.\n\
+             # AWS (moto, managed policies loaded) on {}, with the three functions behind Lambda Invoke and RotationQueue.\n\
              # Example profiles: {}.\n\
              # Local keys of the emulator only, printed on purpose. Ctrl-C stops everything.\n\n\
              # As the admin ({}): paste into a shell at the repository root\n{}\n\
@@ -327,6 +328,40 @@ async fn schedule_loop(function: Arc<FunctionProcess>, every: Duration) {
             if let Err(e) = function.invoke(&event).await {
                 eprintln!("keysmith-dev: the scheduled {name} run failed: {e}");
             }
+        }
+    }
+}
+
+/// The event source mapping's part: RotationQueue's messages, up to 10 at a time, to
+/// scheduled-rotation as a standard SQS event; what its answer does not report failed is deleted
+/// (a failed one comes back after the queue's visibility timeout, to the dead-letter queue after 3).
+async fn queue_loop(function: Arc<FunctionProcess>, queues: RotationQueues) {
+    let arn = format!(
+        "arn:aws:sqs:{REGION}:{ACCOUNT}:{}",
+        queues.url.rsplit('/').next().unwrap_or_default()
+    );
+    loop {
+        let received = queues
+            .sqs
+            .receive_message()
+            .queue_url(&queues.url)
+            .max_number_of_messages(10)
+            .send()
+            .await;
+        let batch = match received {
+            Ok(out) => out.messages.unwrap_or_default(),
+            Err(e) => {
+                eprintln!("keysmith-dev: receiving from RotationQueue failed: {e}");
+                Vec::new()
+            }
+        };
+        if batch.is_empty() {
+            tokio::time::sleep(Duration::from_millis(250)).await;
+            continue;
+        }
+        match function.invoke(&sqs_event(&batch, &arn)).await {
+            Ok(answer) => queues.settle(&batch, &answer).await,
+            Err(e) => eprintln!("keysmith-dev: a RotationQueue batch failed: {e}"),
         }
     }
 }

@@ -589,7 +589,7 @@ async fn an_iam_user_profile_needs_one_of_the_deployments_lease_boundaries() {
         config.lease_boundary_arns.clear();
         keysmith::App::new(config, &t.sdk)
     };
-    narrowed.issuer = keysmith::Api::with(narrowed.app.clone(), &t.sdk).issuer;
+    narrowed.issuer = keysmith::Api::with(narrowed.app.clone()).issuer;
     let (s, b) = narrowed
         .call(
             "POST",

@@ -115,20 +115,12 @@ pub(super) async fn rotate_now(
     req.no_query()?;
     req.empty_or_empty_object()?;
     req.require_admin(app, "rotate keys").await?;
-    let wake = match (
-        &app.config.rotation_queue_url,
-        &app.config.rotation_function,
-    ) {
-        (Some(url), _) => rotation::Wake::Queue {
+    let wake = match &app.config.rotation_queue_url {
+        Some(url) => rotation::Wake::Queue {
             sqs: &app.clients.sqs,
             url,
         },
-        (None, Some(function)) => rotation::Wake::Function {
-            lambda: &api.lambda,
-            name: function,
-            region: &app.region,
-        },
-        (None, None) => rotation::Wake::Nobody,
+        None => rotation::Wake::Nobody,
     };
     let policy = rotation::request_now(&app.policies, wake, name.as_str(), &req.origin).await?;
     Ok(Reply::json(202, policy.to_json(chrono::Utc::now())))

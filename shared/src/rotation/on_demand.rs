@@ -2,14 +2,12 @@
 //! request: marked `requested` (audited), then scheduled-rotation invoked asynchronously.
 
 use chrono::{DateTime, Utc};
-use serde_json::json;
 
 use super::policy::{Policy, PolicyError, PolicyStore, Settle, Status};
 use super::retire::Retirement;
 use super::{Rotated, RotationError, Rotator};
 use crate::audit::{AuditRecord, Category, Origin, Outcome};
-use crate::aws::{classify, FailureKind};
-use crate::time::format_time;
+use crate::aws::FailureKind;
 
 /// The `detail-type` of the event rotate-now sends scheduled-rotation.
 pub const ROTATION_REQUESTED: &str = "Rotation Requested";
@@ -190,17 +188,12 @@ pub async fn run_due_policy(
     }
 }
 
-/// Who rotate-now wakes, in order of preference: RotationQueue's workers (SPEC §14), else
-/// scheduled-rotation invoked asynchronously with a `Rotation Requested` event.
+/// Who rotate-now wakes: RotationQueue's workers (SPEC §14), or nobody (no queue configured: the
+/// next scheduled run rotates the request).
 pub enum Wake<'a> {
     Queue {
         sqs: &'a aws_sdk_sqs::Client,
         url: &'a str,
-    },
-    Function {
-        lambda: &'a aws_sdk_lambda::Client,
-        name: &'a str,
-        region: &'a str,
     },
     Nobody,
 }
@@ -224,40 +217,10 @@ pub async fn request_now(
     );
     record.profile = Some(name.to_owned());
     let policy = policies.request(name, now, &record).await?;
-    match wake {
-        Wake::Queue { sqs, url } => {
-            if let Err(e) = super::queue::enqueue(sqs, url, name, None).await {
-                tracing::warn!(policy = name, error = %e, "enqueueing the rotation failed; the next scheduled run rotates the policy");
-            }
+    if let Wake::Queue { sqs, url } = wake {
+        if let Err(e) = super::queue::enqueue(sqs, url, name, None).await {
+            tracing::warn!(policy = name, error = %e, "enqueueing the rotation failed; the next scheduled run rotates the policy");
         }
-        Wake::Function {
-            lambda,
-            name: function,
-            region,
-        } => {
-            let event = json!({
-                "version": "0",
-                "id": uuid::Uuid::new_v4().to_string(),
-                "detail-type": ROTATION_REQUESTED,
-                "source": "keysmith",
-                "account": "",
-                "time": format_time(now),
-                "region": region,
-                "resources": [],
-                "detail": {"policy": name},
-            });
-            let sent = lambda
-                .invoke()
-                .function_name(function)
-                .invocation_type(aws_sdk_lambda::types::InvocationType::Event)
-                .payload(aws_sdk_lambda::primitives::Blob::new(event.to_string()))
-                .send()
-                .await;
-            if let Err(e) = sent {
-                tracing::warn!(policy = name, function, error = %classify(e), "invoking scheduled-rotation failed; the next scheduled run rotates the policy");
-            }
-        }
-        Wake::Nobody => {}
     }
     Ok(policy)
 }
