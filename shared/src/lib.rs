@@ -36,8 +36,9 @@ use crate::rotation::policy::PolicyStore;
 use crate::rotation::Rotator;
 use crate::users::IamUsers;
 
-/// The services scheduled-rotation needs, and the API's too ([`Api`] adds issuance), built once per process (cold start), shared by every invocation.
-/// The secret-rotation hook builds only a [`RotationHook`].
+/// The services scheduled-rotation needs, and the API's too ([`Api`] adds issuance), built once
+/// per process (cold start), shared by every invocation. The secret-rotation hook builds only a
+/// [`RotationHook`].
 #[derive(Clone, Debug)]
 pub struct App {
     pub config: Config,
