@@ -341,15 +341,8 @@ async fn queue_loop(function: Arc<FunctionProcess>, queues: RotationQueues) {
         queues.url.rsplit('/').next().unwrap_or_default()
     );
     loop {
-        let received = queues
-            .sqs
-            .receive_message()
-            .queue_url(&queues.url)
-            .max_number_of_messages(10)
-            .send()
-            .await;
-        let batch = match received {
-            Ok(out) => out.messages.unwrap_or_default(),
+        let batch = match queues.try_receive_once(&queues.url).await {
+            Ok(batch) => batch,
             Err(e) => {
                 eprintln!("keysmith-dev: receiving from RotationQueue failed: {e}");
                 Vec::new()

@@ -4,6 +4,7 @@
 //! policies to fill it.
 
 use aws_config::SdkConfig;
+use aws_sdk_sqs::operation::receive_message::ReceiveMessageError;
 use aws_sdk_sqs::types::{Message, QueueAttributeName};
 use serde_json::{json, Value};
 
@@ -90,15 +91,23 @@ impl RotationQueues {
     /// One `ReceiveMessage` of up to 10 (with visibility 0, the only safe way: the next receive
     /// would return the same messages under new receipt handles).
     pub async fn receive_once(&self, url: &str) -> Vec<Message> {
-        self.sqs
+        self.try_receive_once(url).await.unwrap()
+    }
+
+    /// As [`Self::receive_once`], the SDK's error returned: for the long-running `make dev` loop,
+    /// which must outlive a failed receive.
+    pub async fn try_receive_once(
+        &self,
+        url: &str,
+    ) -> Result<Vec<Message>, aws_sdk_sqs::error::SdkError<ReceiveMessageError>> {
+        let out = self
+            .sqs
             .receive_message()
             .queue_url(url)
             .max_number_of_messages(10)
             .send()
-            .await
-            .unwrap()
-            .messages
-            .unwrap_or_default()
+            .await?;
+        Ok(out.messages.unwrap_or_default())
     }
 
     /// Deletes the messages the worker's answer does not name as failed: the event source

@@ -1,5 +1,5 @@
 //! Rotating one policy now, under its lock (the scheduled path and rotate-now), and rotate-now's
-//! request: marked `requested` (audited), then scheduled-rotation invoked asynchronously.
+//! request: marked `requested` (audited), then enqueued for RotationQueue's workers.
 
 use chrono::{DateTime, Utc};
 
@@ -9,7 +9,8 @@ use super::{Rotated, RotationError, Rotator};
 use crate::audit::{AuditRecord, Category, Origin, Outcome};
 use crate::aws::FailureKind;
 
-/// The `detail-type` of the event rotate-now sends scheduled-rotation.
+/// The `detail-type` of an EventBridge-shaped event that makes scheduled-rotation run only the
+/// rotations (rotate-now sent it before RotationQueue; scheduled-rotation still accepts it).
 pub const ROTATION_REQUESTED: &str = "Rotation Requested";
 pub const EVENT_REQUESTED: &str = "Rotation Requested";
 

@@ -224,12 +224,15 @@ async fn main() {
         event: event.clone(),
         size: None,
     };
-    let rust = |name: &str, event: &Value| Candidate {
-        label: name.to_owned(),
-        size: size(&repo_root().join("target/release").join(name)),
-        program: release(name),
-        args: vec![],
-        event: event.clone(),
+    let rust = |name: &str, event: &Value| {
+        let program = release(name);
+        Candidate {
+            label: name.to_owned(),
+            size: size(&program),
+            program,
+            args: vec![],
+            event: event.clone(),
+        }
     };
     std::env::set_current_dir(repo_root()).unwrap();
     if std::env::args().any(|a| a == "--tls-only") {
